@@ -1,0 +1,47 @@
+// Package message is ferry's core: the Message type, the Publisher and
+// Subscriber interfaces every adapter implements, Handler and Middleware,
+// and the sentinel errors. It imports nothing outside the standard library.
+//
+// Pick a broker by constructing an adapter (package inmem, kafka or amqp);
+// write the rest of the service against these interfaces.
+//
+// # Delivery semantics
+//
+// Publish returns only when the broker has durably accepted every message
+// (Kafka acks=all with the idempotent producer, RabbitMQ publisher confirms
+// with mandatory routing, inmem once appended). A nil error means nothing was
+// lost. A batch is not atomic: a *PublishError lists the messages that
+// failed so that just those can be retried. Publish fills in ID (NewID, a
+// UUIDv7) and Time where they are empty.
+//
+// Subscribe delivers at least once. A handler's return value is the
+// acknowledgement: nil settles the message for the subscriber's group; an
+// error or a panic (recovered into a *PanicError) makes the subscriber
+// deliver the same message again after a capped exponential backoff, with
+// Delivery.Attempt one higher, before any later message with the same Key.
+// Nothing is dropped by default; bounding the retries and dead-lettering is
+// the job of the retry middleware.
+//
+// Subscribers in the same group share the work, each message going to one
+// member; different groups each receive every message. Up to the configured
+// concurrency handlers run at once; messages with the same non-empty Key are
+// never handled concurrently and are handled in publish order. Messages with
+// an empty Key may run in any order.
+//
+// On ctx cancellation Subscribe stops fetching, lets in-flight handlers
+// finish (their context is cancelled only after a drain timeout), settles
+// what finished and returns nil. A subscriber restarted in the same group
+// continues after the settled messages. After a crash, messages that were in
+// flight are delivered again: use the dedupe middleware for
+// effectively-once processing.
+//
+// # Errors
+//
+// Sentinel errors (ErrClosed, ErrInvalidTopic, ErrInvalidMessage,
+// ErrMessageTooLarge, ErrNilHandler, ErrUnroutable, ...) are wrapped with
+// context by the adapters; check them with errors.Is. Broker errors are
+// wrapped too, so errors.As finds the client's own error types. Context
+// errors (context.Canceled, context.DeadlineExceeded) are returned
+// unwrapped. Bad input (an empty topic, a nil message, a nil handler) is
+// rejected before anything is published.
+package message

@@ -1,0 +1,77 @@
+package messagetest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/ferrymsg/ferry/message"
+)
+
+// Harness tells the suite how to build an adapter's publishers and
+// subscribers and what the adapter can do.
+type Harness struct {
+	// NewPublisher returns a new publisher. Required. The suite closes it.
+	NewPublisher func(t testing.TB) (message.Publisher, error)
+
+	// NewSubscriber returns a new subscriber configured as cfg says.
+	// Required. The suite closes it.
+	NewSubscriber func(t testing.TB, cfg SubscriberConfig) (message.Subscriber, error)
+
+	// Prepare, when set, creates what must exist before messages are
+	// published to topic so that the given groups receive them (a Kafka
+	// topic, AMQP exchange, queues and bindings). The suite calls it before
+	// publishing to a fresh topic.
+	Prepare func(t testing.TB, topic string, groups ...string)
+
+	// NewTopic, when set, returns a fresh topic name; by default the suite
+	// makes one from the test name and a random suffix using letters,
+	// digits, '.', '_' and '-'.
+	NewTopic func(t testing.TB) string
+
+	// RestartBroker stops and starts the broker (or cuts every client
+	// connection and lets them back in). Used when Features.Restart is set.
+	RestartBroker func(t testing.TB)
+
+	// Features declares optional capabilities.
+	Features Features
+}
+
+// SubscriberConfig is what the suite asks of a subscriber.
+type SubscriberConfig struct {
+	// Group is the consumer group (AMQP: the queue's group name).
+	Group string
+	// Concurrency is the maximum number of handlers running at once.
+	Concurrency int
+	// InitialBackoff and MaxBackoff bound the redelivery backoff after a
+	// handler error. The suite passes small values so it runs fast.
+	InitialBackoff time.Duration
+	MaxBackoff     time.Duration
+	// DrainTimeout is how long shutdown waits for in-flight handlers before
+	// cancelling their context.
+	DrainTimeout time.Duration
+}
+
+// Features are an adapter's optional capabilities. The zero value runs the
+// core tests only.
+type Features struct {
+	// NewGroupReadsHistory: a group created after messages were published
+	// still receives them (Kafka, inmem). False for AMQP, where a queue
+	// only receives what is published after it is bound.
+	NewGroupReadsHistory bool
+
+	// Restart: RestartBroker is set, and publishing and consuming survive
+	// it with nothing lost.
+	Restart bool
+
+	// InvalidTopics are topic names the adapter must reject with
+	// ErrInvalidTopic (besides "", which every adapter rejects).
+	InvalidTopics []string
+
+	// MaxPayload is the largest payload the round-trip test sends; 0
+	// means 1 MiB.
+	MaxPayload int
+
+	// Timeout bounds each wait of the suite; 0 means 30 s. Real brokers
+	// with slow group rebalances want more.
+	Timeout time.Duration
+}
