@@ -1,0 +1,288 @@
+package inmem
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ferrymsg/ferry/internal/offsets"
+	"github.com/ferrymsg/ferry/message"
+)
+
+// DefaultPartitions is the number of partitions of each topic unless
+// WithPartitions says otherwise.
+const DefaultPartitions = 8
+
+// BrokerOption configures a Broker.
+type BrokerOption func(*Broker)
+
+// WithPartitions sets the number of partitions per topic (default
+// DefaultPartitions). Members of a group split the partitions; a key always
+// maps to the same partition. Values below 1 are treated as 1.
+func WithPartitions(n int) BrokerOption {
+	return func(b *Broker) {
+		if n < 1 {
+			n = 1
+		}
+		b.partitions = n
+	}
+}
+
+// WithRetention keeps history for groups that join later: the last count
+// messages of each partition, and every message younger than age, are kept
+// even after every existing group settled them. Zero values keep nothing
+// extra (the default): a message is dropped once every existing group has
+// settled it. Messages a group has not settled are never dropped.
+func WithRetention(count int, age time.Duration) BrokerOption {
+	return func(b *Broker) {
+		b.retainCount = max(count, 0)
+		b.retainAge = max(age, 0)
+	}
+}
+
+// Broker is an in-process message broker: topics are partitioned ordered
+// logs with consumer-group offsets. The zero value is not usable; call
+// NewBroker.
+type Broker struct {
+	partitions  int
+	retainCount int
+	retainAge   time.Duration
+
+	mu     sync.Mutex
+	topics map[string]*topic
+	closed bool
+	done   chan struct{}
+}
+
+// NewBroker returns an empty broker.
+func NewBroker(opts ...BrokerOption) *Broker {
+	b := &Broker{partitions: DefaultPartitions, topics: make(map[string]*topic), done: make(chan struct{})}
+	for _, o := range opts {
+		o(b)
+	}
+	return b
+}
+
+// Close closes the broker: Publish and Subscribe on its publishers and
+// subscribers return message.ErrClosed, and running Subscribe calls drain
+// and return message.ErrClosed. Close is safe to call more than once.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.closed {
+		b.closed = true
+		close(b.done)
+	}
+	return nil
+}
+
+func (b *Broker) isClosed() bool {
+	select {
+	case <-b.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// topic returns the named topic, creating it.
+func (b *Broker) topic(name string) (*topic, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, message.ErrClosed
+	}
+	t := b.topics[name]
+	if t == nil {
+		t = &topic{b: b, name: name, groups: make(map[string]*group), parts: make([]*partition, b.partitions)}
+		for i := range t.parts {
+			t.parts[i] = &partition{}
+		}
+		b.topics[name] = t
+	}
+	return t, nil
+}
+
+// validateTopic applies Kafka's topic rules, so code tested on inmem runs
+// unchanged on Kafka: 1 to 249 of [a-zA-Z0-9._-], not "." or "..".
+func validateTopic(name string) error {
+	if err := message.ValidateTopic(name); err != nil {
+		return err
+	}
+	if len(name) > 249 {
+		return fmt.Errorf("%w: topic name is %d characters long, the limit is 249", message.ErrInvalidTopic, len(name))
+	}
+	if name == "." || name == ".." {
+		return fmt.Errorf("%w: topic name %q is reserved", message.ErrInvalidTopic, name)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("%w: topic name %q has %q at byte %d; use letters, digits, '.', '_' and '-'", message.ErrInvalidTopic, name, c, i)
+		}
+	}
+	return nil
+}
+
+type topic struct {
+	b    *Broker
+	name string
+
+	mu     sync.Mutex
+	parts  []*partition
+	groups map[string]*group
+	rr     int           // round-robin partition for keyless messages
+	notify chan struct{} // closed at the next append; nil when nobody waits
+}
+
+type partition struct {
+	base    int64 // offset of entries[0]
+	entries []entry
+}
+
+type entry struct {
+	msg *message.Message
+	at  time.Time // append time, for age retention
+}
+
+func (p *partition) end() int64 { return p.base + int64(len(p.entries)) }
+
+// partitionFor maps a key to a partition with FNV-1a, so a key keeps its
+// partition; keyless messages go round robin.
+func (t *topic) partitionFor(key string) int {
+	n := len(t.parts)
+	if key == "" {
+		t.rr++
+		return t.rr % n
+	}
+	h := uint32(2166136261)
+	for i := 0; i < len(key); i++ {
+		h ^= uint32(key[i])
+		h *= 16777619
+	}
+	return int(h % uint32(n))
+}
+
+// wakeLocked wakes every member waiting for new messages.
+func (t *topic) wakeLocked() {
+	if t.notify != nil {
+		close(t.notify)
+		t.notify = nil
+	}
+}
+
+// waitChLocked returns a channel closed at the next append.
+func (t *topic) waitChLocked() <-chan struct{} {
+	if t.notify == nil {
+		t.notify = make(chan struct{})
+	}
+	return t.notify
+}
+
+// trimLocked drops messages of partition i that every group has settled
+// and that retention does not keep.
+func (t *topic) trimLocked(i int) {
+	if len(t.groups) == 0 {
+		return // keep everything for the first group
+	}
+	p := t.parts[i]
+	upto := p.end()
+	for _, g := range t.groups {
+		upto = min(upto, g.parts[i].tr.Next())
+	}
+	if c := t.b.retainCount; c > 0 {
+		upto = min(upto, p.end()-int64(c))
+	}
+	n := int(upto - p.base)
+	if a := t.b.retainAge; a > 0 && n > 0 {
+		cutoff := time.Now().Add(-a)
+		for n > 0 && !p.entries[n-1].at.Before(cutoff) {
+			n--
+		}
+	}
+	if n <= 0 {
+		return
+	}
+	clear(p.entries[:n])
+	p.entries = p.entries[n:]
+	p.base += int64(n)
+}
+
+// group is a consumer group's state on one topic.
+type group struct {
+	name    string
+	parts   []*groupPart
+	members []*member
+}
+
+type groupPart struct {
+	tr        offsets.Tracker // commit point and settled offsets beyond it
+	sinceTrim int
+	owner     *member
+	epoch     uint64 // incremented at each ownership change
+	fetched   int64  // next offset to hand to the owner
+	delivered int64  // highest offset ever handed out + 1
+	revoking  bool   // owner must give it up
+}
+
+func (t *topic) groupLocked(name string) *group {
+	g := t.groups[name]
+	if g == nil {
+		g = &group{name: name, parts: make([]*groupPart, len(t.parts))}
+		for i, p := range t.parts {
+			gp := &groupPart{}
+			gp.tr.Reset(p.base) // a new group starts from the earliest message
+			g.parts[i] = gp
+		}
+		t.groups[name] = g
+	}
+	return g
+}
+
+// rebalanceLocked assigns partition i to member i mod len(members). A
+// partition owned by another member is first revoked: its owner drops the
+// partition's queued work, waits for its in-flight handlers, and releases
+// it (releaseLocked) to the member it should go to then.
+func (t *topic) rebalanceLocked(g *group) {
+	for i, gp := range g.parts {
+		var want *member
+		if len(g.members) > 0 {
+			want = g.members[i%len(g.members)]
+		}
+		switch {
+		case gp.owner == want:
+			gp.revoking = false
+		case gp.owner == nil:
+			t.assignLocked(g, i, want)
+		default:
+			if !gp.revoking {
+				gp.revoking = true
+				gp.owner.poke()
+			}
+		}
+	}
+}
+
+func (t *topic) assignLocked(g *group, i int, m *member) {
+	gp := g.parts[i]
+	gp.owner = m
+	gp.epoch++
+	gp.revoking = false
+	gp.fetched = gp.tr.Next()
+	if m != nil {
+		m.poke()
+	}
+}
+
+// releaseLocked gives up partition i of g and hands it to whoever should
+// own it now.
+func (t *topic) releaseLocked(g *group, i int) {
+	gp := g.parts[i]
+	gp.owner = nil
+	gp.revoking = false
+	var want *member
+	if len(g.members) > 0 {
+		want = g.members[i%len(g.members)]
+	}
+	t.assignLocked(g, i, want)
+}

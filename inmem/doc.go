@@ -1,0 +1,61 @@
+// Package inmem is ferry's in-memory adapter: a broker inside the process,
+// for unit tests, examples and single-process pipelines. It needs no setup
+// and keeps the same contract as the Kafka and AMQP adapters.
+//
+//	b := inmem.NewBroker()
+//	pub := inmem.NewPublisher(b)
+//	sub, _ := inmem.NewSubscriber(b, inmem.WithGroup("billing"), inmem.WithConcurrency(8))
+//
+// # Delivery semantics
+//
+// A topic is a set of partitions (WithPartitions, default 8), each an
+// ordered log, like a Kafka topic. A message's Key picks its partition
+// (FNV-1a hash); keyless messages go round robin. Publish returns once the
+// messages are appended, and every group then receives them.
+//
+// A group keeps a commit point per partition: the offset below which every
+// message is settled (a handler returned nil). Subscribers of one group
+// split the partitions between them (partition i goes to member i mod n);
+// when members join or leave, a partition's old owner drops its queued
+// messages, lets its in-flight handlers finish (up to the drain timeout) and
+// hands the partition over, and the new owner starts at the commit point.
+// Messages that were handed out but not settled are delivered again with
+// Delivery.Redelivered set and Attempt 2. A new group starts from the
+// earliest message still held. A Subscribe call that returns and a new one
+// in the same group resume after what was settled.
+//
+// Within a Subscribe call, the shared keyed dispatcher runs up to
+// WithConcurrency handlers at once, never two with the same key, same-key
+// messages in publish order. A handler error or panic redelivers the same
+// message after WithRedeliveryBackoff (capped exponential), before later
+// messages with its key; other keys keep flowing. At most WithMaxPending
+// messages are fetched and unsettled per Subscribe call.
+//
+// Delivery metadata: Topic, Group, Attempt, Partition and Offset are set;
+// DeliveryTag is 0. A delivered Message shares Payload and Headers with the
+// stored one: handlers must not modify them.
+//
+// Memory stays bounded: a message is dropped once every group that exists
+// has settled it (while no group exists, everything is kept for the first
+// one). WithRetention keeps the last N messages or those younger than an
+// age for groups that join later. A group remembers its position for the
+// life of the Broker, even with no member, and holds back dropping until it
+// settles.
+//
+// # Configuration
+//
+// Broker options: WithPartitions (default 8), WithRetention (default none).
+// Subscriber options: WithGroup (default "default"), WithConcurrency
+// (default 1), WithRedeliveryBackoff (default 100ms doubling to 10s),
+// WithDrainTimeout (default 30s), WithMaxPending (default 4096),
+// WithLogger (default slog.Default()).
+//
+// # Errors
+//
+// Topic names follow Kafka's rules (1 to 249 of letters, digits, '.', '_',
+// '-'; not "." or ".."), so code tested on inmem runs on Kafka; others give
+// message.ErrInvalidTopic. A nil message gives message.ErrInvalidMessage and
+// publishes nothing of the batch; a nil handler gives message.ErrNilHandler.
+// After Close (of the publisher, subscriber or broker) calls return
+// message.ErrClosed. Invalid options give message.ErrInvalidConfig.
+package inmem

@@ -1,0 +1,363 @@
+package inmem
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ferrymsg/ferry/internal/dispatch"
+	"github.com/ferrymsg/ferry/message"
+)
+
+// DefaultGroup is the group of a Subscriber unless WithGroup says
+// otherwise.
+const DefaultGroup = "default"
+
+// SubscriberOption configures a Subscriber.
+type SubscriberOption func(*subConfig) error
+
+type subConfig struct {
+	group  string
+	cfg    dispatch.Config
+	logger *slog.Logger
+}
+
+// WithGroup sets the consumer group (default DefaultGroup). Subscribers of
+// one group share a topic's messages; each group receives every message.
+func WithGroup(name string) SubscriberOption {
+	return func(c *subConfig) error {
+		if name == "" {
+			return fmt.Errorf("%w: inmem: group name is empty", message.ErrInvalidConfig)
+		}
+		c.group = name
+		return nil
+	}
+}
+
+// WithConcurrency sets how many handlers run at once (default 1). Messages
+// with the same key never run concurrently.
+func WithConcurrency(n int) SubscriberOption {
+	return func(c *subConfig) error {
+		if n < 1 {
+			return fmt.Errorf("%w: inmem: concurrency %d, want at least 1", message.ErrInvalidConfig, n)
+		}
+		c.cfg.Concurrency = n
+		return nil
+	}
+}
+
+// WithRedeliveryBackoff sets the backoff before a message whose handler
+// failed is delivered again: initial after the first failure, doubling up
+// to max (defaults 100ms and 10s).
+func WithRedeliveryBackoff(initial, max time.Duration) SubscriberOption {
+	return func(c *subConfig) error {
+		if initial <= 0 || max < initial {
+			return fmt.Errorf("%w: inmem: redelivery backoff initial %v, max %v: want 0 < initial <= max", message.ErrInvalidConfig, initial, max)
+		}
+		c.cfg.Backoff.Initial, c.cfg.Backoff.Max = initial, max
+		return nil
+	}
+}
+
+// WithDrainTimeout sets how long a stopping subscriber lets in-flight
+// handlers run before cancelling their context (default 30s).
+func WithDrainTimeout(d time.Duration) SubscriberOption {
+	return func(c *subConfig) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: inmem: drain timeout %v, want > 0", message.ErrInvalidConfig, d)
+		}
+		c.cfg.DrainTimeout = d
+		return nil
+	}
+}
+
+// WithMaxPending bounds the messages fetched and not yet settled per
+// Subscribe call (default 4096).
+func WithMaxPending(n int) SubscriberOption {
+	return func(c *subConfig) error {
+		if n < 1 {
+			return fmt.Errorf("%w: inmem: max pending %d, want at least 1", message.ErrInvalidConfig, n)
+		}
+		c.cfg.MaxPending = n
+		return nil
+	}
+}
+
+// WithLogger sets the logger for handler errors (default slog.Default()).
+func WithLogger(l *slog.Logger) SubscriberOption {
+	return func(c *subConfig) error {
+		c.logger = l
+		return nil
+	}
+}
+
+// Subscriber consumes topics of a Broker as a member of a group. Create it
+// with NewSubscriber.
+type Subscriber struct {
+	b    *Broker
+	conf subConfig
+
+	mu     sync.Mutex
+	closed bool
+	done   chan struct{}
+	wg     sync.WaitGroup
+}
+
+var _ message.Subscriber = (*Subscriber)(nil)
+
+// NewSubscriber returns a subscriber to b configured by opts.
+func NewSubscriber(b *Broker, opts ...SubscriberOption) (*Subscriber, error) {
+	if b == nil {
+		return nil, fmt.Errorf("%w: inmem: nil broker", message.ErrInvalidConfig)
+	}
+	c := subConfig{group: DefaultGroup, logger: slog.Default()}
+	for _, o := range opts {
+		if err := o(&c); err != nil {
+			return nil, err
+		}
+	}
+	return &Subscriber{b: b, conf: c, done: make(chan struct{})}, nil
+}
+
+// Close stops every running Subscribe call (they drain, then return
+// message.ErrClosed) and waits for them. Later calls return ErrClosed.
+// Safe to call more than once.
+func (s *Subscriber) Close() error {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.done)
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// member is one Subscribe call's membership in a group.
+type member struct {
+	wake chan struct{}
+}
+
+func (m *member) poke() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// ref identifies a delivery's position for settlement.
+type ref struct {
+	part  int
+	off   int64
+	epoch uint64
+}
+
+// delivery bundles a delivered message and its dispatcher entry in one
+// allocation.
+type delivery struct {
+	msg message.Message
+	dl  dispatch.Delivery
+	ref ref
+}
+
+// Subscribe joins the subscriber's group on topic and calls h for each
+// message until ctx is cancelled (returns nil after draining), Close is
+// called on the subscriber or broker (message.ErrClosed), or the input is
+// bad. See the package documentation for the delivery semantics.
+func (s *Subscriber) Subscribe(ctx context.Context, topicName string, h message.Handler) error {
+	if h == nil {
+		return fmt.Errorf("inmem: subscribe %q: %w", topicName, message.ErrNilHandler)
+	}
+	if err := validateTopic(topicName); err != nil {
+		return fmt.Errorf("inmem: subscribe: %w", err)
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return fmt.Errorf("inmem: subscribe %q: %w", topicName, message.ErrClosed)
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+
+	t, err := s.b.topic(topicName)
+	if err != nil {
+		return fmt.Errorf("inmem: subscribe %q: %w", topicName, err)
+	}
+	m := &member{wake: make(chan struct{}, 1)}
+	t.mu.Lock()
+	g := t.groupLocked(s.conf.group)
+	g.members = append(g.members, m)
+	t.rebalanceLocked(g)
+	t.mu.Unlock()
+
+	cfg := s.conf.cfg
+	cfg.OnError = func(d *dispatch.Delivery, err error) {
+		s.conf.logger.LogAttrs(context.Background(), slog.LevelWarn, "ferry/inmem: handler failed; redelivering",
+			slog.String("topic", topicName), slog.String("group", g.name),
+			slog.String("id", d.Msg.ID), slog.Int("attempt", d.Msg.Delivery.Attempt), slog.Any("error", err))
+	}
+	settled := func(d *dispatch.Delivery) {
+		r := d.Ref.(*ref)
+		t.mu.Lock()
+		gp := g.parts[r.part]
+		if gp.owner == m && gp.epoch == r.epoch && gp.tr.Settle(r.off) {
+			gp.sinceTrim++
+			if gp.sinceTrim >= 256 {
+				gp.sinceTrim = 0
+				t.trimLocked(r.part)
+			}
+		}
+		t.mu.Unlock()
+		m.poke() // there may be room to fetch again
+	}
+	disp := dispatch.New(ctx, h, cfg, settled)
+	maxPending := disp.Config().MaxPending
+
+	var result error
+	batch := make([]*delivery, 0, 256)
+loop:
+	for {
+		t.mu.Lock()
+		var revoked []int
+		for i, gp := range g.parts {
+			if gp.owner == m && gp.revoking {
+				revoked = append(revoked, i)
+			}
+		}
+		if len(revoked) > 0 {
+			t.mu.Unlock()
+			s.revoke(t, g, m, disp, revoked)
+			continue
+		}
+		room := maxPending - disp.Pending()
+		batch = batch[:0]
+		if room > 0 {
+			batch = s.fetchLocked(t, g, m, topicName, min(room, cap(batch)), batch)
+		}
+		var wait <-chan struct{}
+		if len(batch) == 0 && room > 0 {
+			wait = t.waitChLocked()
+		}
+		t.mu.Unlock()
+
+		for _, d := range batch {
+			if err := disp.Submit(ctx, &d.dl); err != nil {
+				break // ctx done; what was not submitted is refetched by the next owner
+			}
+		}
+		if len(batch) > 0 {
+			select {
+			case <-ctx.Done():
+				break loop
+			case <-s.done:
+				result = message.ErrClosed
+				break loop
+			case <-s.b.done:
+				result = message.ErrClosed
+				break loop
+			default:
+				continue
+			}
+		}
+		select {
+		case <-wait: // nil when full: then a settlement pokes us
+		case <-m.wake:
+		case <-ctx.Done():
+			break loop
+		case <-s.done:
+			result = message.ErrClosed
+			break loop
+		case <-s.b.done:
+			result = message.ErrClosed
+			break loop
+		}
+	}
+
+	disp.Shutdown()
+	t.mu.Lock()
+	for _, gp := range g.parts {
+		if gp.owner == m {
+			gp.owner = nil
+		}
+	}
+	for i, mm := range g.members {
+		if mm == m {
+			g.members = append(g.members[:i], g.members[i+1:]...)
+			break
+		}
+	}
+	for i, gp := range g.parts {
+		if gp.owner == nil {
+			t.releaseLocked(g, i)
+		}
+	}
+	t.rebalanceLocked(g)
+	t.mu.Unlock()
+	if result != nil {
+		return fmt.Errorf("inmem: subscribe %q: %w", topicName, result)
+	}
+	return nil
+}
+
+// fetchLocked collects up to n deliveries from m's partitions.
+func (s *Subscriber) fetchLocked(t *topic, g *group, m *member, topicName string, n int, batch []*delivery) []*delivery {
+	for i, gp := range g.parts {
+		if gp.owner != m || gp.revoking {
+			continue
+		}
+		p := t.parts[i]
+		if gp.fetched < p.base {
+			gp.fetched = p.base
+		}
+		for gp.fetched < p.end() && len(batch) < n {
+			off := gp.fetched
+			e := p.entries[off-p.base]
+			d := &delivery{msg: *e.msg}
+			d.ref = ref{part: i, off: off, epoch: gp.epoch}
+			d.msg.Delivery = message.Delivery{
+				Topic: topicName, Group: g.name, Attempt: 1,
+				Partition: int32(i), Offset: off,
+			}
+			if off < gp.delivered {
+				d.msg.Delivery.Attempt = 2
+				d.msg.Delivery.Redelivered = true
+			}
+			d.dl.Msg = &d.msg
+			d.dl.Ref = &d.ref
+			batch = append(batch, d)
+			gp.fetched++
+		}
+		gp.delivered = max(gp.delivered, gp.fetched)
+		if len(batch) == n {
+			break
+		}
+	}
+	return batch
+}
+
+// revoke gives up partitions: their queued deliveries are dropped, their
+// in-flight handlers may finish within the drain timeout, what settled is
+// kept, and the partitions go to the members that should own them now.
+func (s *Subscriber) revoke(t *topic, g *group, m *member, disp *dispatch.Dispatcher, parts []int) {
+	set := make(map[int]bool, len(parts))
+	for _, i := range parts {
+		set[i] = true
+	}
+	done := disp.Remove(func(d *dispatch.Delivery) bool { return set[d.Ref.(*ref).part] })
+	timer := time.NewTimer(disp.Config().DrainTimeout)
+	select {
+	case <-done:
+	case <-timer.C:
+	}
+	timer.Stop()
+	t.mu.Lock()
+	for _, i := range parts {
+		if gp := g.parts[i]; gp.owner == m && gp.revoking {
+			t.releaseLocked(g, i)
+		}
+	}
+	t.mu.Unlock()
+}
