@@ -1,0 +1,604 @@
+#!/usr/bin/env bash
+# Real brokers for ferry's tests, without Docker, on the loopback interface.
+#
+#   bash scripts/services.sh up                 install what is missing, start what is stopped
+#   bash scripts/services.sh down               stop what up started
+#   bash scripts/services.sh status             print the state; exit 1 if any service is down
+#   bash scripts/services.sh restart SERVICE    stop and start one (kafka|rabbitmq|postgres)
+#   bash scripts/services.sh start|stop SERVICE one service
+#
+# Services (addresses are the defaults of internal/testenv):
+#   kafka     Kafka 4.x KRaft, broker+controller in one JVM, jars from Maven
+#             Central (scripts/kafka/pom.xml). 127.0.0.1:9092 (controller 9093)
+#   rabbitmq  Debian's rabbitmq-server, node rabbit@localhost, guest/guest on
+#             127.0.0.1:5672
+#   postgres  Debian's postgresql cluster "main", 127.0.0.1:5432, role and
+#             database ferry (password ferry)
+#
+# `up` is idempotent: a running service is left alone. Kafka's jars and data
+# live under ${XDG_CACHE_HOME:-~/.cache}/ferry and are reused. Any failure
+# prints the service's log tail and exits non-zero.
+#
+# Settings (environment): FERRY_SERVICES (default "kafka rabbitmq postgres")
+# picks the services `up`, `down` and `status` act on; FERRY_KAFKA_HEAP
+# (default 1g); FERRY_SERVICE_TIMEOUT seconds to wait for readiness
+# (default 90).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/ferry"
+TIMEOUT="${FERRY_SERVICE_TIMEOUT:-90}"
+SERVICES="${FERRY_SERVICES:-kafka rabbitmq postgres}"
+
+KAFKA_POM="$ROOT/scripts/kafka/pom.xml"
+KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$KAFKA_POM")"
+KAFKA_HOME="$CACHE/kafka-$KAFKA_VERSION"
+KAFKA_LIBS="$KAFKA_HOME/libs"
+KAFKA_DATA="$KAFKA_HOME/data"
+KAFKA_PID="$KAFKA_HOME/kafka.pid"
+KAFKA_LOG="$KAFKA_HOME/logs/server.log"
+KAFKA_OUT="$KAFKA_HOME/logs/stdout.log"
+KAFKA_PORT=9092
+KAFKA_CONTROLLER_PORT=9093
+# Any 16 bytes, base64url without padding: "ferry-test-kafka".
+KAFKA_CLUSTER_ID="ZmVycnktdGVzdC1rYWZrYQ"
+
+RABBIT_PORT=5672
+RABBIT_NODE="rabbit@localhost"
+RABBIT_LOG_DIR=/var/log/rabbitmq
+PG_PORT=5432
+MARK="# Written by ferry scripts/services.sh"
+
+# ---------------------------------------------------------------- helpers
+
+now() { echo "${EPOCHREALTIME/,/.}"; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
+log() { printf '%s\n' "services: $*"; }
+warn() { printf '%s\n' "services: $*" >&2; }
+
+# die MESSAGE [LOGFILE...]: print the message and the tail of each log, exit 1.
+die() {
+	local msg="$1"
+	shift
+	warn "ERROR: $msg"
+	local f
+	for f in "$@"; do
+		if [[ -s "$f" ]]; then
+			warn "----- last 40 lines of $f -----"
+			tail -n 40 "$f" >&2 || true
+			warn "----- end of $f -----"
+		fi
+	done
+	exit 1
+}
+
+# port_open PORT: something accepts TCP connections on 127.0.0.1:PORT.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+SUDO=""
+if [[ "$(id -u)" != 0 ]]; then
+	command -v sudo >/dev/null || die "not root and no sudo: installing and starting rabbitmq/postgres needs root"
+	SUDO="sudo"
+fi
+
+# as_user USER CMD...: run a command as a system user.
+as_user() {
+	local u="$1"
+	shift
+	if [[ "$(id -un)" == "$u" ]]; then
+		"$@"
+	elif [[ "$(id -u)" == 0 ]]; then
+		runuser -u "$u" -- "$@"
+	else
+		sudo -u "$u" -- "$@"
+	fi
+}
+
+APT_UPDATED=""
+# apt_install PKG...: install Debian packages without starting their services
+# (a temporary policy-rc.d forbids it), retrying once.
+apt_install() {
+	local t0 policy=/usr/sbin/policy-rc.d made_policy="" aptlog="$CACHE/apt.log"
+	t0="$(now)"
+	mkdir -p "$CACHE"
+	log "installing $* (apt-get; log in $aptlog)"
+	if [[ ! -e "$policy" ]]; then
+		printf '#!/bin/sh\n# ferry services.sh: do not start services while installing\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+		$SUDO chmod 755 "$policy"
+		made_policy=1
+	fi
+	local try ok=""
+	for try in 1 2; do
+		if [[ -z "$APT_UPDATED" || "$try" == 2 ]]; then
+			$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q >>"$aptlog" 2>&1 || true
+			APT_UPDATED=1
+		fi
+		if $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+			-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@" >>"$aptlog" 2>&1; then
+			ok=1
+			break
+		fi
+		warn "apt-get install $* failed (try $try)"
+		sleep 3
+	done
+	[[ -n "$made_policy" ]] && $SUDO rm -f "$policy"
+	[[ -n "$ok" ]] || die "could not install $*" "$aptlog"
+	log "installed $* in $(since "$t0")"
+}
+
+# ------------------------------------------------------------------ kafka
+
+kafka_pid() {
+	[[ -f "$KAFKA_PID" ]] || return 1
+	local pid
+	pid="$(cat "$KAFKA_PID")"
+	if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && cat "/proc/$pid/cmdline" 2>/dev/null | tr '\0' ' ' | grep -q 'kafka\.Kafka'; then
+		echo "$pid"
+		return 0
+	fi
+	rm -f "$KAFKA_PID"
+	return 1
+}
+
+WAITKAFKA=""
+kafka_probe() {
+	if [[ -z "$WAITKAFKA" ]]; then
+		WAITKAFKA="$CACHE/bin/waitkafka"
+		mkdir -p "$CACHE/bin"
+		(cd "$ROOT" && go build -o "$WAITKAFKA" ./internal/testenv/cmd/waitkafka) ||
+			die "could not build internal/testenv/cmd/waitkafka"
+	fi
+	"$WAITKAFKA" -q -brokers "127.0.0.1:$KAFKA_PORT" -timeout "${1:-3s}" 2>/dev/null
+}
+
+kafka_fetch() {
+	local sum
+	sum="$(sha256sum "$KAFKA_POM" | cut -d' ' -f1)"
+	if [[ -f "$KAFKA_LIBS/.pom.sha256" && "$(cat "$KAFKA_LIBS/.pom.sha256")" == "$sum" ]]; then
+		return 0
+	fi
+	command -v java >/dev/null || apt_install openjdk-17-jre-headless
+	command -v mvn >/dev/null || apt_install maven
+	local t0 tmp="$KAFKA_HOME/libs.tmp" mvnlog="$KAFKA_HOME/logs/mvn.log"
+	mkdir -p "$KAFKA_HOME/logs"
+	t0="$(now)"
+	log "kafka: fetching Kafka $KAFKA_VERSION jars from Maven Central into $KAFKA_LIBS"
+	rm -rf "$tmp"
+	mvn -B -q -f "$KAFKA_POM" dependency:copy-dependencies -DincludeScope=runtime \
+		-DoutputDirectory="$tmp" >"$mvnlog" 2>&1 || die "kafka: mvn dependency:copy-dependencies failed" "$mvnlog"
+	ls "$tmp"/kafka_2.13-*.jar >/dev/null 2>&1 || die "kafka: no kafka_2.13 jar after mvn" "$mvnlog"
+	echo "$sum" >"$tmp/.pom.sha256"
+	rm -rf "$KAFKA_LIBS"
+	mv "$tmp" "$KAFKA_LIBS"
+	log "kafka: $(ls "$KAFKA_LIBS"/*.jar | wc -l) jars fetched in $(since "$t0")"
+}
+
+kafka_config() {
+	mkdir -p "$KAFKA_HOME/config" "$KAFKA_HOME/logs" "$KAFKA_DATA"
+	cat >"$KAFKA_HOME/config/server.properties" <<EOF
+$MARK; rewritten on every start.
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$KAFKA_DATA
+num.partitions=1
+default.replication.factor=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=10
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+delete.topic.enable=true
+log.retention.hours=24
+log.segment.bytes=67108864
+EOF
+	cat >"$KAFKA_HOME/config/log4j2.xml" <<EOF
+<?xml version="1.0" encoding="UTF-8"?>
+<!-- $MARK -->
+<Configuration status="WARN">
+  <Appenders>
+    <RollingFile name="file" fileName="$KAFKA_LOG" filePattern="$KAFKA_LOG.%i">
+      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
+      <Policies><SizeBasedTriggeringPolicy size="20 MB"/></Policies>
+      <DefaultRolloverStrategy max="2"/>
+    </RollingFile>
+  </Appenders>
+  <Loggers>
+    <Logger name="kafka.request.logger" level="WARN"/>
+    <Logger name="org.apache.kafka.controller" level="INFO"/>
+    <Logger name="state.change.logger" level="WARN"/>
+    <Root level="INFO"><AppenderRef ref="file"/></Root>
+  </Loggers>
+</Configuration>
+EOF
+}
+
+KAFKA_T0=""
+# kafka_start: start the broker in the background (readiness: kafka_wait).
+kafka_start() {
+	KAFKA_T0="$(now)"
+	if kafka_pid >/dev/null; then
+		log "kafka: already running (pid $(cat "$KAFKA_PID"))"
+		return 0
+	fi
+	if port_open "$KAFKA_PORT"; then
+		if kafka_probe 5s; then
+			log "kafka: something else already serves 127.0.0.1:$KAFKA_PORT; using it"
+			return 0
+		fi
+		die "kafka: 127.0.0.1:$KAFKA_PORT is taken by a process that is not a Kafka broker"
+	fi
+	port_open "$KAFKA_CONTROLLER_PORT" && die "kafka: controller port 127.0.0.1:$KAFKA_CONTROLLER_PORT is taken"
+	kafka_fetch
+	kafka_config
+	local cp="$KAFKA_LIBS/*"
+	local jvm=(-Xms256m "-Xmx${FERRY_KAFKA_HEAP:-1g}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+		-Djava.awt.headless=true -Djava.net.preferIPv4Stack=true
+		"-Dlog4j2.configurationFile=$KAFKA_HOME/config/log4j2.xml"
+		"-Dkafka.logs.dir=$KAFKA_HOME/logs")
+	if [[ ! -f "$KAFKA_DATA/meta.properties" ]]; then
+		log "kafka: formatting storage in $KAFKA_DATA"
+		java "${jvm[@]}" -cp "$cp" kafka.tools.StorageTool format -t "$KAFKA_CLUSTER_ID" \
+			-c "$KAFKA_HOME/config/server.properties" --standalone >"$KAFKA_HOME/logs/format.log" 2>&1 ||
+			die "kafka: storage format failed" "$KAFKA_HOME/logs/format.log"
+	fi
+	log "kafka: starting Kafka $KAFKA_VERSION (KRaft, 127.0.0.1:$KAFKA_PORT; log $KAFKA_LOG)"
+	: >"$KAFKA_OUT"
+	# setsid: own session, so the broker outlives this shell and a Ctrl-C of
+	# the caller; the inner shell writes its own pid, then becomes java.
+	setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$KAFKA_PID" \
+		nohup java "${jvm[@]}" -cp "$cp" kafka.Kafka "$KAFKA_HOME/config/server.properties" \
+		>>"$KAFKA_OUT" 2>&1 </dev/null &
+	local i
+	for i in $(seq 50); do [[ -s "$KAFKA_PID" ]] && break; sleep 0.1; done
+}
+
+kafka_wait() {
+	local deadline=$((SECONDS + TIMEOUT)) pid
+	pid="$(cat "$KAFKA_PID" 2>/dev/null || true)"
+	while :; do
+		if kafka_probe 3s; then
+			log "kafka: ready on 127.0.0.1:$KAFKA_PORT in $(since "$KAFKA_T0")"
+			return 0
+		fi
+		if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then
+			rm -f "$KAFKA_PID"
+			die "kafka: broker process $pid exited during startup" "$KAFKA_OUT" "$KAFKA_LOG"
+		fi
+		if ((SECONDS >= deadline)); then
+			die "kafka: not ready on 127.0.0.1:$KAFKA_PORT after ${TIMEOUT}s (pid $pid still running; stop it with: bash scripts/services.sh stop kafka)" "$KAFKA_OUT" "$KAFKA_LOG"
+		fi
+		sleep 0.5
+	done
+}
+
+kafka_stop() {
+	local pid t0
+	t0="$(now)"
+	if ! pid="$(kafka_pid)"; then
+		log "kafka: not running (no live pid in $KAFKA_PID)"
+		return 0
+	fi
+	kill -TERM "$pid" 2>/dev/null || true
+	local i
+	for i in $(seq 600); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		warn "kafka: pid $pid ignored SIGTERM for 60s; killing it"
+		kill -KILL "$pid" 2>/dev/null || true
+		sleep 0.5
+	fi
+	rm -f "$KAFKA_PID"
+	log "kafka: stopped (pid $pid) in $(since "$t0")"
+}
+
+kafka_status() {
+	local pid
+	if pid="$(kafka_pid)"; then
+		if kafka_probe 3s; then
+			log "kafka: up, pid $pid, 127.0.0.1:$KAFKA_PORT (Kafka $KAFKA_VERSION)"
+			return 0
+		fi
+		log "kafka: pid $pid running but not answering on 127.0.0.1:$KAFKA_PORT"
+		return 1
+	fi
+	if port_open "$KAFKA_PORT" && kafka_probe 3s; then
+		log "kafka: up on 127.0.0.1:$KAFKA_PORT (not started by this script)"
+		return 0
+	fi
+	log "kafka: down"
+	return 1
+}
+
+# --------------------------------------------------------------- rabbitmq
+
+rabbit_ctl() { $SUDO rabbitmqctl -n "$RABBIT_NODE" "$@"; }
+rabbit_ping() { $SUDO rabbitmq-diagnostics -n "$RABBIT_NODE" -q ping >/dev/null 2>&1; }
+rabbit_logs() { echo "$CACHE/rabbitmq-start.log" "$RABBIT_LOG_DIR/$RABBIT_NODE.log"; }
+
+rabbit_config() {
+	local envf=/etc/rabbitmq/rabbitmq-env.conf conf=/etc/rabbitmq/rabbitmq.conf
+	$SUDO mkdir -p /etc/rabbitmq
+	# Our env file replaces a missing one or Debian's all-comments default;
+	# one that someone edited is left alone.
+	if [[ ! -e "$envf" ]] || grep -qF "$MARK" "$envf" || cmp -s "$envf" /usr/share/rabbitmq/rabbitmq-env.conf; then
+		$SUDO tee "$envf" >/dev/null <<EOF
+$MARK: a loopback-only test broker.
+# Node name on localhost so that the node and the CLI tools agree whatever
+# the hostname; AMQP, epmd and Erlang distribution bound to 127.0.0.1.
+NODENAME=$RABBIT_NODE
+NODE_IP_ADDRESS=127.0.0.1
+NODE_PORT=$RABBIT_PORT
+ERL_EPMD_ADDRESS=127.0.0.1
+SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+CTL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+EOF
+	elif ! grep -q "^NODENAME=$RABBIT_NODE" "$envf"; then
+		warn "rabbitmq: $envf was edited by someone else; expecting node $RABBIT_NODE anyway"
+	fi
+	if [[ ! -e "$conf" ]] || grep -qF "$MARK" "$conf"; then
+		$SUDO tee "$conf" >/dev/null <<EOF
+$MARK
+listeners.tcp.default = 127.0.0.1:$RABBIT_PORT
+# guest/guest works, from loopback only (RabbitMQ's default).
+loopback_users.guest = true
+EOF
+	fi
+}
+
+rabbit_start() {
+	local t0
+	t0="$(now)"
+	if port_open "$RABBIT_PORT"; then
+		if command -v rabbitmq-diagnostics >/dev/null && rabbit_ping; then
+			log "rabbitmq: already running (node $RABBIT_NODE, 127.0.0.1:$RABBIT_PORT)"
+		else
+			log "rabbitmq: something already serves 127.0.0.1:$RABBIT_PORT; using it"
+		fi
+		return 0
+	fi
+	command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
+	rabbit_config
+	# ERL_EPMD_ADDRESS must also be in our environment: epmd is started by
+	# whichever Erlang program runs first.
+	export ERL_EPMD_ADDRESS=127.0.0.1
+	if rabbit_ping; then
+		# The VM runs but the app is stopped (stop_app): start it.
+		log "rabbitmq: node up with the app stopped; start_app"
+		rabbit_ctl -q start_app >"$CACHE/rabbitmq-start.log" 2>&1 || true
+	else
+		log "rabbitmq: starting (node $RABBIT_NODE, 127.0.0.1:$RABBIT_PORT; log $RABBIT_LOG_DIR/$RABBIT_NODE.log)"
+		mkdir -p "$CACHE"
+		# shellcheck disable=SC2046
+		$SUDO env ERL_EPMD_ADDRESS=127.0.0.1 rabbitmq-server -detached >"$CACHE/rabbitmq-start.log" 2>&1 ||
+			die "rabbitmq: rabbitmq-server -detached failed" $(rabbit_logs)
+	fi
+	local deadline=$((SECONDS + TIMEOUT))
+	until rabbit_ping && port_open "$RABBIT_PORT"; do
+		((SECONDS < deadline)) || die "rabbitmq: not ready on 127.0.0.1:$RABBIT_PORT after ${TIMEOUT}s" $(rabbit_logs)
+		sleep 0.5
+	done
+	log "rabbitmq: ready on 127.0.0.1:$RABBIT_PORT in $(since "$t0")"
+}
+
+rabbit_stop() {
+	local t0
+	t0="$(now)"
+	if ! command -v rabbitmqctl >/dev/null || ! rabbit_ping; then
+		log "rabbitmq: not running"
+		return 0
+	fi
+	# shutdown (unlike stop) waits until the Erlang VM has exited.
+	rabbit_ctl -q shutdown >/dev/null 2>&1 || rabbit_ctl -q stop >/dev/null 2>&1 ||
+		die "rabbitmq: rabbitmqctl stop failed" $(rabbit_logs)
+	local i
+	for i in $(seq 100); do port_open "$RABBIT_PORT" || break; sleep 0.1; done
+	log "rabbitmq: stopped in $(since "$t0")"
+}
+
+rabbit_status() {
+	if command -v rabbitmqctl >/dev/null && rabbit_ping && port_open "$RABBIT_PORT"; then
+		log "rabbitmq: up, node $RABBIT_NODE, 127.0.0.1:$RABBIT_PORT"
+		return 0
+	fi
+	if port_open "$RABBIT_PORT"; then
+		log "rabbitmq: 127.0.0.1:$RABBIT_PORT open (not node $RABBIT_NODE of this script)"
+		return 0
+	fi
+	log "rabbitmq: down"
+	return 1
+}
+
+# --------------------------------------------------------------- postgres
+
+PG_VER=""
+pg_version() {
+	[[ -n "$PG_VER" ]] && return 0
+	local v
+	v="$(ls -d /usr/lib/postgresql/*/bin/postgres 2>/dev/null | sed 's:/usr/lib/postgresql/\([^/]*\)/.*:\1:' | sort -n | tail -1)"
+	[[ -n "$v" ]] || return 1
+	PG_VER="$v"
+}
+pg_log() { echo "/var/log/postgresql/postgresql-$PG_VER-main.log"; }
+pg_ferry_ok() { PGPASSWORD=ferry PGCONNECT_TIMEOUT=3 psql -h 127.0.0.1 -p "$PG_PORT" -U ferry -d ferry -qAtc 'SELECT 1' >/dev/null 2>&1; }
+pg_online() { pg_lsclusters -h 2>/dev/null | awk -v v="$PG_VER" '$1 == v && $2 == "main" && $4 ~ /online/ { ok = 1 } END { exit !ok }'; }
+
+pg_start() {
+	local t0
+	t0="$(now)"
+	if port_open "$PG_PORT" && command -v psql >/dev/null && pg_ferry_ok; then
+		log "postgres: already running (127.0.0.1:$PG_PORT, database ferry)"
+		return 0
+	fi
+	if ! pg_version || ! command -v pg_ctlcluster >/dev/null; then
+		apt_install postgresql
+		pg_version || die "postgres: no server under /usr/lib/postgresql after installing"
+	fi
+	if ! pg_lsclusters -h 2>/dev/null | awk -v v="$PG_VER" '$1 == v && $2 == "main" { ok = 1 } END { exit !ok }'; then
+		log "postgres: creating cluster $PG_VER/main"
+		$SUDO pg_createcluster "$PG_VER" main -p "$PG_PORT" >"$CACHE/pg-create.log" 2>&1 ||
+			die "postgres: pg_createcluster failed" "$CACHE/pg-create.log"
+	fi
+	# Loopback only, fixed port: a drop-in read after postgresql.conf
+	# (Debian's postgresql.conf ends with include_dir = 'conf.d').
+	local dropin="/etc/postgresql/$PG_VER/main/conf.d/ferry.conf"
+	local want
+	want="$(printf "%s\nlisten_addresses = '127.0.0.1'\nport = %s\n" "$MARK" "$PG_PORT")"
+	if [[ "$(cat "$dropin" 2>/dev/null || true)" != "$want" ]]; then
+		$SUDO mkdir -p "$(dirname "$dropin")"
+		printf '%s\n' "$want" | $SUDO tee "$dropin" >/dev/null
+		if pg_online; then
+			log "postgres: restarting cluster $PG_VER/main to listen on 127.0.0.1:$PG_PORT only"
+			$SUDO pg_ctlcluster "$PG_VER" main restart >"$CACHE/pg-start.log" 2>&1 ||
+				die "postgres: pg_ctlcluster restart failed" "$CACHE/pg-start.log" "$(pg_log)"
+		fi
+	fi
+	if ! pg_online; then
+		port_open "$PG_PORT" && die "postgres: 127.0.0.1:$PG_PORT is taken by another process"
+		log "postgres: starting cluster $PG_VER/main (127.0.0.1:$PG_PORT; log $(pg_log))"
+		$SUDO pg_ctlcluster "$PG_VER" main start >"$CACHE/pg-start.log" 2>&1 ||
+			die "postgres: pg_ctlcluster $PG_VER main start failed" "$CACHE/pg-start.log" "$(pg_log)"
+	fi
+	local deadline=$((SECONDS + TIMEOUT))
+	until pg_isready -q -h 127.0.0.1 -p "$PG_PORT"; do
+		((SECONDS < deadline)) || die "postgres: not ready on 127.0.0.1:$PG_PORT after ${TIMEOUT}s" "$(pg_log)"
+		sleep 0.3
+	done
+	if ! pg_ferry_ok; then
+		log "postgres: creating role and database ferry"
+		as_user postgres psql -p "$PG_PORT" -v ON_ERROR_STOP=1 -qAt >"$CACHE/pg-setup.log" 2>&1 <<'EOF' ||
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'ferry') THEN
+    CREATE ROLE ferry LOGIN PASSWORD 'ferry';
+  ELSE
+    ALTER ROLE ferry LOGIN PASSWORD 'ferry';
+  END IF;
+END
+$$;
+SELECT 'CREATE DATABASE ferry OWNER ferry'
+ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'ferry')\gexec
+EOF
+			die "postgres: creating role/database ferry failed" "$CACHE/pg-setup.log" "$(pg_log)"
+		pg_ferry_ok || die "postgres: ferry/ferry cannot log in to database ferry on 127.0.0.1:$PG_PORT" "$(pg_log)"
+	fi
+	log "postgres: ready on 127.0.0.1:$PG_PORT in $(since "$t0")"
+}
+
+pg_stop() {
+	local t0
+	t0="$(now)"
+	if ! pg_version || ! pg_online; then
+		log "postgres: not running"
+		return 0
+	fi
+	$SUDO pg_ctlcluster "$PG_VER" main stop -m fast >"$CACHE/pg-stop.log" 2>&1 ||
+		die "postgres: pg_ctlcluster stop failed" "$CACHE/pg-stop.log" "$(pg_log)"
+	log "postgres: stopped in $(since "$t0")"
+}
+
+pg_status() {
+	if pg_version && pg_online && pg_ferry_ok; then
+		log "postgres: up, cluster $PG_VER/main, 127.0.0.1:$PG_PORT, database ferry"
+		return 0
+	fi
+	if port_open "$PG_PORT"; then
+		log "postgres: 127.0.0.1:$PG_PORT open but ferry/ferry cannot use database ferry"
+		return 1
+	fi
+	log "postgres: down"
+	return 1
+}
+
+# ---------------------------------------------------------------- dispatch
+
+check_service() {
+	case "$1" in
+	kafka | rabbitmq | postgres) ;;
+	*) die "unknown service '$1' (kafka, rabbitmq or postgres)" ;;
+	esac
+}
+has() { [[ " $SERVICES " == *" $1 "* ]]; }
+
+start_one() {
+	case "$1" in
+	kafka)
+		kafka_start
+		kafka_wait
+		;;
+	rabbitmq) rabbit_start ;;
+	postgres) pg_start ;;
+	esac
+}
+stop_one() {
+	case "$1" in
+	kafka) kafka_stop ;;
+	rabbitmq) rabbit_stop ;;
+	postgres) pg_stop ;;
+	esac
+}
+
+cmd_up() {
+	local t0 s
+	t0="$(now)"
+	mkdir -p "$CACHE"
+	for s in $SERVICES; do check_service "$s"; done
+	# Kafka's JVM boots in the background while the others start.
+	# (if, not &&: set -e does not apply inside the left side of && .)
+	if has kafka; then kafka_start; fi
+	if has rabbitmq; then rabbit_start; fi
+	if has postgres; then pg_start; fi
+	if has kafka; then kafka_wait; fi
+	log "all up ($SERVICES) in $(since "$t0")"
+}
+
+cmd_down() {
+	local s
+	for s in $SERVICES; do check_service "$s"; done
+	for s in $SERVICES; do stop_one "$s"; done
+}
+
+cmd_status() {
+	local s rc=0
+	for s in $SERVICES; do
+		check_service "$s"
+		case "$s" in
+		kafka) kafka_status || rc=1 ;;
+		rabbitmq) rabbit_status || rc=1 ;;
+		postgres) pg_status || rc=1 ;;
+		esac
+	done
+	return "$rc"
+}
+
+usage() {
+	sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	exit 2
+}
+
+case "${1:-}" in
+up) cmd_up ;;
+down) cmd_down ;;
+status) cmd_status ;;
+start | stop | restart)
+	[[ $# -eq 2 ]] || usage
+	check_service "$2"
+	mkdir -p "$CACHE"
+	t0="$(now)"
+	if [[ "$1" != start ]]; then stop_one "$2"; fi
+	if [[ "$1" != stop ]]; then start_one "$2"; fi
+	log "$1 $2 done in $(since "$t0")"
+	;;
+*) usage ;;
+esac
