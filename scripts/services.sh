@@ -257,7 +257,7 @@ kafka_start() {
 	# the caller; the inner shell writes its own pid, then becomes java.
 	setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$KAFKA_PID" \
 		nohup java "${jvm[@]}" -cp "$cp" kafka.Kafka "$KAFKA_HOME/config/server.properties" \
-		>>"$KAFKA_OUT" 2>&1 </dev/null &
+		>>"$KAFKA_OUT" 2>&1 </dev/null 9>&- &
 	local i
 	for i in $(seq 50); do [[ -s "$KAFKA_PID" ]] && break; sleep 0.1; done
 }
@@ -374,14 +374,17 @@ rabbit_start() {
 	# whichever Erlang program runs first.
 	export ERL_EPMD_ADDRESS=127.0.0.1
 	if rabbit_ping; then
-		# The VM runs but the app is stopped (stop_app): start it.
-		log "rabbitmq: node up with the app stopped; start_app"
-		rabbit_ctl -q start_app >"$CACHE/rabbitmq-start.log" 2>&1 || true
+		# The VM runs: either still booting, or its app was stopped
+		# (rabbitmqctl stop_app). Give a boot 15 s, then start the app.
+		if ! rabbit_ctl -q await_startup --timeout 15 >"$CACHE/rabbitmq-start.log" 2>&1; then
+			log "rabbitmq: node up with the app stopped; start_app"
+			rabbit_ctl -q start_app >>"$CACHE/rabbitmq-start.log" 2>&1 9>&- || true
+		fi
 	else
 		log "rabbitmq: starting (node $RABBIT_NODE, 127.0.0.1:$RABBIT_PORT; log $RABBIT_LOG_DIR/$RABBIT_NODE.log)"
 		mkdir -p "$CACHE"
 		# shellcheck disable=SC2046
-		$SUDO env ERL_EPMD_ADDRESS=127.0.0.1 rabbitmq-server -detached >"$CACHE/rabbitmq-start.log" 2>&1 ||
+		$SUDO env ERL_EPMD_ADDRESS=127.0.0.1 rabbitmq-server -detached >"$CACHE/rabbitmq-start.log" 2>&1 9>&- ||
 			die "rabbitmq: rabbitmq-server -detached failed" $(rabbit_logs)
 	fi
 	local deadline=$((SECONDS + TIMEOUT))
@@ -460,14 +463,14 @@ pg_start() {
 		printf '%s\n' "$want" | $SUDO tee "$dropin" >/dev/null
 		if pg_online; then
 			log "postgres: restarting cluster $PG_VER/main to listen on 127.0.0.1:$PG_PORT only"
-			$SUDO pg_ctlcluster "$PG_VER" main restart >"$CACHE/pg-start.log" 2>&1 ||
+			$SUDO pg_ctlcluster "$PG_VER" main restart >"$CACHE/pg-start.log" 2>&1 9>&- ||
 				die "postgres: pg_ctlcluster restart failed" "$CACHE/pg-start.log" "$(pg_log)"
 		fi
 	fi
 	if ! pg_online; then
 		port_open "$PG_PORT" && die "postgres: 127.0.0.1:$PG_PORT is taken by another process"
 		log "postgres: starting cluster $PG_VER/main (127.0.0.1:$PG_PORT; log $(pg_log))"
-		$SUDO pg_ctlcluster "$PG_VER" main start >"$CACHE/pg-start.log" 2>&1 ||
+		$SUDO pg_ctlcluster "$PG_VER" main start >"$CACHE/pg-start.log" 2>&1 9>&- ||
 			die "postgres: pg_ctlcluster $PG_VER main start failed" "$CACHE/pg-start.log" "$(pg_log)"
 	fi
 	local deadline=$((SECONDS + TIMEOUT))
@@ -523,6 +526,18 @@ pg_status() {
 
 # ---------------------------------------------------------------- dispatch
 
+# lock: one services.sh at a time per machine user (tests of several packages
+# may call `restart` concurrently; developers may run `up` twice). Daemons
+# started under the lock get fd 9 closed so they do not hold it.
+lock() {
+	mkdir -p "$CACHE"
+	exec 9>"$CACHE/services.lock"
+	if ! flock -n 9; then
+		log "waiting for another scripts/services.sh to finish"
+		flock -w 600 9 || die "timed out waiting for $CACHE/services.lock"
+	fi
+}
+
 check_service() {
 	case "$1" in
 	kafka | rabbitmq | postgres) ;;
@@ -567,6 +582,12 @@ cmd_down() {
 	local s
 	for s in $SERVICES; do check_service "$s"; done
 	for s in $SERVICES; do stop_one "$s"; done
+	# rabbitmq's first CLI call started epmd; stop it too when no Erlang node
+	# is registered any more.
+	if has rabbitmq && command -v epmd >/dev/null && epmd -names >/dev/null 2>&1 &&
+		! epmd -names 2>/dev/null | grep -q '^name '; then
+		epmd -kill >/dev/null 2>&1 || true
+	fi
 }
 
 cmd_status() {
@@ -588,13 +609,19 @@ usage() {
 }
 
 case "${1:-}" in
-up) cmd_up ;;
-down) cmd_down ;;
+up)
+	lock
+	cmd_up
+	;;
+down)
+	lock
+	cmd_down
+	;;
 status) cmd_status ;;
 start | stop | restart)
 	[[ $# -eq 2 ]] || usage
 	check_service "$2"
-	mkdir -p "$CACHE"
+	lock
 	t0="$(now)"
 	if [[ "$1" != start ]]; then stop_one "$2"; fi
 	if [[ "$1" != stop ]]; then start_one "$2"; fi

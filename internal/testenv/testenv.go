@@ -102,8 +102,7 @@ func NeedPostgres(t testing.TB) string {
 	return dsn
 }
 
-// pingPostgres connects with pgx itself: pgx/v5/stdlib (database/sql)
-// imports pgxpool and so github.com/jackc/puddle/v2, which go.sum lacks.
+// pingPostgres connects with pgx's own API (no database/sql, no pool).
 func pingPostgres(dsn string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*dialTimeout)
 	defer cancel()
