@@ -119,6 +119,10 @@ type Delivery struct {
 	running  bool
 	dropped  bool // removed while running: do not retry on failure
 	waiters  []*waiter
+
+	// A keyless delivery is its own queue, so it costs no allocation.
+	self queue
+	one  [1]*Delivery
 }
 
 type waiter struct {
@@ -133,6 +137,8 @@ type queue struct {
 	state int // qReady, qRunning, qBackoff, qDead
 	timer *time.Timer
 	keyed bool
+
+	prev, next *queue // links in the list of live keyless queues
 }
 
 const (
@@ -154,7 +160,7 @@ type Dispatcher struct {
 	mu       sync.Mutex
 	work     *sync.Cond
 	keys     map[string]*queue
-	loose    map[*queue]struct{} // live queues of keyless deliveries
+	loose    *queue // list of live keyless queues
 	ready    []*queue
 	readyHd  int
 	pending  int
@@ -179,7 +185,6 @@ func New(parent context.Context, h message.Handler, cfg Config, settled func(*De
 		cfg:      cfg,
 		settled:  settled,
 		keys:     make(map[string]*queue),
-		loose:    make(map[*queue]struct{}),
 		backoffs: make(map[*queue]struct{}),
 		space:    make(chan struct{}, 1),
 		stopCh:   make(chan struct{}),
@@ -251,11 +256,18 @@ func (d *Dispatcher) enqueueLocked(dl *Delivery) {
 			return
 		}
 	}
-	q := &queue{key: key, items: []*Delivery{dl}, keyed: key != ""}
-	if q.keyed {
+	var q *queue
+	if key != "" {
+		q = &queue{key: key, items: []*Delivery{dl}, keyed: true}
 		d.keys[key] = q
 	} else {
-		d.loose[q] = struct{}{}
+		dl.one[0] = dl
+		q = &dl.self
+		*q = queue{items: dl.one[:1:1], next: d.loose}
+		if d.loose != nil {
+			d.loose.prev = q
+		}
+		d.loose = q
 	}
 	d.pushReady(q)
 }
@@ -360,7 +372,15 @@ func (d *Dispatcher) advanceLocked(q *queue) {
 	if q.head >= len(q.items) {
 		q.state = qDead
 		if !q.keyed {
-			delete(d.loose, q)
+			if q.prev != nil {
+				q.prev.next = q.next
+			} else if d.loose == q {
+				d.loose = q.next
+			}
+			if q.next != nil {
+				q.next.prev = q.prev
+			}
+			q.prev, q.next = nil, nil
 		} else if d.keys[q.key] == q {
 			delete(d.keys, q.key)
 		}
@@ -460,8 +480,10 @@ func (d *Dispatcher) Remove(match func(*Delivery) bool) <-chan struct{} {
 	for _, q := range d.keys {
 		visit(q)
 	}
-	for q := range d.loose {
+	for q := d.loose; q != nil; {
+		next := q.next // visit may unlink q
 		visit(q)
+		q = next
 	}
 	if w.remaining == 0 {
 		close(w.done)
