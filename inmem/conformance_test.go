@@ -1,0 +1,42 @@
+package inmem_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/ferrymsg/ferry/inmem"
+	"github.com/ferrymsg/ferry/message"
+	"github.com/ferrymsg/ferry/message/messagetest"
+)
+
+func harness(t *testing.T) messagetest.Harness {
+	b := inmem.NewBroker(inmem.WithPartitions(4))
+	t.Cleanup(func() { b.Close() })
+	return messagetest.Harness{
+		NewPublisher: func(t testing.TB) (message.Publisher, error) {
+			return inmem.NewPublisher(b), nil
+		},
+		NewSubscriber: func(t testing.TB, c messagetest.SubscriberConfig) (message.Subscriber, error) {
+			opts := []inmem.SubscriberOption{inmem.WithGroup(c.Group)}
+			if c.Concurrency > 0 {
+				opts = append(opts, inmem.WithConcurrency(c.Concurrency))
+			}
+			if c.InitialBackoff > 0 {
+				opts = append(opts, inmem.WithRedeliveryBackoff(c.InitialBackoff, max(c.MaxBackoff, c.InitialBackoff)))
+			}
+			if c.DrainTimeout > 0 {
+				opts = append(opts, inmem.WithDrainTimeout(c.DrainTimeout))
+			}
+			return inmem.NewSubscriber(b, opts...)
+		},
+		Features: messagetest.Features{
+			NewGroupReadsHistory: true,
+			InvalidTopics:        []string{"has space", "ünïcode", ".", "..", string(make([]byte, 250))},
+			Timeout:              20 * time.Second,
+		},
+	}
+}
+
+func TestConformance(t *testing.T) {
+	messagetest.Run(t, harness(t))
+}

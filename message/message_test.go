@@ -1,0 +1,111 @@
+package message
+
+import (
+	"context"
+	"errors"
+	"regexp"
+	"sort"
+	"sync"
+	"testing"
+)
+
+func TestNewIDIsUUIDv7AndOrdered(t *testing.T) {
+	re := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+	ids := make([]string, 10000)
+	for i := range ids {
+		ids[i] = NewID()
+		if !re.MatchString(ids[i]) {
+			t.Fatalf("not a UUIDv7: %q", ids[i])
+		}
+	}
+	if !sort.StringsAreSorted(ids) {
+		t.Fatal("IDs made in sequence are not sorted")
+	}
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if seen[id] {
+			t.Fatalf("duplicate id %s", id)
+		}
+		seen[id] = true
+	}
+}
+
+func TestNewIDConcurrentUnique(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			local := make([]string, 2000)
+			for i := range local {
+				local[i] = NewID()
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, id := range local {
+				if seen[id] {
+					t.Errorf("duplicate id %s", id)
+				}
+				seen[id] = true
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func TestPrepareRejectsWithoutChanging(t *testing.T) {
+	a := &Message{}
+	err := Prepare("t", []*Message{a, nil})
+	if !errors.Is(err, ErrInvalidMessage) {
+		t.Fatalf("got %v, want ErrInvalidMessage", err)
+	}
+	if a.ID != "" || !a.Time.IsZero() {
+		t.Fatal("a rejected batch changed its valid message")
+	}
+	if err := Prepare("", []*Message{a}); !errors.Is(err, ErrInvalidTopic) {
+		t.Fatalf("empty topic: got %v", err)
+	}
+	if err := Prepare("t", []*Message{a}); err != nil || a.ID == "" || a.Time.IsZero() {
+		t.Fatalf("Prepare did not fill ID/Time: %v %+v", err, a)
+	}
+	id := a.ID
+	if err := Prepare("t", []*Message{a}); err != nil || a.ID != id {
+		t.Fatal("Prepare replaced an existing ID")
+	}
+}
+
+func TestCloneIsDeep(t *testing.T) {
+	m := &Message{ID: "1", Payload: []byte("x"), Headers: map[string]string{"a": "b"}, Delivery: Delivery{Topic: "t", Attempt: 3}}
+	c := m.Clone()
+	c.Payload[0] = 'y'
+	c.Headers["a"] = "c"
+	if string(m.Payload) != "x" || m.Headers["a"] != "b" {
+		t.Fatal("Clone shares payload or headers")
+	}
+	if c.Delivery != (Delivery{}) {
+		t.Fatal("Clone kept delivery metadata")
+	}
+}
+
+func TestPublishErrorUnwrapsEachFailure(t *testing.T) {
+	boom := errors.New("boom")
+	err := &PublishError{Topic: "t", Total: 5, Failed: []FailedMessage{
+		{Index: 0, Message: &Message{ID: "a"}, Err: ErrMessageTooLarge},
+		{Index: 3, Message: &Message{ID: "d"}, Err: boom},
+	}}
+	if !errors.Is(err, boom) || !errors.Is(err, ErrMessageTooLarge) || errors.Is(err, ErrClosed) {
+		t.Fatal("errors.Is does not see the per-message errors")
+	}
+	if got := len(err.Messages()); got != 2 {
+		t.Fatalf("Messages() = %d", got)
+	}
+}
+
+func TestCallRecoversPanic(t *testing.T) {
+	inner := errors.New("inner")
+	err := Call(context.Background(), func(context.Context, *Message) error { panic(inner) }, &Message{})
+	var pe *PanicError
+	if !errors.As(err, &pe) || !errors.Is(err, inner) || len(pe.Stack) == 0 {
+		t.Fatalf("got %v", err)
+	}
+}
