@@ -1,0 +1,111 @@
+// Package messagetest is the conformance suite every ferry adapter runs, like
+// net/http/httptest or testing/fstest: an adapter's conformance_test.go
+// builds a Harness (how to make publishers and subscribers, what the adapter
+// can do) and calls Run.
+//
+//	func TestConformance(t *testing.T) {
+//		messagetest.Run(t, messagetest.Harness{
+//			NewPublisher:  func(t testing.TB) (message.Publisher, error) { ... },
+//			NewSubscriber: func(t testing.TB, cfg messagetest.SubscriberConfig) (message.Subscriber, error) { ... },
+//			Features:      messagetest.Features{NewGroupReadsHistory: true},
+//		})
+//	}
+//
+// # Tests
+//
+// Run runs these subtests, one after another, named as listed:
+//
+//   - round trip keeps ID, key, payload, headers and time: an empty payload,
+//     every byte value plus invalid UTF-8, a payload of Features.MaxPayload
+//     (default 1 MiB), unicode keys, header keys and values, an empty header
+//     value and an explicit Time come back unchanged (Time compared in
+//     milliseconds, which brokers keep); Delivery.Topic, Delivery.Group and
+//     Delivery.Attempt (1) are set.
+//   - publish fills in an empty ID and time: Publish writes a fresh ID and
+//     the publish time into the caller's messages, and they are delivered.
+//   - batch publish of 1000 messages arrives complete: one Publish call, each
+//     message handled exactly once.
+//   - concurrent publishes from 20 goroutines arrive complete without
+//     duplicates: 20 × 500 single-message Publish calls.
+//   - topics are isolated: two topics, the same group name and keys; each
+//     subscriber gets exactly its topic's messages.
+//   - two groups each receive every message.
+//   - subscribers of one group split the messages without overlap: two
+//     members start, rounds of messages are published until both have
+//     handled some (the warm-up, while the group forms; every message must
+//     arrive, and a message handled by both members during it is tolerated
+//     and logged as at-least-once across a rebalance); then a steady-state
+//     batch of 200 must be handled once each, by one member, and both
+//     members get some.
+//   - same-key messages are handled in order and never concurrently, up to
+//     the concurrency limit: 16 keys × 200 messages at concurrency 8 with
+//     random handler delays; each key in publish order, exactly once, never
+//     two of a key at once; the most handlers seen running at once is more
+//     than 1 and at most 8.
+//   - handler error redelivers with growing attempt before later same-key
+//     messages: a failing message comes back as the same message with
+//     Delivery.Attempt 2, 3, ... before the next message of its key; other
+//     keys are not held up; nothing is lost or handled twice.
+//   - handler panic is treated as an error and the subscriber keeps running.
+//   - resumed subscriber does not get settled messages again: a new
+//     subscriber in the same group continues after what the previous one
+//     settled.
+//   - new group reads from the start (Features.NewGroupReadsHistory): a
+//     group created after every message was settled by another group still
+//     receives them all.
+//   - graceful shutdown lets in-flight handlers finish and settles them:
+//     cancelling Subscribe while handlers run lets them finish with a live
+//     context, Subscribe returns nil only after they finished, and a
+//     resumed subscriber in the same group gets exactly the others, so each
+//     message is handled exactly once in total.
+//   - cancelling an idle subscribe returns nil.
+//   - close is idempotent: Close twice on a publisher and a subscriber
+//     returns nil both times.
+//   - publish and subscribe after close return ErrClosed.
+//   - close unblocks a running subscribe with ErrClosed.
+//   - bad input is rejected and publishes nothing: an empty topic
+//     (ErrInvalidTopic from Publish and Subscribe); a nil message in a batch
+//     (ErrInvalidMessage, and the batch's valid messages are not published);
+//     a nil handler (ErrNilHandler); each of Features.InvalidTopics
+//     (ErrInvalidTopic from Publish and Subscribe, with an error that names
+//     the topic when it is at most 100 bytes).
+//   - no goroutines are left after close: goleak.VerifyNone after a
+//     publish, consume and redelivery cycle and Close of both ends, ignoring
+//     the goroutines that ran when the subtest began.
+//   - broker restart during publish and consume loses nothing
+//     (Features.Restart): messages are published one at a time, retrying
+//     failed calls, while RestartBroker runs; every message whose Publish
+//     returned nil is handled at least once.
+//
+// Tests needing a capability the adapter lacks are skipped with a message
+// naming the Features field.
+//
+// # What the suite assumes of a harness
+//
+// The suite calls Harness.Prepare (when set) with each fresh topic and the
+// groups that will consume it before publishing, so an adapter whose queues
+// only receive what is published after they exist (AMQP) gets them in time.
+// It relies on history only in "new group reads from the start".
+//
+// Topics come from Harness.NewTopic, or are named ferry-<test>-<random> from
+// letters, digits, '.', '_' and '-' (at most 100 bytes). Groups are named
+// likewise and are fresh in every test.
+//
+// Subscribers get SubscriberConfig with a redelivery backoff of 1 ms to
+// 20 ms and a drain timeout equal to Features.Timeout, so redelivery tests
+// run fast and shutdown never cancels a handler early.
+//
+// Every wait ends after Features.Timeout (default 30 s) with a failure that
+// says what was expected and what was seen; a Subscribe that returns while
+// a test waits fails the test at once with its error. Publishers and
+// subscribers are closed when each test ends.
+//
+// The goroutine-leak test ignores goroutines running when it starts, so a
+// harness may share a broker or cluster across tests; a harness must not
+// start goroutines lazily in NewPublisher or NewSubscriber that outlive
+// Close.
+//
+// Received headers whose keys start with "ferry-" (reserved by ferry) are
+// ignored when comparing a round trip, so adapters may carry ID, Key or Time
+// in such headers.
+package messagetest
