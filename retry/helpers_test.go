@@ -1,0 +1,99 @@
+package retry_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/ferrymsg/ferry/message"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakePublisher records published messages and fails the first failN
+// publishes with errFail.
+type fakePublisher struct {
+	mu     sync.Mutex
+	failN  int
+	calls  int
+	topics []string
+	msgs   []*message.Message
+}
+
+var errFail = errors.New("fake: publish failed")
+
+func (p *fakePublisher) Publish(ctx context.Context, topic string, msgs ...*message.Message) error {
+	if err := message.Prepare(topic, msgs); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls++
+	if p.calls <= p.failN {
+		return errFail
+	}
+	for _, m := range msgs {
+		p.topics = append(p.topics, topic)
+		p.msgs = append(p.msgs, m)
+	}
+	return nil
+}
+
+func (p *fakePublisher) Close() error { return nil }
+
+func (p *fakePublisher) published() ([]string, []*message.Message) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.topics...), append([]*message.Message(nil), p.msgs...)
+}
+
+// fakeSubscriber delivers msgs in order, redelivering a message (Attempt+1)
+// until the handler returns nil, then waits for ctx.
+type fakeSubscriber struct {
+	msgs    []*message.Message
+	mu      sync.Mutex
+	settled []string
+	calls   int
+}
+
+func (s *fakeSubscriber) Subscribe(ctx context.Context, topic string, h message.Handler) error {
+	for _, m := range s.msgs {
+		m.Delivery.Topic = topic
+		m.Delivery.Attempt = 1
+		for {
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.mu.Lock()
+			s.calls++
+			s.mu.Unlock()
+			if err := message.Call(ctx, h, m); err == nil {
+				s.mu.Lock()
+				s.settled = append(s.settled, m.ID)
+				s.mu.Unlock()
+				break
+			}
+			m.Delivery.Attempt++
+		}
+	}
+	<-ctx.Done()
+	return nil
+}
+
+func (s *fakeSubscriber) Close() error { return nil }
+
+func (s *fakeSubscriber) settledIDs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.settled...)
+}
+
+func delivered(topic string, attempt int) *message.Message {
+	return &message.Message{
+		ID: "id-1", Key: "k", Payload: []byte("p"), Headers: map[string]string{"app": "v"},
+		Delivery: message.Delivery{Topic: topic, Group: "g", Attempt: attempt, Partition: 2, Offset: 41},
+	}
+}

@@ -1,0 +1,248 @@
+package retry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/ferrymsg/ferry/message"
+)
+
+// maxPending bounds the in-memory records of exhausted messages whose
+// dead-letter publish failed (see retrier.pending).
+const maxPending = 4096
+
+// New returns the retry middleware: it retries a failing handler with
+// backoff, then dead-letters the message (WithDeadLetter) or returns its
+// error for redelivery. It returns an error wrapping message.ErrInvalidConfig
+// when an option is invalid, naming the option.
+//
+// The middleware is safe for concurrent use by any number of subscribers
+// and handlers.
+func New(opts ...Option) (message.Middleware, error) {
+	r, err := newRetrier(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return r.wrap, nil
+}
+
+type retrier struct {
+	config
+
+	mu      sync.Mutex
+	pending map[pendingKey]*failure
+}
+
+// failure is what the middleware knows about a failing message.
+type failure struct {
+	attempts int // failed handler calls, earlier deliveries included
+	first    time.Time
+	last     time.Time
+	err      error
+}
+
+// pendingKey identifies a delivered message across redeliveries to the
+// same group.
+type pendingKey struct {
+	topic, group, id string
+	partition        int32
+	offset           int64
+}
+
+func newRetrier(opts ...Option) (*retrier, error) {
+	r := &retrier{config: defaultConfig()}
+	for _, o := range opts {
+		if o.apply == nil {
+			return nil, invalid("zero Option value")
+		}
+		if err := o.apply(&r.config); err != nil {
+			return nil, err
+		}
+	}
+	if r.maxAttempts == 0 && r.maxElapsed == 0 {
+		return nil, invalid("WithMaxAttempts(0) needs WithMaxElapsedTime > 0: otherwise a failing message is retried forever")
+	}
+	if r.topicFor == nil {
+		r.topicFor = defaultTopic
+	}
+	return r, nil
+}
+
+func defaultTopic(msg *message.Message) string {
+	if msg.Delivery.Topic == "" {
+		return ""
+	}
+	return msg.Delivery.Topic + DefaultDeadLetterSuffix
+}
+
+func (r *retrier) wrap(next message.Handler) message.Handler {
+	if next == nil {
+		// A programmer error at construction time; the subscriber
+		// reports nil handlers itself, keep that behaviour.
+		return nil
+	}
+	return func(ctx context.Context, msg *message.Message) error {
+		if msg.Delivery.Attempt > 1 && r.pub != nil {
+			// A redelivery of a message this process already gave up on,
+			// whose dead-letter publish failed: publish it again without
+			// calling the handler.
+			if f := r.takePending(msg); f != nil {
+				return r.deadLetter(ctx, msg, f)
+			}
+		}
+		err := message.Call(ctx, next, msg)
+		if err == nil {
+			return nil
+		}
+		return r.failed(ctx, next, msg, err)
+	}
+}
+
+// failed runs the remaining attempts after the first failed call of this
+// delivery, then gives up.
+func (r *retrier) failed(ctx context.Context, next message.Handler, msg *message.Message, err error) error {
+	now := r.now()
+	f := &failure{
+		attempts: max(msg.Delivery.Attempt, 1), // earlier deliveries count as one attempt each
+		first:    now,
+		last:     now,
+		err:      err,
+	}
+	var bo backoff.BackOff
+	for {
+		if ctx.Err() != nil {
+			// Shutting down: the message is redelivered, not dead-lettered.
+			return err
+		}
+		if r.permanent(err) {
+			break
+		}
+		if r.maxAttempts > 0 && f.attempts >= r.maxAttempts {
+			break
+		}
+		if bo == nil {
+			bo = r.newBackoff()
+		}
+		d := backoff.Stop
+		if bo != nil {
+			d = bo.NextBackOff()
+		}
+		if d == backoff.Stop || d < 0 {
+			break
+		}
+		if r.maxElapsed > 0 && r.now().Sub(f.first)+d > r.maxElapsed {
+			break
+		}
+		if r.onRetry != nil {
+			r.onRetry(ctx, RetryEvent{Message: msg, Attempt: f.attempts, Err: err, Delay: d})
+		}
+		if serr := r.sleep(ctx, d); serr != nil {
+			return serr
+		}
+		err = message.Call(ctx, next, msg)
+		if err == nil {
+			return nil
+		}
+		f.attempts++
+		f.last = r.now()
+		f.err = err
+	}
+	if r.pub == nil {
+		return err
+	}
+	return r.deadLetter(ctx, msg, f)
+}
+
+func (r *retrier) permanent(err error) bool {
+	return IsPermanent(err) || (r.notRetryable != nil && r.notRetryable(err))
+}
+
+// deadLetter publishes a copy of msg to its dead-letter topic. It returns
+// nil when the copy is published (the original is then settled) and an
+// error otherwise (the original is redelivered).
+func (r *retrier) deadLetter(ctx context.Context, msg *message.Message, f *failure) error {
+	topic := r.topicFor(msg)
+	if topic == "" {
+		return fmt.Errorf("retry: cannot dead-letter message %q: no dead-letter topic (empty Delivery.Topic or WithDeadLetterTopic returned \"\"); last error: %w", msg.ID, f.err)
+	}
+	c := msg.Clone()
+	if c.Headers == nil {
+		c.Headers = make(map[string]string, 10)
+	}
+	r.writeHeaders(c.Headers, msg, f)
+	perr := r.pub.Publish(ctx, topic, c)
+	if r.onDeadLetter != nil {
+		r.onDeadLetter(ctx, DeadLetterEvent{Message: msg, Topic: topic, Attempts: f.attempts, Err: f.err, PublishErr: perr})
+	}
+	if perr != nil {
+		r.putPending(msg, f)
+		if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(perr, ctxErr) {
+			return ctxErr
+		}
+		return fmt.Errorf("retry: dead-letter message %q to %q: %w (handler error: %w)", msg.ID, topic, perr, f.err)
+	}
+	return nil
+}
+
+func keyOf(msg *message.Message) (pendingKey, bool) {
+	k := pendingKey{topic: msg.Delivery.Topic, group: msg.Delivery.Group, id: msg.ID,
+		partition: msg.Delivery.Partition, offset: msg.Delivery.Offset}
+	if k.id == "" && k.offset < 0 {
+		return k, false // nothing identifies the message across redeliveries
+	}
+	return k, true
+}
+
+func (r *retrier) putPending(msg *message.Message, f *failure) {
+	k, ok := keyOf(msg)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pending == nil {
+		r.pending = make(map[pendingKey]*failure)
+	}
+	if len(r.pending) >= maxPending {
+		// Forgetting a record only costs extra handler calls on the
+		// redelivery; nothing is lost.
+		for old := range r.pending {
+			delete(r.pending, old)
+			break
+		}
+	}
+	r.pending[k] = f
+}
+
+func (r *retrier) takePending(msg *message.Message) *failure {
+	k, ok := keyOf(msg)
+	if !ok {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f := r.pending[k]
+	if f != nil {
+		delete(r.pending, k)
+	}
+	return f
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
