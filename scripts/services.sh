@@ -132,7 +132,7 @@ kafka_pid() {
 	[[ -f "$KAFKA_PID" ]] || return 1
 	local pid
 	pid="$(cat "$KAFKA_PID")"
-	if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && cat "/proc/$pid/cmdline" 2>/dev/null | tr '\0' ' ' | grep -q 'kafka\.Kafka'; then
+	if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -q 'kafka\.Kafka'; then
 		echo "$pid"
 		return 0
 	fi
@@ -255,11 +255,11 @@ kafka_start() {
 	: >"$KAFKA_OUT"
 	# setsid: own session, so the broker outlives this shell and a Ctrl-C of
 	# the caller; the inner shell writes its own pid, then becomes java.
+	# shellcheck disable=SC2016 # $$ and $@ belong to the inner shell
 	setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$KAFKA_PID" \
 		nohup java "${jvm[@]}" -cp "$cp" kafka.Kafka "$KAFKA_HOME/config/server.properties" \
 		>>"$KAFKA_OUT" 2>&1 </dev/null 9>&- &
-	local i
-	for i in $(seq 50); do [[ -s "$KAFKA_PID" ]] && break; sleep 0.1; done
+	for _ in $(seq 50); do [[ -s "$KAFKA_PID" ]] && break; sleep 0.1; done
 }
 
 kafka_wait() {
@@ -289,8 +289,7 @@ kafka_stop() {
 		return 0
 	fi
 	kill -TERM "$pid" 2>/dev/null || true
-	local i
-	for i in $(seq 600); do
+	for _ in $(seq 600); do
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.1
 	done
@@ -325,7 +324,7 @@ kafka_status() {
 
 rabbit_ctl() { $SUDO rabbitmqctl -n "$RABBIT_NODE" "$@"; }
 rabbit_ping() { $SUDO rabbitmq-diagnostics -n "$RABBIT_NODE" -q ping >/dev/null 2>&1; }
-rabbit_logs() { echo "$CACHE/rabbitmq-start.log" "$RABBIT_LOG_DIR/$RABBIT_NODE.log"; }
+RABBIT_LOGS=("$CACHE/rabbitmq-start.log" "$RABBIT_LOG_DIR/$RABBIT_NODE.log")
 
 rabbit_config() {
 	local envf=/etc/rabbitmq/rabbitmq-env.conf conf=/etc/rabbitmq/rabbitmq.conf
@@ -383,13 +382,12 @@ rabbit_start() {
 	else
 		log "rabbitmq: starting (node $RABBIT_NODE, 127.0.0.1:$RABBIT_PORT; log $RABBIT_LOG_DIR/$RABBIT_NODE.log)"
 		mkdir -p "$CACHE"
-		# shellcheck disable=SC2046
 		$SUDO env ERL_EPMD_ADDRESS=127.0.0.1 rabbitmq-server -detached >"$CACHE/rabbitmq-start.log" 2>&1 9>&- ||
-			die "rabbitmq: rabbitmq-server -detached failed" $(rabbit_logs)
+			die "rabbitmq: rabbitmq-server -detached failed" "${RABBIT_LOGS[@]}"
 	fi
 	local deadline=$((SECONDS + TIMEOUT))
 	until rabbit_ping && port_open "$RABBIT_PORT"; do
-		((SECONDS < deadline)) || die "rabbitmq: not ready on 127.0.0.1:$RABBIT_PORT after ${TIMEOUT}s" $(rabbit_logs)
+		((SECONDS < deadline)) || die "rabbitmq: not ready on 127.0.0.1:$RABBIT_PORT after ${TIMEOUT}s" "${RABBIT_LOGS[@]}"
 		sleep 0.5
 	done
 	log "rabbitmq: ready on 127.0.0.1:$RABBIT_PORT in $(since "$t0")"
@@ -404,9 +402,8 @@ rabbit_stop() {
 	fi
 	# shutdown (unlike stop) waits until the Erlang VM has exited.
 	rabbit_ctl -q shutdown >/dev/null 2>&1 || rabbit_ctl -q stop >/dev/null 2>&1 ||
-		die "rabbitmq: rabbitmqctl stop failed" $(rabbit_logs)
-	local i
-	for i in $(seq 100); do port_open "$RABBIT_PORT" || break; sleep 0.1; done
+		die "rabbitmq: rabbitmqctl stop failed" "${RABBIT_LOGS[@]}"
+	for _ in $(seq 100); do port_open "$RABBIT_PORT" || break; sleep 0.1; done
 	log "rabbitmq: stopped in $(since "$t0")"
 }
 
@@ -584,9 +581,14 @@ cmd_down() {
 	for s in $SERVICES; do stop_one "$s"; done
 	# rabbitmq's first CLI call started epmd; stop it too when no Erlang node
 	# is registered any more.
-	if has rabbitmq && command -v epmd >/dev/null && epmd -names >/dev/null 2>&1 &&
-		! epmd -names 2>/dev/null | grep -q '^name '; then
-		epmd -kill >/dev/null 2>&1 || true
+	if has rabbitmq && command -v epmd >/dev/null && epmd -names >/dev/null 2>&1; then
+		for _ in $(seq 30); do
+			epmd -names 2>/dev/null | grep -q '^name ' || break
+			sleep 0.1
+		done
+		if ! epmd -names 2>/dev/null | grep -q '^name '; then
+			epmd -kill >/dev/null 2>&1 || true
+		fi
 	fi
 }
 
