@@ -26,6 +26,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/ferry"
 TIMEOUT="${FERRY_SERVICE_TIMEOUT:-90}"
 SERVICES="${FERRY_SERVICES:-kafka rabbitmq postgres}"
