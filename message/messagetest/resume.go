@@ -52,7 +52,8 @@ func (s *suite) testResume(t *testing.T) {
 // testNewGroupReadsHistory lets one group consume and settle everything, then
 // starts a group that did not exist when the messages were published: it
 // gets every message from the start. The harness must keep history for that
-// (for inmem: a retention option).
+// (for inmem: a retention option). Enough messages are published that an
+// adapter which drops settled history in chunks is caught.
 func (s *suite) testNewGroupReadsHistory(t *testing.T) {
 	if !s.h.Features.NewGroupReadsHistory {
 		t.Skip("adapter lacks Features.NewGroupReadsHistory: a new group only gets messages published after it exists")
@@ -62,15 +63,15 @@ func (s *suite) testNewGroupReadsHistory(t *testing.T) {
 	e.prepare(topic, old)
 	pub := e.publisher()
 
-	msgs := newMessages(20, "m", distinctKeys("k"))
+	msgs := newMessages(4096, "m", distinctKeys("k"))
 	e.publish(pub, topic, msgs...)
 	c1 := newCollector()
-	run1 := e.subscribe(e.subscriber(e.config(old, 4)), topic, c1.handler(0))
+	run1 := e.subscribe(e.subscriber(e.config(old, 8)), topic, c1.handler(0))
 	c1.waitAll(e, "existing group", ids(msgs))
 	e.stop(run1)
 
 	c2 := newCollector()
-	run2 := e.subscribe(e.subscriber(e.config(e.group("new"), 4)), topic, c2.handler(0))
+	run2 := e.subscribe(e.subscriber(e.config(e.group("new"), 8)), topic, c2.handler(0))
 	c2.waitAll(e, "group created after publishing, reading from the start", ids(msgs))
 	e.stop(run2)
 	c2.checkOnly(e, "new group", ids(msgs))

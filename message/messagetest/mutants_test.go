@@ -1,0 +1,393 @@
+package messagetest_test
+
+// These tests check that the suite can fail: each mutant breaks one promise
+// of the contract by wrapping the inmem adapter, and the subtest that guards
+// that promise must fail on it. Each mutant runs in a child process (this
+// test binary, re-run with FERRY_MESSAGETEST_MUTANT set), because a failing
+// subtest cannot be observed from inside the same test.
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ferrymsg/ferry/inmem"
+	"github.com/ferrymsg/ferry/message"
+	"github.com/ferrymsg/ferry/message/messagetest"
+)
+
+const mutantEnv = "FERRY_MESSAGETEST_MUTANT"
+
+// pub and sub wrap an adapter's publisher and subscriber; nil funcs pass
+// through.
+type pub struct {
+	message.Publisher
+	publish func(ctx context.Context, topic string, msgs ...*message.Message) error
+	close   func() error
+}
+
+func (p *pub) Publish(ctx context.Context, topic string, msgs ...*message.Message) error {
+	if p.publish != nil {
+		return p.publish(ctx, topic, msgs...)
+	}
+	return p.Publisher.Publish(ctx, topic, msgs...)
+}
+
+func (p *pub) Close() error {
+	if p.close != nil {
+		return p.close()
+	}
+	return p.Publisher.Close()
+}
+
+type sub struct {
+	message.Subscriber
+	subscribe func(ctx context.Context, topic string, h message.Handler) error
+}
+
+func (s *sub) Subscribe(ctx context.Context, topic string, h message.Handler) error {
+	if s.subscribe != nil {
+		return s.subscribe(ctx, topic, h)
+	}
+	return s.Subscriber.Subscribe(ctx, topic, h)
+}
+
+// wrapHandler returns a sub whose Subscribe wraps the handler with w.
+func wrapHandler(s message.Subscriber, w func(message.Handler) message.Handler) *sub {
+	return &sub{Subscriber: s, subscribe: func(ctx context.Context, topic string, h message.Handler) error {
+		if h == nil {
+			return s.Subscribe(ctx, topic, nil)
+		}
+		return s.Subscribe(ctx, topic, w(h))
+	}}
+}
+
+// mutant breaks one promise; fails lists the suite's subtests that must
+// fail on it (as named in Run).
+type mutant struct {
+	name  string
+	fails []string
+	pub   func(p message.Publisher) message.Publisher
+	sub   func(s message.Subscriber, cfg *messagetest.SubscriberConfig) message.Subscriber
+	group func(cfg *messagetest.SubscriberConfig) // changes the config before the subscriber is built
+}
+
+var groupSeq atomic.Int64
+
+var mutants = []mutant{
+	{
+		name:  "drops one message in 100",
+		fails: []string{"batch publish of 1000 messages arrives complete"},
+		sub: func(s message.Subscriber, _ *messagetest.SubscriberConfig) message.Subscriber {
+			var n atomic.Int64
+			return wrapHandler(s, func(h message.Handler) message.Handler {
+				return func(ctx context.Context, m *message.Message) error {
+					if n.Add(1)%100 == 50 {
+						return nil
+					}
+					return h(ctx, m)
+				}
+			})
+		},
+	},
+	{
+		name:  "handles one message in 100 twice",
+		fails: []string{"batch publish of 1000 messages arrives complete", "concurrent publishes from 20 goroutines arrive complete without duplicates"},
+		sub: func(s message.Subscriber, _ *messagetest.SubscriberConfig) message.Subscriber {
+			var n atomic.Int64
+			return wrapHandler(s, func(h message.Handler) message.Handler {
+				return func(ctx context.Context, m *message.Message) error {
+					if n.Add(1)%100 == 50 {
+						_ = h(ctx, m)
+					}
+					return h(ctx, m)
+				}
+			})
+		},
+	},
+	{
+		name:  "loses headers and rounds time to seconds",
+		fails: []string{"round trip keeps ID, key, payload, headers and time"},
+		sub: func(s message.Subscriber, _ *messagetest.SubscriberConfig) message.Subscriber {
+			return wrapHandler(s, func(h message.Handler) message.Handler {
+				return func(ctx context.Context, m *message.Message) error {
+					c := *m
+					c.Headers = nil
+					c.Time = c.Time.Truncate(time.Second)
+					return h(ctx, &c)
+				}
+			})
+		},
+	},
+	{
+		name:  "publishes copies and leaves the caller's ID and time empty",
+		fails: []string{"publish fills in an empty ID and time"},
+		pub: func(p message.Publisher) message.Publisher {
+			return &pub{Publisher: p, publish: func(ctx context.Context, topic string, msgs ...*message.Message) error {
+				cs := make([]*message.Message, len(msgs))
+				for i, m := range msgs {
+					if m != nil {
+						cs[i] = m.Clone()
+					}
+				}
+				return p.Publish(ctx, topic, cs...)
+			}}
+		},
+	},
+	{
+		name:  "publishes to one topic",
+		fails: []string{"topics are isolated"},
+		pub: func(p message.Publisher) message.Publisher {
+			var mu sync.Mutex
+			first := ""
+			return &pub{Publisher: p, publish: func(ctx context.Context, topic string, msgs ...*message.Message) error {
+				mu.Lock()
+				if first == "" {
+					first = topic
+				}
+				t := first
+				mu.Unlock()
+				return p.Publish(ctx, t, msgs...)
+			}}
+		},
+	},
+	{
+		name:  "puts every subscriber in one group",
+		fails: []string{"two groups each receive every message"},
+		group: func(cfg *messagetest.SubscriberConfig) { cfg.Group = "everyone" },
+	},
+	{
+		name:  "gives every subscriber its own group",
+		fails: []string{"subscribers of one group split the messages without overlap", "resumed subscriber does not get settled messages again"},
+		group: func(cfg *messagetest.SubscriberConfig) {
+			cfg.Group += "-" + string(rune('a'+groupSeq.Add(1)%26)) + time.Now().Format("150405.000000000")
+		},
+	},
+	{
+		name:  "runs one handler at a time",
+		fails: []string{"same-key messages are handled in order and never concurrently, up to the concurrency limit"},
+		sub: func(s message.Subscriber, _ *messagetest.SubscriberConfig) message.Subscriber {
+			var mu sync.Mutex
+			return wrapHandler(s, func(h message.Handler) message.Handler {
+				return func(ctx context.Context, m *message.Message) error {
+					mu.Lock()
+					defer mu.Unlock()
+					return h(ctx, m)
+				}
+			})
+		},
+	},
+	{
+		name:  "ignores the concurrency limit",
+		fails: []string{"same-key messages are handled in order and never concurrently, up to the concurrency limit"},
+		group: func(cfg *messagetest.SubscriberConfig) { cfg.Concurrency *= 4 },
+	},
+	{
+		name:  "publishes without keys, so same-key messages run at once and out of order",
+		fails: []string{"same-key messages are handled in order and never concurrently, up to the concurrency limit"},
+		pub: func(p message.Publisher) message.Publisher {
+			return &pub{Publisher: p, publish: func(ctx context.Context, topic string, msgs ...*message.Message) error {
+				cs := make([]*message.Message, len(msgs))
+				for i, m := range msgs {
+					cs[i] = m.Clone()
+					cs[i].Key = ""
+				}
+				return p.Publish(ctx, topic, cs...)
+			}}
+		},
+	},
+	{
+		name:  "reports attempt 1 on every delivery",
+		fails: []string{"handler error redelivers with growing attempt before later same-key messages", "handler panic is treated as an error and the subscriber keeps running"},
+		sub: func(s message.Subscriber, _ *messagetest.SubscriberConfig) message.Subscriber {
+			return wrapHandler(s, func(h message.Handler) message.Handler {
+				return func(ctx context.Context, m *message.Message) error {
+					c := *m
+					c.Delivery.Attempt = 1
+					return h(ctx, &c)
+				}
+			})
+		},
+	},
+	{
+		name:  "settles failed messages",
+		fails: []string{"handler error redelivers with growing attempt before later same-key messages"},
+		sub: func(s message.Subscriber, _ *messagetest.SubscriberConfig) message.Subscriber {
+			return wrapHandler(s, func(h message.Handler) message.Handler {
+				return func(ctx context.Context, m *message.Message) error {
+					_ = h(ctx, m)
+					return nil
+				}
+			})
+		},
+	},
+	{
+		name:  "cancels handlers as soon as shutdown starts",
+		fails: []string{"graceful shutdown lets in-flight handlers finish and settles them"},
+		sub: func(s message.Subscriber, _ *messagetest.SubscriberConfig) message.Subscriber {
+			return &sub{Subscriber: s, subscribe: func(ctx context.Context, topic string, h message.Handler) error {
+				if h == nil {
+					return s.Subscribe(ctx, topic, nil)
+				}
+				return s.Subscribe(ctx, topic, func(hctx context.Context, m *message.Message) error {
+					merged, cancel := context.WithCancel(hctx)
+					defer cancel()
+					stop := context.AfterFunc(ctx, cancel)
+					defer stop()
+					return h(merged, m)
+				})
+			}}
+		},
+	},
+	{
+		name:  "returns the context error on cancel",
+		fails: []string{"cancelling an idle subscribe returns nil"},
+		sub: func(s message.Subscriber, _ *messagetest.SubscriberConfig) message.Subscriber {
+			return &sub{Subscriber: s, subscribe: func(ctx context.Context, topic string, h message.Handler) error {
+				if err := s.Subscribe(ctx, topic, h); err != nil {
+					return err
+				}
+				return ctx.Err()
+			}}
+		},
+	},
+	{
+		name:  "fails a second Close",
+		fails: []string{"close is idempotent"},
+		pub: func(p message.Publisher) message.Publisher {
+			var closed atomic.Bool
+			return &pub{Publisher: p, close: func() error {
+				if closed.Swap(true) {
+					return errors.New("already closed")
+				}
+				return p.Close()
+			}}
+		},
+	},
+	{
+		name:  "drops nil messages instead of rejecting the batch",
+		fails: []string{"bad input is rejected and publishes nothing"},
+		pub: func(p message.Publisher) message.Publisher {
+			return &pub{Publisher: p, publish: func(ctx context.Context, topic string, msgs ...*message.Message) error {
+				var ok []*message.Message
+				for _, m := range msgs {
+					if m != nil {
+						ok = append(ok, m)
+					}
+				}
+				return p.Publish(ctx, topic, ok...)
+			}}
+		},
+	},
+	{
+		name:  "leaks a goroutine per subscriber",
+		fails: []string{"no goroutines are left after close"},
+		sub: func(s message.Subscriber, _ *messagetest.SubscriberConfig) message.Subscriber {
+			go func() { select {} }()
+			return s
+		},
+	},
+}
+
+// harness builds the inmem harness, with the mutant applied when m is set.
+func harness(t *testing.T, m *mutant) messagetest.Harness {
+	b := inmem.NewBroker(inmem.WithPartitions(4), inmem.WithRetention(1<<20, 0))
+	t.Cleanup(func() { _ = b.Close() })
+	timeout := 20 * time.Second
+	if m != nil {
+		timeout = 2 * time.Second // mutants that lose messages fail by timing out
+	}
+	return messagetest.Harness{
+		NewPublisher: func(testing.TB) (message.Publisher, error) {
+			var p message.Publisher = inmem.NewPublisher(b)
+			if m != nil && m.pub != nil {
+				p = m.pub(p)
+			}
+			return p, nil
+		},
+		NewSubscriber: func(_ testing.TB, cfg messagetest.SubscriberConfig) (message.Subscriber, error) {
+			if m != nil && m.group != nil {
+				m.group(&cfg)
+			}
+			s, err := inmem.NewSubscriber(b,
+				inmem.WithGroup(cfg.Group),
+				inmem.WithConcurrency(cfg.Concurrency),
+				inmem.WithRedeliveryBackoff(cfg.InitialBackoff, cfg.MaxBackoff),
+				inmem.WithDrainTimeout(cfg.DrainTimeout))
+			if err != nil || m == nil || m.sub == nil {
+				return s, err
+			}
+			return m.sub(s, &cfg), nil
+		},
+		Features: messagetest.Features{
+			NewGroupReadsHistory: true,
+			InvalidTopics:        []string{"has space", "..", strings.Repeat("x", 250)},
+			Timeout:              timeout,
+		},
+	}
+}
+
+// TestMutantChild runs the suite on inmem, broken as FERRY_MESSAGETEST_MUTANT
+// says. It is the child process of TestSuiteCatchesMutants, and on its own
+// (the variable unset) runs the suite on the healthy adapter.
+func TestMutantChild(t *testing.T) {
+	name := os.Getenv(mutantEnv)
+	if name == "" {
+		messagetest.Run(t, harness(t, nil))
+		return
+	}
+	for i := range mutants {
+		if mutants[i].name == name {
+			messagetest.Run(t, harness(t, &mutants[i]))
+			return
+		}
+	}
+	t.Fatalf("unknown mutant %q", name)
+}
+
+// subtestName is the name go test gives t.Run(name).
+func subtestName(name string) string {
+	return strings.ReplaceAll(name, " ", "_")
+}
+
+func TestSuiteCatchesMutants(t *testing.T) {
+	if os.Getenv(mutantEnv) != "" {
+		t.Skip("running as a mutant child process")
+	}
+	if testing.Short() {
+		t.Skip("runs the suite in child processes; skipped with -short")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range mutants {
+		t.Run(subtestName(m.name), func(t *testing.T) {
+			t.Parallel()
+			parts := make([]string, len(m.fails))
+			for i, f := range m.fails {
+				parts[i] = regexp.QuoteMeta(subtestName(f))
+			}
+			run := "^TestMutantChild$/^(" + strings.Join(parts, "|") + ")$"
+			cmd := exec.Command(exe, "-test.run="+run, "-test.v", "-test.count=1")
+			cmd.Env = append(os.Environ(), mutantEnv+"="+m.name)
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) {
+				t.Fatalf("mutant child: want a failing exit, got %v\n%s", err, out)
+			}
+			for _, f := range m.fails {
+				if want := "--- FAIL: TestMutantChild/" + subtestName(f) + " "; !strings.Contains(string(out), want) {
+					t.Errorf("subtest %q did not fail on this mutant; child output:\n%s", f, out)
+				}
+			}
+		})
+	}
+}
