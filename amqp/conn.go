@@ -1,0 +1,304 @@
+package amqp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/ferrymsg/ferry/message"
+)
+
+// State is a connection state reported to WithOnStateChange.
+type State int
+
+// Connection states.
+const (
+	// StateConnected: a connection is open (first dial or reconnection).
+	StateConnected State = iota + 1
+	// StateDisconnected: the connection was lost (Err says why); ferry
+	// reconnects with backoff.
+	StateDisconnected
+	// StateReconnecting: a reconnection attempt failed (Err says why);
+	// another follows after a backoff.
+	StateReconnecting
+	// StateClosed: Close was called; no more reconnection.
+	StateClosed
+)
+
+// String returns the state's name.
+func (s State) String() string {
+	switch s {
+	case StateConnected:
+		return "connected"
+	case StateDisconnected:
+		return "disconnected"
+	case StateReconnecting:
+		return "reconnecting"
+	case StateClosed:
+		return "closed"
+	}
+	return fmt.Sprintf("State(%d)", int(s))
+}
+
+// StateChange describes one connection state change.
+type StateChange struct {
+	// State is the new state.
+	State State
+	// Err is the cause of a disconnection or of a failed reconnection
+	// attempt; nil otherwise. It never contains the URL's password.
+	Err error
+	// URL is the broker URL with its password redacted.
+	URL string
+	// Role is "publisher" or "subscriber".
+	Role string
+	// Attempt counts the reconnection attempts since the connection was
+	// lost (0 for the first connection).
+	Attempt int
+}
+
+// session is one live connection (one generation). down is closed when it
+// is lost.
+type session struct {
+	conn *amqp091.Connection
+	gen  uint64
+	down chan struct{}
+}
+
+func (s *session) isDown() bool {
+	select {
+	case <-s.down:
+		return true
+	default:
+		return false
+	}
+}
+
+// conn keeps one AMQP connection open, reconnecting with backoff.
+type conn struct {
+	cfg      *config
+	url      string
+	redacted string
+	password string
+	role     string
+
+	mu    sync.Mutex
+	cur   *session
+	ready chan struct{} // closed while cur != nil
+	gen   uint64
+
+	closed    chan struct{}
+	closeOnce sync.Once
+	stopping  chan struct{} // closed by stop: waits give up with ErrClosed
+	stopOnce  sync.Once
+	done      chan struct{}
+}
+
+// redactURL returns the URL with its password replaced, and the password.
+func redactURL(raw string) (string, string) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)", ""
+	}
+	pw, _ := u.User.Password()
+	return u.Redacted(), pw
+}
+
+// scrubbedError hides a password that a client error might echo.
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.err }
+
+func (c *conn) scrub(err error) error {
+	if err == nil || c.password == "" || !strings.Contains(err.Error(), c.password) {
+		return err
+	}
+	return &scrubbedError{msg: strings.ReplaceAll(err.Error(), c.password, "xxxxx"), err: err}
+}
+
+// dialConn validates the URL, dials once (so a wrong address or password
+// fails the constructor) and starts the supervisor.
+func dialConn(rawURL string, cfg *config, role string) (*conn, error) {
+	red, pw := redactURL(rawURL)
+	c := &conn{cfg: cfg, url: rawURL, redacted: red, password: pw, role: role,
+		ready: make(chan struct{}), closed: make(chan struct{}), stopping: make(chan struct{}), done: make(chan struct{})}
+	if _, err := amqp091.ParseURI(rawURL); err != nil {
+		return nil, fmt.Errorf("amqp: %w: URL %s: %w", message.ErrInvalidConfig, red, c.scrub(err))
+	}
+	first, err := c.dial()
+	if err != nil {
+		return nil, err
+	}
+	c.set(first)
+	c.report(StateChange{State: StateConnected})
+	go c.run(first)
+	return c, nil
+}
+
+func (c *conn) dial() (*amqp091.Connection, error) {
+	conf := c.cfg.amqpConfig
+	if conf.Properties == nil {
+		conf.Properties = amqp091.NewConnectionProperties()
+		conf.Properties.SetClientConnectionName("ferry-" + c.role)
+	}
+	ac, err := amqp091.DialConfig(c.url, conf)
+	if err != nil {
+		return nil, fmt.Errorf("amqp: dial %s: %w", c.redacted, c.scrub(err))
+	}
+	return ac, nil
+}
+
+func (c *conn) set(ac *amqp091.Connection) *session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	s := &session{conn: ac, gen: c.gen, down: make(chan struct{})}
+	c.cur = s
+	close(c.ready)
+	return s
+}
+
+func (c *conn) unset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur != nil {
+		close(c.cur.down)
+		c.cur = nil
+		c.ready = make(chan struct{})
+	}
+}
+
+func (c *conn) report(sc StateChange) {
+	sc.URL, sc.Role = c.redacted, c.role
+	if l := c.cfg.logger; l != nil {
+		attrs := []any{"role", c.role, "url", c.redacted, "state", sc.State.String()}
+		if sc.Attempt > 0 {
+			attrs = append(attrs, "attempt", sc.Attempt)
+		}
+		level := slog.LevelInfo
+		if sc.Err != nil {
+			attrs = append(attrs, "err", sc.Err.Error())
+			level = slog.LevelWarn
+		}
+		l.Log(context.Background(), level, "ferry amqp: connection "+sc.State.String(), attrs...)
+	}
+	if f := c.cfg.onState; f != nil {
+		f(sc)
+	}
+}
+
+// run watches the current connection and replaces it when it is lost.
+func (c *conn) run(cur *amqp091.Connection) {
+	defer close(c.done)
+	for {
+		lost := cur.NotifyClose(make(chan *amqp091.Error, 1))
+		var cause error
+		select {
+		case <-c.closed:
+			c.unset()
+			_ = cur.Close()
+			c.report(StateChange{State: StateClosed})
+			return
+		case e, ok := <-lost:
+			if ok && e != nil {
+				cause = c.scrub(e)
+			} else {
+				cause = errors.New("connection closed")
+			}
+		}
+		c.unset()
+		c.report(StateChange{State: StateDisconnected, Err: cause})
+
+		b := backoff.NewExponentialBackOff(
+			backoff.WithInitialInterval(c.cfg.reconnect[0]),
+			backoff.WithMaxInterval(c.cfg.reconnect[1]),
+			backoff.WithMaxElapsedTime(0),
+		)
+		for attempt := 1; ; attempt++ {
+			t := time.NewTimer(b.NextBackOff())
+			select {
+			case <-c.closed:
+				t.Stop()
+				c.report(StateChange{State: StateClosed})
+				return
+			case <-t.C:
+			}
+			ac, err := c.dial()
+			if err == nil {
+				cur = ac
+				c.set(ac)
+				c.report(StateChange{State: StateConnected, Attempt: attempt})
+				break
+			}
+			c.report(StateChange{State: StateReconnecting, Err: err, Attempt: attempt})
+		}
+	}
+}
+
+// get returns the live session, waiting (bounded by ctx) for a
+// reconnection when there is none.
+func (c *conn) get(ctx context.Context) (*session, error) {
+	for {
+		c.mu.Lock()
+		s, ready := c.cur, c.ready
+		c.mu.Unlock()
+		if s != nil {
+			return s, nil
+		}
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.stopping:
+			return nil, message.ErrClosed
+		}
+	}
+}
+
+// pause waits after a failure on session s: until s is lost, d passes, ctx
+// ends or the conn is closed.
+func (c *conn) pause(ctx context.Context, s *session, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-s.down:
+		return nil
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.stopping:
+		return message.ErrClosed
+	}
+}
+
+// stop makes waits for a connection give up with ErrClosed, while the
+// current connection stays open (so outstanding confirms and acks arrive).
+func (c *conn) stop() { c.stopOnce.Do(func() { close(c.stopping) }) }
+
+// close stops reconnecting and closes the connection.
+func (c *conn) close() {
+	c.stop()
+	c.closeOnce.Do(func() { close(c.closed) })
+	<-c.done
+}
+
+func (c *conn) isClosed() bool {
+	select {
+	case <-c.stopping:
+		return true
+	default:
+		return false
+	}
+}

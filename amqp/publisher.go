@@ -1,0 +1,538 @@
+package amqp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/ferrymsg/ferry/message"
+)
+
+// Publisher publishes messages to RabbitMQ exchanges with publisher
+// confirms and mandatory routing. It is safe for concurrent use. Create it
+// with NewPublisher.
+type Publisher struct {
+	cfg   *config
+	conn  *conn
+	slots []*slot
+	next  atomic.Uint32
+
+	declMu   sync.Mutex
+	declared map[string]uint64 // exchange -> connection generation it was declared on
+
+	mu        sync.Mutex // guards closing and calls
+	closing   bool
+	calls     sync.WaitGroup
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+var _ message.Publisher = (*Publisher)(nil)
+
+// NewPublisher connects to the broker at url (amqp:// or amqps://) and
+// returns a Publisher. It fails when the URL is invalid or the first
+// connection attempt fails; later connection losses are repaired in the
+// background (see the package doc, # Reconnection).
+func NewPublisher(url string, opts ...Option) (*Publisher, error) {
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	c, err := dialConn(url, cfg, "publisher")
+	if err != nil {
+		return nil, err
+	}
+	p := &Publisher{cfg: cfg, conn: c, declared: map[string]uint64{}, closed: make(chan struct{})}
+	for range cfg.pubChannels {
+		p.slots = append(p.slots, &slot{sem: make(chan struct{}, 1)})
+	}
+	return p, nil
+}
+
+// slot is one publishing channel of the pool; sem serialises its use.
+type slot struct {
+	sem chan struct{}
+	pc  *pubChan // guarded by sem
+}
+
+// retKey identifies a returned message.
+type retKey struct{ exchange, routingKey, id string }
+
+// pubChan is one confirm-mode channel with its outstanding publishes.
+type pubChan struct {
+	ch   *amqp091.Channel
+	sess *session
+
+	mu       sync.Mutex
+	pending  map[uint64]*entry // nil once the channel is dead
+	returned map[retKey][]string
+	dead     chan struct{}
+	deadErr  error
+}
+
+// entry is one message of a Publish call waiting for its confirm.
+type entry struct {
+	call  *call
+	idx   int
+	key   retKey
+	state atomic.Int32 // entryPending, then one of the others
+	err   error
+}
+
+const (
+	entryPending int32 = iota
+	entryOK
+	entryFailed
+	entryLost // the channel died before the confirm: publish again
+)
+
+// call tracks the entries of one Publish round.
+type call struct {
+	remaining atomic.Int32
+	done      chan struct{}
+}
+
+func (e *entry) resolve(state int32, err error) {
+	if !e.state.CompareAndSwap(entryPending, state) {
+		return
+	}
+	e.err = err
+	if e.call.remaining.Add(-1) == 0 {
+		close(e.call.done)
+	}
+}
+
+func (pc *pubChan) isDead() bool {
+	select {
+	case <-pc.dead:
+		return true
+	default:
+		return false
+	}
+}
+
+// openPubChan opens a confirm-mode channel on s and starts its confirm
+// reader.
+func (p *Publisher) openPubChan(s *session) (*pubChan, error) {
+	ch, err := s.conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("amqp: open channel: %w", p.conn.scrub(err))
+	}
+	if err := ch.Confirm(false); err != nil {
+		_ = ch.Close()
+		return nil, fmt.Errorf("amqp: enable publisher confirms: %w", err)
+	}
+	pc := &pubChan{ch: ch, sess: s, pending: map[uint64]*entry{}, returned: map[retKey][]string{}, dead: make(chan struct{})}
+	// Buffered so the client's reader never waits on us; the reader stops
+	// waiting on a listener after 5 s and would drop the notification.
+	closes := ch.NotifyClose(make(chan *amqp091.Error, 1))
+	returns := ch.NotifyReturn(make(chan amqp091.Return, 256))
+	confirms := ch.NotifyPublish(make(chan amqp091.Confirmation, 4096))
+	go pc.run(confirms, returns, closes)
+	return pc, nil
+}
+
+// run resolves entries from confirms and returns until the channel dies.
+// The client sends a message's basic.return to returns before its
+// basic.ack to confirms (RabbitMQ sends them in that order and one reader
+// goroutine relays both), so draining returns before handling a confirm
+// sees every return that belongs to it.
+func (pc *pubChan) run(confirms <-chan amqp091.Confirmation, returns <-chan amqp091.Return, closes <-chan *amqp091.Error) {
+	for {
+		select {
+		case r, ok := <-returns:
+			if !ok {
+				returns = nil
+				continue
+			}
+			pc.addReturn(r)
+		case cf, ok := <-confirms:
+			if !ok {
+				pc.die(returns, closes)
+				return
+			}
+		drain:
+			for returns != nil {
+				select {
+				case r, ok := <-returns:
+					if !ok {
+						returns = nil
+						break drain
+					}
+					pc.addReturn(r)
+				default:
+					break drain
+				}
+			}
+			pc.confirm(cf)
+		}
+	}
+}
+
+func (pc *pubChan) addReturn(r amqp091.Return) {
+	k := retKey{r.Exchange, r.RoutingKey, r.MessageId}
+	pc.mu.Lock()
+	pc.returned[k] = append(pc.returned[k], fmt.Sprintf("%d %s", r.ReplyCode, r.ReplyText))
+	pc.mu.Unlock()
+}
+
+func (pc *pubChan) confirm(cf amqp091.Confirmation) {
+	pc.mu.Lock()
+	e := pc.pending[cf.DeliveryTag]
+	delete(pc.pending, cf.DeliveryTag)
+	var reason string
+	returned := false
+	if e != nil {
+		if rs := pc.returned[e.key]; len(rs) > 0 {
+			reason, returned = rs[0], true
+			if len(rs) == 1 {
+				delete(pc.returned, e.key)
+			} else {
+				pc.returned[e.key] = rs[1:]
+			}
+		}
+	}
+	pc.mu.Unlock()
+	switch {
+	case e == nil:
+	case !cf.Ack:
+		e.resolve(entryFailed, ErrNacked)
+	case returned:
+		e.resolve(entryFailed, fmt.Errorf("amqp: %w: returned by the broker (%s): no queue is bound to exchange %q for routing key %q", message.ErrUnroutable, reason, e.key.exchange, e.key.routingKey))
+	default:
+		e.resolve(entryOK, nil)
+	}
+}
+
+// die marks the channel dead and every outstanding entry lost.
+func (pc *pubChan) die(returns <-chan amqp091.Return, closes <-chan *amqp091.Error) {
+	var cause error = errors.New("channel closed")
+	select {
+	case e, ok := <-closes:
+		if ok && e != nil {
+			cause = e
+		}
+	default:
+	}
+	pc.mu.Lock()
+	pending := pc.pending
+	pc.pending = nil
+	pc.deadErr = cause
+	close(pc.dead)
+	pc.mu.Unlock()
+	for _, e := range pending {
+		e.resolve(entryLost, cause)
+	}
+	if returns != nil {
+		for range returns {
+		}
+	}
+	for range closes {
+	}
+}
+
+// acquire returns a slot, held, with a live channel, waiting for a
+// reconnection if needed.
+func (p *Publisher) acquire(ctx context.Context) (*slot, error) {
+	s := p.slots[int(p.next.Add(1))%len(p.slots)]
+	select {
+	case s.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-p.closed:
+		return nil, message.ErrClosed
+	}
+	for s.pc == nil || s.pc.isDead() {
+		if s.pc != nil {
+			_ = s.pc.ch.Close()
+			s.pc = nil
+		}
+		sess, err := p.conn.get(ctx)
+		if err != nil {
+			<-s.sem
+			return nil, err
+		}
+		pc, err := p.openPubChan(sess)
+		if err != nil {
+			if err := p.conn.pause(ctx, sess, 100*time.Millisecond); err != nil {
+				<-s.sem
+				return nil, err
+			}
+			continue
+		}
+		s.pc = pc
+	}
+	return s, nil
+}
+
+// ensureExchange declares topic's exchange once per connection.
+func (p *Publisher) ensureExchange(ctx context.Context, topic string) error {
+	for {
+		sess, err := p.conn.get(ctx)
+		if err != nil {
+			return err
+		}
+		p.declMu.Lock()
+		done := p.declared[topic] == sess.gen
+		p.declMu.Unlock()
+		if done {
+			return nil
+		}
+		err = p.withChannel(sess, func(ch *amqp091.Channel) error { return p.cfg.declareExchange(ch, topic) })
+		if err == nil {
+			p.declMu.Lock()
+			p.declared[topic] = sess.gen
+			p.declMu.Unlock()
+			return nil
+		}
+		if isFatal(err) {
+			return err
+		}
+		if err := p.conn.pause(ctx, sess, 100*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// withChannel runs f on a short-lived channel of sess.
+func (p *Publisher) withChannel(sess *session, f func(*amqp091.Channel) error) error {
+	ch, err := sess.conn.Channel()
+	if err != nil {
+		return fmt.Errorf("amqp: open channel: %w", p.conn.scrub(err))
+	}
+	defer ch.Close()
+	return f(ch)
+}
+
+func (p *Publisher) begin() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing {
+		return message.ErrClosed
+	}
+	p.calls.Add(1)
+	return nil
+}
+
+// Declare creates topic's exchange and, for each group, its durable queue
+// bound to it, exactly as a Subscriber with the same options would. Call it
+// before publishing to a topic whose subscribers have not started yet: a
+// message published while no queue is bound is unroutable. It is
+// idempotent; settings that differ from an existing exchange or queue fail
+// with an error wrapping message.ErrInvalidConfig.
+func (p *Publisher) Declare(ctx context.Context, topic string, groups ...string) error {
+	if err := ValidateTopic(topic); err != nil {
+		return err
+	}
+	if err := p.begin(); err != nil {
+		return err
+	}
+	defer p.calls.Done()
+	for {
+		sess, err := p.conn.get(ctx)
+		if err != nil {
+			return err
+		}
+		err = p.withChannel(sess, func(ch *amqp091.Channel) error {
+			if err := p.cfg.declareExchange(ch, topic); err != nil {
+				return err
+			}
+			for _, g := range groups {
+				if _, err := p.cfg.declareQueue(ch, topic, g); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err == nil || isFatal(err) || errors.Is(err, message.ErrInvalidConfig) {
+			return err
+		}
+		if err := p.conn.pause(ctx, sess, 100*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// Publish publishes msgs to topic's exchange and returns once the broker
+// has confirmed every one of them. See the package doc for the mapping of
+// Message fields and for what happens across a reconnection.
+func (p *Publisher) Publish(ctx context.Context, topic string, msgs ...*message.Message) error {
+	if err := ValidateTopic(topic); err != nil {
+		return err
+	}
+	for i, m := range msgs {
+		if err := p.cfg.checkMessage(i, len(msgs), m); err != nil {
+			return err
+		}
+	}
+	rks := make([]string, len(msgs))
+	if err := message.Prepare(topic, msgs); err != nil {
+		return fmt.Errorf("amqp: %w", err)
+	}
+	for i, m := range msgs {
+		rks[i] = p.cfg.routingKey(topic, m)
+		if len(rks[i]) > maxNameLen {
+			return fmt.Errorf("amqp: %w: message #%d of %d (id %q) has a %d-byte routing key, AMQP allows %d", message.ErrInvalidMessage, i, len(msgs), m.ID, len(rks[i]), maxNameLen)
+		}
+	}
+	if err := p.begin(); err != nil {
+		return err
+	}
+	defer p.calls.Done()
+	if len(msgs) == 0 {
+		return nil
+	}
+	if err := p.ensureExchange(ctx, topic); err != nil {
+		return err
+	}
+
+	pubs := make([]amqp091.Publishing, len(msgs))
+	for i, m := range msgs {
+		pubs[i] = p.cfg.publishing(m)
+	}
+	todo := make([]int, len(msgs))
+	for i := range todo {
+		todo[i] = i
+	}
+	var failed []message.FailedMessage
+	channelErrs := 0
+	for len(todo) > 0 {
+		entries, connLost, err := p.publishRound(ctx, topic, msgs, rks, pubs, todo)
+		if err != nil {
+			return err
+		}
+		todo = todo[:0]
+		for _, e := range entries {
+			switch e.state.Load() {
+			case entryOK:
+			case entryFailed:
+				failed = append(failed, message.FailedMessage{Index: e.idx, Message: msgs[e.idx], Err: e.err})
+			case entryLost:
+				todo = append(todo, e.idx)
+			}
+		}
+		if len(todo) == 0 {
+			break
+		}
+		// Lost with the connection: publish again once reconnected
+		// (at-least-once). Lost with a live connection: the broker closed
+		// the channel (a 404 after the exchange was deleted, say);
+		// redeclare and try a few times, then report.
+		lost := entries[0]
+		for _, e := range entries {
+			if e.state.Load() == entryLost {
+				lost = e
+				break
+			}
+		}
+		if !connLost {
+			p.declMu.Lock()
+			delete(p.declared, topic)
+			p.declMu.Unlock()
+			channelErrs++
+			if channelErrs >= 3 || isFatal(lost.err) {
+				for _, i := range todo {
+					failed = append(failed, message.FailedMessage{Index: i, Message: msgs[i], Err: fmt.Errorf("amqp: publish to exchange %q: %w", topic, lost.err)})
+				}
+				break
+			}
+			if err := p.ensureExchange(ctx, topic); err != nil {
+				return err
+			}
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	sortFailed(failed)
+	return &message.PublishError{Topic: topic, Failed: failed, Total: len(msgs)}
+}
+
+func sortFailed(f []message.FailedMessage) {
+	for i := 1; i < len(f); i++ {
+		for j := i; j > 0 && f[j].Index < f[j-1].Index; j-- {
+			f[j], f[j-1] = f[j-1], f[j]
+		}
+	}
+}
+
+// publishRound publishes msgs[todo] on one channel and waits for their
+// confirms (or the channel's death). It returns ctx's error if ctx ends
+// first, ErrClosed if the Publisher closes while waiting for a channel.
+// connLost reports that the channel died with its connection.
+func (p *Publisher) publishRound(ctx context.Context, topic string, msgs []*message.Message, rks []string, pubs []amqp091.Publishing, todo []int) (entries []*entry, connLost bool, err error) {
+	s, err := p.acquire(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	pc := s.pc
+	c := &call{done: make(chan struct{})}
+	c.remaining.Store(int32(len(todo)))
+	entries = make([]*entry, len(todo))
+	store := make([]entry, len(todo))
+	for j, i := range todo {
+		e := &store[j]
+		e.call, e.idx, e.key = c, i, retKey{topic, rks[i], msgs[i].ID}
+		entries[j] = e
+	}
+	for j, i := range todo {
+		e := entries[j]
+		pc.mu.Lock()
+		if pc.pending == nil {
+			pc.mu.Unlock()
+			for _, e := range entries[j:] {
+				e.resolve(entryLost, pc.deadErr)
+			}
+			break
+		}
+		seq := pc.ch.GetNextPublishSeqNo()
+		pc.pending[seq] = e
+		pc.mu.Unlock()
+		if _, err := pc.ch.PublishWithDeferredConfirm(topic, rks[i], true, false, pubs[i]); err != nil {
+			pc.mu.Lock()
+			if pc.pending != nil {
+				delete(pc.pending, seq)
+			}
+			pc.mu.Unlock()
+			for _, e := range entries[j:] {
+				e.resolve(entryLost, err)
+			}
+			break
+		}
+	}
+	<-s.sem
+	select {
+	case <-c.done:
+		return entries, pc.sess.conn.IsClosed(), nil
+	case <-ctx.Done():
+		return nil, false, ctx.Err()
+	}
+}
+
+// Close waits for Publish calls in progress (they still get their
+// confirms), then closes the connection. Later calls return
+// message.ErrClosed. It is safe to call more than once.
+func (p *Publisher) Close() error {
+	p.closeOnce.Do(func() {
+		p.mu.Lock()
+		p.closing = true
+		p.mu.Unlock()
+		// Calls waiting for a channel or a reconnection give up now;
+		// calls waiting for confirms on a live channel get them.
+		close(p.closed)
+		p.conn.stop()
+		p.calls.Wait()
+		for _, s := range p.slots {
+			if s.pc != nil {
+				_ = s.pc.ch.Close()
+			}
+		}
+		p.conn.close()
+	})
+	return nil
+}

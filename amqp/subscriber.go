@@ -1,0 +1,293 @@
+package amqp
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/ferrymsg/ferry/internal/dispatch"
+	"github.com/ferrymsg/ferry/message"
+)
+
+// Subscriber consumes a group's queue and runs a handler for each message
+// with keyed, ordered concurrency. Create it with NewSubscriber.
+type Subscriber struct {
+	cfg  *config
+	conn *conn
+
+	mu        sync.Mutex
+	closing   bool
+	subs      sync.WaitGroup
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+var _ message.Subscriber = (*Subscriber)(nil)
+
+// NewSubscriber connects to the broker at url (amqp:// or amqps://) and
+// returns a Subscriber for the group set by WithGroup (default "default").
+// It fails when the URL is invalid or the first connection attempt fails;
+// later connection losses are repaired in the background.
+func NewSubscriber(url string, opts ...Option) (*Subscriber, error) {
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	c, err := dialConn(url, cfg, "subscriber")
+	if err != nil {
+		return nil, err
+	}
+	return &Subscriber{cfg: cfg, conn: c, closed: make(chan struct{})}, nil
+}
+
+func (s *Subscriber) begin() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return message.ErrClosed
+	}
+	s.subs.Add(1)
+	return nil
+}
+
+// Declare creates topic's exchange and the subscriber group's queue bound
+// to it, as Subscribe does, without consuming. Messages published after it
+// returns are kept for the group. It is idempotent.
+func (s *Subscriber) Declare(ctx context.Context, topic string) error {
+	if err := ValidateTopic(topic); err != nil {
+		return err
+	}
+	if err := s.begin(); err != nil {
+		return err
+	}
+	defer s.subs.Done()
+	for {
+		sess, err := s.conn.get(ctx)
+		if err != nil {
+			return err
+		}
+		err = s.declare(sess, topic)
+		if err == nil || errors.Is(err, message.ErrInvalidConfig) {
+			return err
+		}
+		if err := s.conn.pause(ctx, sess, 100*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *Subscriber) declare(sess *session, topic string) error {
+	ch, err := sess.conn.Channel()
+	if err != nil {
+		return fmt.Errorf("amqp: open channel: %w", s.conn.scrub(err))
+	}
+	defer ch.Close()
+	if err := s.cfg.declareExchange(ch, topic); err != nil {
+		return err
+	}
+	_, err = s.cfg.declareQueue(ch, topic, s.cfg.group)
+	return err
+}
+
+// consumer is one consuming channel.
+type consumer struct {
+	ch         *amqp091.Channel
+	tag        string
+	deliveries <-chan amqp091.Delivery
+	closes     chan *amqp091.Error
+}
+
+// ref is a delivery's handle: acks go to the channel it came on.
+type ref struct {
+	c   *consumer
+	tag uint64
+}
+
+func (c *consumer) ack(tag uint64) {
+	// A delivery of a dead channel cannot be acked: the broker has
+	// requeued it already. Ack on a closed channel fails without sending.
+	_ = c.ch.Ack(tag, false)
+}
+
+func (s *Subscriber) startConsumer(sess *session, topic string) (*consumer, error) {
+	ch, err := sess.conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("amqp: open channel: %w", s.conn.scrub(err))
+	}
+	fail := func(err error) (*consumer, error) {
+		_ = ch.Close()
+		return nil, err
+	}
+	if err := ch.Qos(s.cfg.prefetchCount(), 0, false); err != nil {
+		return fail(fmt.Errorf("amqp: set prefetch %d: %w", s.cfg.prefetchCount(), err))
+	}
+	if err := s.cfg.declareExchange(ch, topic); err != nil {
+		return fail(err)
+	}
+	q, err := s.cfg.declareQueue(ch, topic, s.cfg.group)
+	if err != nil {
+		return fail(err)
+	}
+	var rb [8]byte
+	_, _ = rand.Read(rb[:])
+	tag := "ferry-" + hex.EncodeToString(rb[:])
+	c := &consumer{ch: ch, tag: tag, closes: ch.NotifyClose(make(chan *amqp091.Error, 1))}
+	c.deliveries, err = ch.Consume(q, tag, false, false, false, false, nil)
+	if err != nil {
+		return fail(declareErr(fmt.Sprintf("consume queue %q", q), err))
+	}
+	return c, nil
+}
+
+// Subscribe consumes the group's queue of topic (declaring the exchange,
+// queue and binding first) and calls h for each message until ctx is
+// cancelled (it then drains and returns nil), Close is called (ErrClosed)
+// or a fatal error occurs (a declaration the broker refuses, such as a
+// queue that exists with other arguments). Connection losses are repaired
+// without returning. Several Subscribe calls, on one or several topics,
+// may run on one Subscriber.
+func (s *Subscriber) Subscribe(ctx context.Context, topic string, h message.Handler) error {
+	if h == nil {
+		return fmt.Errorf("amqp: %w", message.ErrNilHandler)
+	}
+	if err := ValidateTopic(topic); err != nil {
+		return err
+	}
+	if _, err := s.cfg.queueFor(topic, s.cfg.group); err != nil {
+		return err
+	}
+	if err := s.begin(); err != nil {
+		return err
+	}
+	defer s.subs.Done()
+
+	// rctx ends on ctx's end or on Close.
+	rctx, rcancel := context.WithCancel(ctx)
+	defer rcancel()
+	go func() {
+		select {
+		case <-s.closed:
+			rcancel()
+		case <-rctx.Done():
+		}
+	}()
+
+	prefetch := s.cfg.prefetchCount()
+	d := dispatch.New(ctx, h, dispatch.Config{
+		Concurrency:  s.cfg.concurrency,
+		MaxPending:   2 * prefetch,
+		Backoff:      dispatch.Backoff{Initial: s.cfg.redelivery[0], Max: s.cfg.redelivery[1], Multiplier: 2},
+		DrainTimeout: s.cfg.drainTimeout,
+	}, func(dl *dispatch.Delivery) {
+		r := dl.Ref.(*ref)
+		r.c.ack(r.tag)
+	})
+
+	var cur *consumer
+	var fatal error
+	for {
+		sess, err := s.conn.get(rctx)
+		if err != nil {
+			break
+		}
+		cur, err = s.startConsumer(sess, topic)
+		if err != nil {
+			if errors.Is(err, message.ErrInvalidConfig) {
+				fatal = err
+				break
+			}
+			s.log("ferry amqp: consumer start failed; retrying", "topic", topic, "group", s.cfg.group, "err", err.Error())
+			if s.conn.pause(rctx, sess, s.cfg.reconnect[0]) != nil {
+				break
+			}
+			continue
+		}
+		if s.consume(rctx, cur, d, topic) {
+			break // ctx done or closed
+		}
+		// The channel died (or the broker cancelled the consumer): its
+		// unacked deliveries go back to the queue, so drop the ones not
+		// yet running and consume again.
+		cause := "channel closed"
+		select {
+		case e, ok := <-cur.closes:
+			if ok && e != nil {
+				cause = s.conn.scrub(e).Error()
+			}
+		default:
+		}
+		s.log("ferry amqp: consumer lost; resuming", "topic", topic, "group", s.cfg.group, "cause", cause)
+		lost := cur
+		d.Remove(func(dl *dispatch.Delivery) bool { return dl.Ref.(*ref).c == lost })
+		_ = cur.ch.Close()
+		cur = nil
+		if err := s.conn.pause(rctx, sess, s.cfg.reconnect[0]); err != nil {
+			break
+		}
+	}
+
+	// Graceful shutdown: stop deliveries, let in-flight handlers finish
+	// and ack them, then close the channel (which requeues the rest).
+	if cur != nil {
+		_ = cur.ch.Cancel(cur.tag, false)
+	}
+	d.Shutdown()
+	if cur != nil {
+		_ = cur.ch.Close()
+	}
+	switch {
+	case fatal != nil:
+		return fatal
+	case ctx.Err() != nil:
+		return nil
+	default:
+		return message.ErrClosed
+	}
+}
+
+// consume feeds deliveries to d until the channel dies (false) or rctx
+// ends (true).
+func (s *Subscriber) consume(rctx context.Context, c *consumer, d *dispatch.Dispatcher, topic string) bool {
+	for {
+		select {
+		case <-rctx.Done():
+			return true
+		case dv, ok := <-c.deliveries:
+			if !ok {
+				return rctx.Err() != nil
+			}
+			m := s.cfg.toMessage(topic, s.cfg.group, &dv)
+			if err := d.Submit(rctx, &dispatch.Delivery{Msg: m, Ref: &ref{c: c, tag: dv.DeliveryTag}}); err != nil {
+				return true
+			}
+		}
+	}
+}
+
+func (s *Subscriber) log(msg string, args ...any) {
+	if l := s.cfg.logger; l != nil {
+		l.Warn(msg, args...)
+	}
+}
+
+// Close stops every Subscribe call (each drains its in-flight handlers,
+// acks what finished and returns ErrClosed), then closes the connection.
+// It is safe to call more than once.
+func (s *Subscriber) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closing = true
+		s.mu.Unlock()
+		close(s.closed)
+		s.conn.stop()
+		s.subs.Wait()
+		s.conn.close()
+	})
+	return nil
+}
