@@ -1,0 +1,77 @@
+package kafka_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ferrymsg/ferry/internal/testenv"
+	"github.com/ferrymsg/ferry/kafka"
+	"github.com/ferrymsg/ferry/message"
+	"github.com/ferrymsg/ferry/message/messagetest"
+)
+
+// newFake starts an in-process kfake cluster for the test.
+func newFake(t testing.TB, opts ...kfake.Opt) []string {
+	t.Helper()
+	c, err := kfake.NewCluster(append([]kfake.Opt{
+		kfake.NumBrokers(1),
+		kfake.AllowAutoTopicCreation(),
+		kfake.DefaultNumPartitions(4),
+	}, opts...)...)
+	if err != nil {
+		t.Fatalf("kfake: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()
+}
+
+// fastGroup makes group joins and rebalances quick in tests.
+func fastGroup() kafka.Option {
+	return kafka.WithClientOptions(
+		kgo.HeartbeatInterval(200*time.Millisecond),
+		kgo.SessionTimeout(6*time.Second),
+		kgo.FetchMaxWait(200*time.Millisecond),
+	)
+}
+
+func harness(brokers []string, partitions int32, restart func(testing.TB)) messagetest.Harness {
+	return messagetest.Harness{
+		NewPublisher: func(t testing.TB) (message.Publisher, error) {
+			return kafka.NewPublisher(brokers, kafka.WithTopicCreation(partitions, -1), kafka.WithClientOptions(kgo.ProducerLinger(time.Millisecond)))
+		},
+		NewSubscriber: func(t testing.TB, c messagetest.SubscriberConfig) (message.Subscriber, error) {
+			opts := []kafka.Option{kafka.WithGroup(c.Group), kafka.WithTopicCreation(partitions, -1), fastGroup(),
+				kafka.WithCommitInterval(200 * time.Millisecond)}
+			if c.Concurrency > 0 {
+				opts = append(opts, kafka.WithConcurrency(c.Concurrency))
+			}
+			if c.InitialBackoff > 0 {
+				opts = append(opts, kafka.WithRedeliveryBackoff(c.InitialBackoff, max(c.MaxBackoff, c.InitialBackoff)))
+			}
+			if c.DrainTimeout > 0 {
+				opts = append(opts, kafka.WithDrainTimeout(c.DrainTimeout))
+			}
+			return kafka.NewSubscriber(brokers, opts...)
+		},
+		RestartBroker: restart,
+		Features: messagetest.Features{
+			NewGroupReadsHistory: true,
+			Restart:              restart != nil,
+			InvalidTopics:        []string{"has space", "ünïcode", ".", "..", "a/b", string(make([]byte, 250))},
+			MaxPayload:           900 * 1024, // under the producer's default 1,000,012-byte batch limit
+			Timeout:              60 * time.Second,
+		},
+	}
+}
+
+func TestConformanceKfake(t *testing.T) {
+	messagetest.Run(t, harness(newFake(t), 4, nil))
+}
+
+func TestConformanceBroker(t *testing.T) {
+	brokers := testenv.NeedKafka(t)
+	messagetest.Run(t, harness(brokers, 4, func(t testing.TB) { testenv.RestartService(t, "kafka") }))
+}

@@ -1,0 +1,267 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ferrymsg/ferry/message"
+)
+
+// Record header names ferry writes. Other Kafka clients read them as plain
+// UTF-8 record headers.
+const (
+	// HeaderID carries Message.ID.
+	HeaderID = "ferry-id"
+)
+
+// Publisher publishes messages to Kafka topics. It is safe for concurrent
+// use; concurrent Publish calls share franz-go's batches.
+type Publisher struct {
+	cl       *kgo.Client
+	topics   *topics
+	maxBatch func(string) int32
+
+	mu     sync.RWMutex // held for reading by Publish, for writing by Close
+	closed bool
+}
+
+var _ message.Publisher = (*Publisher)(nil)
+
+// NewPublisher returns a Publisher for the cluster reachable through the
+// given seed brokers ("host:port"). It uses franz-go's idempotent producer
+// with acks=all, its batching and lingering (10ms), and its default
+// partitioner, which puts a key on the same partition as the Java client
+// does (murmur2). It does not connect until the first Publish.
+//
+// Options that apply: WithClientOptions, WithTopicCreation,
+// WithoutTopicCreation. Subscriber options are ignored.
+func NewPublisher(brokers []string, opts ...Option) (*Publisher, error) {
+	if len(brokers) == 0 {
+		return nil, fmt.Errorf("kafka: %w: no seed brokers", message.ErrInvalidConfig)
+	}
+	c, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	kopts := append([]kgo.Opt{
+		kgo.SeedBrokers(brokers...),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+	}, c.clientOpts...)
+	cl, err := kgo.NewClient(kopts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: %w: %w", message.ErrInvalidConfig, err)
+	}
+	p := &Publisher{
+		cl:     cl,
+		topics: newTopics(kadm.NewClient(cl), &c),
+	}
+	p.maxBatch, _ = cl.OptValue(kgo.ProducerBatchMaxBytesFn).(func(string) int32)
+	if p.maxBatch == nil {
+		p.maxBatch = func(string) int32 { return 1000012 }
+	}
+	return p, nil
+}
+
+// Client returns the underlying franz-go client, for metrics or admin calls.
+// Do not close it; Close the Publisher instead.
+func (p *Publisher) Client() *kgo.Client { return p.cl }
+
+// Publish sends msgs to topic and returns when the broker has acknowledged
+// every one of them (acks=all). It fills in empty IDs and zero Times first.
+//
+// Before anything is sent, the topic name is checked against Kafka's rules
+// (message.ErrInvalidTopic), every message must be non-nil
+// (message.ErrInvalidMessage), and each record's encoded size must fit the
+// producer's batch limit, kgo.ProducerBatchMaxBytes, default 1,000,012 bytes
+// (message.ErrMessageTooLarge); if any check fails nothing is sent. A
+// missing topic is created (see WithTopicCreation) or reported as
+// message.ErrTopicNotFound.
+//
+// On failure of some records the error is a *message.PublishError listing
+// them; each entry's error wraps the franz-go/kerr error and, where one
+// applies, a message sentinel. If ctx ends before any record was sent,
+// ctx.Err() is returned as is.
+func (p *Publisher) Publish(ctx context.Context, topic string, msgs ...*message.Message) error {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return fmt.Errorf("kafka: publish %q: %w", topic, message.ErrClosed)
+	}
+	if err := ValidateTopic(topic); err != nil {
+		return err
+	}
+	if err := p.check(topic, msgs); err != nil {
+		return err
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	if err := message.Prepare(topic, msgs); err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	if err := p.topics.ensure(ctx, topic); err != nil {
+		return err
+	}
+
+	if len(msgs) == 1 {
+		done := make(chan error, 1)
+		p.cl.Produce(ctx, toRecord(topic, msgs[0]), func(_ *kgo.Record, err error) { done <- err })
+		if err := <-done; err != nil {
+			return p.failed(ctx, topic, msgs, []error{err})
+		}
+		return nil
+	}
+
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	wg.Add(len(msgs))
+	for i, m := range msgs {
+		p.cl.Produce(ctx, toRecord(topic, m), func(_ *kgo.Record, err error) {
+			if err != nil {
+				mu.Lock()
+				if errs == nil {
+					errs = make([]error, len(msgs))
+				}
+				errs[i] = err
+				mu.Unlock()
+			}
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	if errs != nil {
+		return p.failed(ctx, topic, msgs, errs)
+	}
+	return nil
+}
+
+// check validates msgs without changing them.
+func (p *Publisher) check(topic string, msgs []*message.Message) error {
+	limit := int(p.maxBatch(topic))
+	for i, m := range msgs {
+		if m == nil {
+			return fmt.Errorf("kafka: publish %q: %w: message #%d of %d is nil", topic, message.ErrInvalidMessage, i, len(msgs))
+		}
+		if n := encodedSize(m); n > limit {
+			return fmt.Errorf("kafka: publish %q: %w: message #%d (id %q) encodes to about %d bytes, over the producer's limit of %d bytes (kgo.ProducerBatchMaxBytes; the broker's max.message.bytes must allow it too)",
+				topic, message.ErrMessageTooLarge, i, m.ID, n, limit)
+		}
+	}
+	return nil
+}
+
+// recordBatchOverhead is the fixed size of a Kafka v2 record batch header.
+const recordBatchOverhead = 61
+
+// idLen is the length of an ID message.NewID generates.
+const idLen = 36
+
+// encodedSize returns an upper bound of the size of a one-record batch
+// holding m (varints counted at their widest).
+func encodedSize(m *message.Message) int {
+	id := len(m.ID)
+	if id == 0 {
+		id = idLen
+	}
+	n := recordBatchOverhead +
+		5 + 1 + 10 + 5 + // length, attributes, timestamp delta, offset delta
+		5 + len(m.Key) + 5 + len(m.Payload) + 5 + // key, value, header count
+		5 + len(HeaderID) + 5 + id
+	for k, v := range m.Headers {
+		n += 5 + len(k) + 5 + len(v)
+	}
+	return n
+}
+
+// toRecord maps a message to a record: Key to the record key (nil when
+// empty, so franz-go's sticky partitioner spreads keyless records), Payload
+// to the value, Time to the timestamp, ID to the HeaderID header and
+// Headers to record headers.
+func toRecord(topic string, m *message.Message) *kgo.Record {
+	r := &kgo.Record{
+		Topic:     topic,
+		Value:     m.Payload,
+		Timestamp: m.Time,
+		Headers:   make([]kgo.RecordHeader, 1, 1+len(m.Headers)),
+	}
+	if m.Key != "" {
+		r.Key = []byte(m.Key)
+	}
+	r.Headers[0] = kgo.RecordHeader{Key: HeaderID, Value: []byte(m.ID)}
+	for k, v := range m.Headers {
+		if k == HeaderID {
+			continue // ours: Message.ID wins
+		}
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: k, Value: []byte(v)})
+	}
+	return r
+}
+
+// failed builds the error of a Publish call from per-message errors (nil
+// entries succeeded).
+func (p *Publisher) failed(ctx context.Context, topic string, msgs []*message.Message, errs []error) error {
+	pe := &message.PublishError{Topic: topic, Total: len(msgs)}
+	allCtx := true
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		if !isCtxErr(err) {
+			allCtx = false
+		}
+		if errors.Is(err, kerr.UnknownTopicOrPartition) {
+			p.topics.forget(topic)
+		}
+		pe.Failed = append(pe.Failed, message.FailedMessage{Index: i, Message: msgs[i], Err: publishErr(topic, err)})
+	}
+	if allCtx && len(pe.Failed) == len(msgs) && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return pe
+}
+
+func isCtxErr(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// publishErr wraps a record's error so that both errors.Is(err,
+// message.ErrX) and errors.As(err, &kerrErr) work. Context errors are
+// returned as they are.
+func publishErr(topic string, err error) error {
+	switch {
+	case isCtxErr(err):
+		return err
+	case errors.Is(err, kerr.MessageTooLarge), errors.Is(err, kerr.RecordListTooLarge):
+		return fmt.Errorf("kafka: publish %q: %w: %w", topic, message.ErrMessageTooLarge, err)
+	case errors.Is(err, kerr.UnknownTopicOrPartition):
+		return fmt.Errorf("kafka: publish %q: %w: %w", topic, message.ErrTopicNotFound, err)
+	case errors.Is(err, kerr.InvalidTopicException):
+		return fmt.Errorf("kafka: publish %q: %w: %w", topic, message.ErrInvalidTopic, err)
+	case errors.Is(err, kgo.ErrClientClosed):
+		return fmt.Errorf("kafka: publish %q: %w: %w", topic, message.ErrClosed, err)
+	}
+	return fmt.Errorf("kafka: publish %q: %w", topic, err)
+}
+
+// Close flushes nothing new: it waits for running Publish calls to finish,
+// then closes the client. Later Publish calls return message.ErrClosed.
+// Close is safe to call more than once.
+func (p *Publisher) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	p.cl.Close()
+	return nil
+}

@@ -1,0 +1,472 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ferrymsg/ferry/internal/dispatch"
+	"github.com/ferrymsg/ferry/message"
+)
+
+// commitTimeout bounds the offset commits made on revocation and shutdown.
+const commitTimeout = 10 * time.Second
+
+// Subscriber consumes Kafka topics as a member of a consumer group. Each
+// Subscribe call runs its own franz-go client and group membership, so one
+// Subscriber can consume several topics at once.
+type Subscriber struct {
+	brokers []string
+	cfg     config
+	admin   *kgo.Client
+	topics  *topics
+
+	mu      sync.Mutex
+	closed  bool
+	closeCh chan struct{}
+	running sync.WaitGroup
+}
+
+var _ message.Subscriber = (*Subscriber)(nil)
+
+// NewSubscriber returns a Subscriber for the cluster reachable through the
+// given seed brokers. It does not connect until Subscribe.
+//
+// Options that apply: WithGroup, WithConcurrency, WithMaxPending,
+// WithRedeliveryBackoff, WithDrainTimeout, WithStartOffset,
+// WithCommitInterval, WithErrorHandler, WithClientOptions,
+// WithTopicCreation, WithoutTopicCreation.
+func NewSubscriber(brokers []string, opts ...Option) (*Subscriber, error) {
+	if len(brokers) == 0 {
+		return nil, fmt.Errorf("kafka: %w: no seed brokers", message.ErrInvalidConfig)
+	}
+	c, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	admin, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, c.clientOpts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: %w: %w", message.ErrInvalidConfig, err)
+	}
+	return &Subscriber{
+		brokers: append([]string(nil), brokers...),
+		cfg:     c,
+		admin:   admin,
+		topics:  newTopics(kadm.NewClient(admin), &c),
+		closeCh: make(chan struct{}),
+	}, nil
+}
+
+// Subscribe joins the consumer group for topic and calls h for each record
+// until ctx is cancelled (it then shuts down gracefully and returns nil),
+// Close is called (it shuts down the same way and returns an error matching
+// message.ErrClosed), or a fatal error occurs. See the package doc for the
+// delivery semantics.
+func (s *Subscriber) Subscribe(ctx context.Context, topic string, h message.Handler) error {
+	if h == nil {
+		return fmt.Errorf("kafka: subscribe %q: %w", topic, message.ErrNilHandler)
+	}
+	if err := ValidateTopic(topic); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return fmt.Errorf("kafka: subscribe %q: %w", topic, message.ErrClosed)
+	}
+	s.running.Add(1)
+	s.mu.Unlock()
+	defer s.running.Done()
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.closeCh:
+			cancel()
+		case <-runCtx.Done():
+		}
+	}()
+
+	err := s.topics.ensure(runCtx, topic)
+	if err == nil {
+		err = s.run(runCtx, topic, h)
+	}
+	if s.isClosed() {
+		return fmt.Errorf("kafka: subscribe %q: %w", topic, message.ErrClosed)
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func (s *Subscriber) isClosed() bool {
+	select {
+	case <-s.closeCh:
+		return true
+	default:
+		return false
+	}
+}
+
+// Close stops every running Subscribe call (each drains and commits as on
+// ctx cancellation, then returns message.ErrClosed), waits for them, and
+// releases the Subscriber. It is safe to call more than once.
+func (s *Subscriber) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.running.Wait()
+		return nil
+	}
+	s.closed = true
+	close(s.closeCh)
+	s.mu.Unlock()
+	s.running.Wait()
+	s.admin.Close()
+	return nil
+}
+
+// subscription is one Subscribe call: a client, a dispatcher and the
+// per-partition trackers.
+type subscription struct {
+	topic string
+	group string
+	cfg   *config
+	cl    *kgo.Client
+	d     *dispatch.Dispatcher
+
+	mu    sync.Mutex
+	parts map[int32]*partState
+
+	// gate orders the poll loop's Submit calls against revocations: the
+	// poll loop holds it for reading around each Submit; a revocation
+	// cancels submitCtx (waking a Submit blocked on backpressure) and then
+	// takes it for writing before removing the revoked partitions' records
+	// from the dispatcher, so no record of a revoked partition enters the
+	// dispatcher after that.
+	gate         sync.RWMutex
+	submitCtx    context.Context
+	submitCancel context.CancelFunc
+	runCtx       context.Context
+
+	fatal error
+}
+
+// rec is one record in the dispatcher: the delivery, its message and its
+// place in the partition tracker, in one allocation.
+type rec struct {
+	dl  dispatch.Delivery
+	msg message.Message
+	ps  *partState
+	seq uint64
+}
+
+func (s *Subscriber) run(ctx context.Context, topic string, h message.Handler) error {
+	sub := &subscription{
+		topic:  topic,
+		group:  s.cfg.group,
+		cfg:    &s.cfg,
+		parts:  make(map[int32]*partState),
+		runCtx: ctx,
+	}
+	sub.submitCtx, sub.submitCancel = context.WithCancel(ctx)
+	defer func() { sub.submitCancel() }()
+
+	dcfg := dispatch.Config{
+		Concurrency:  s.cfg.concurrency,
+		MaxPending:   s.cfg.maxPending,
+		Backoff:      dispatch.Backoff{Initial: s.cfg.initialBackoff, Max: s.cfg.maxBackoff, Multiplier: 2},
+		DrainTimeout: s.cfg.drainTimeout,
+	}
+	if fn := s.cfg.onError; fn != nil {
+		dcfg.OnError = func(d *dispatch.Delivery, err error) { fn(d.Msg, err) }
+	}
+	sub.d = dispatch.New(ctx, h, dcfg, sub.settled)
+
+	reset := kgo.NewOffset().AtStart()
+	if s.cfg.start == StartLatest {
+		reset = kgo.NewOffset().AtEnd()
+	}
+	kopts := append([]kgo.Opt{
+		kgo.SeedBrokers(s.brokers...),
+		kgo.ConsumerGroup(s.cfg.group),
+		kgo.ConsumeTopics(topic),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.ConsumeResetOffset(reset),
+		kgo.AutoCommitMarks(),
+		kgo.AutoCommitInterval(s.cfg.commitInterval),
+		kgo.OnPartitionsAssigned(sub.assigned),
+		kgo.OnPartitionsRevoked(sub.revoked),
+		kgo.OnPartitionsLost(sub.lost),
+	}, s.cfg.clientOpts...)
+	cl, err := kgo.NewClient(kopts...)
+	if err != nil {
+		sub.d.Shutdown()
+		return fmt.Errorf("kafka: subscribe %q: %w: %w", topic, message.ErrInvalidConfig, err)
+	}
+	sub.cl = cl
+
+	markDone := make(chan struct{})
+	markStopped := make(chan struct{})
+	go sub.markLoop(markDone, markStopped)
+
+	sub.poll(ctx)
+
+	// Graceful shutdown: no more fetching; let running handlers finish
+	// (within the drain timeout), then commit what settled and leave.
+	sub.d.Shutdown()
+	close(markDone)
+	<-markStopped
+	sub.commitAll()
+	cl.Close() // leaves the group; our revoke callback finds nothing left to do
+	return sub.fatal
+}
+
+// poll fetches records and hands them to the dispatcher until ctx ends or a
+// fatal error occurs.
+func (sub *subscription) poll(ctx context.Context) {
+	for {
+		fetches := sub.cl.PollFetches(ctx)
+		if ctx.Err() != nil || fetches.IsClientClosed() {
+			return
+		}
+		var fatal error
+		fetches.EachError(func(t string, p int32, err error) {
+			if isFatalFetchErr(err) && fatal == nil {
+				fatal = fmt.Errorf("kafka: consume %q partition %d: %w", t, p, err)
+			}
+		})
+		if fatal != nil {
+			sub.fatal = fatal
+			return
+		}
+		stopped := false
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if !stopped && len(p.Records) > 0 && !sub.submitPartition(ctx, p) {
+				stopped = true
+			}
+		})
+		if stopped {
+			return
+		}
+	}
+}
+
+func isFatalFetchErr(err error) bool {
+	return errors.Is(err, kerr.TopicAuthorizationFailed) ||
+		errors.Is(err, kerr.GroupAuthorizationFailed) ||
+		errors.Is(err, kerr.SaslAuthenticationFailed) ||
+		errors.Is(err, kerr.ClusterAuthorizationFailed)
+}
+
+// submitPartition hands a partition's fetched records to the dispatcher in
+// order. It returns false when consuming must stop.
+func (sub *subscription) submitPartition(ctx context.Context, p kgo.FetchTopicPartition) bool {
+	sub.mu.Lock()
+	ps := sub.parts[p.Partition]
+	sub.mu.Unlock()
+	if ps == nil {
+		return true // not (or no longer) ours
+	}
+	for _, r := range p.Records {
+		var rc *rec
+		for {
+			sub.gate.RLock()
+			if ps.revoking.Load() {
+				sub.gate.RUnlock()
+				return true
+			}
+			if rc == nil {
+				seq, ok := ps.add(r.Offset, r.LeaderEpoch)
+				if !ok {
+					sub.gate.RUnlock()
+					break // already handed over (stale fetch)
+				}
+				rc = sub.newRec(r, ps, seq)
+			}
+			err := sub.d.Submit(sub.submitCtx, &rc.dl)
+			sub.gate.RUnlock()
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil || errors.Is(err, dispatch.ErrStopped) {
+				return false
+			}
+			// A revocation cancelled submitCtx to wake us; it has
+			// installed a new one. Try again (or drop the record if
+			// its partition is the revoked one).
+		}
+	}
+	return true
+}
+
+// newRec builds the delivered message for r.
+func (sub *subscription) newRec(r *kgo.Record, ps *partState, seq uint64) *rec {
+	rc := &rec{ps: ps, seq: seq}
+	m := &rc.msg
+	m.Key = string(r.Key)
+	m.Payload = r.Value
+	m.Time = r.Timestamp
+	for _, h := range r.Headers {
+		if h.Key == HeaderID {
+			m.ID = string(h.Value)
+			continue
+		}
+		if m.Headers == nil {
+			m.Headers = make(map[string]string, len(r.Headers))
+		}
+		m.Headers[h.Key] = string(h.Value)
+	}
+	if m.ID == "" {
+		m.ID = r.Topic + "-" + strconv.FormatInt(int64(r.Partition), 10) + "-" + strconv.FormatInt(r.Offset, 10)
+	}
+	m.Delivery = message.Delivery{
+		Topic:     r.Topic,
+		Group:     sub.group,
+		Partition: r.Partition,
+		Offset:    r.Offset,
+	}
+	rc.dl.Msg = m
+	rc.dl.Ref = rc
+	return rc
+}
+
+// settled is the dispatcher's settle callback.
+func (sub *subscription) settled(dl *dispatch.Delivery) {
+	rc := dl.Ref.(*rec)
+	rc.ps.settle(rc.seq)
+}
+
+// markLoop hands advanced commit points to franz-go's mark-based
+// autocommit.
+func (sub *subscription) markLoop(done <-chan struct{}, stopped chan<- struct{}) {
+	defer close(stopped)
+	iv := min(100*time.Millisecond, sub.cfg.commitInterval)
+	t := time.NewTicker(iv)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			sub.mark()
+		}
+	}
+}
+
+func (sub *subscription) mark() {
+	sub.mu.Lock()
+	var offsets map[int32]kgo.EpochOffset
+	for p, ps := range sub.parts {
+		if eo, ok := ps.unmarked(); ok {
+			if offsets == nil {
+				offsets = make(map[int32]kgo.EpochOffset)
+			}
+			offsets[p] = eo
+		}
+	}
+	sub.mu.Unlock()
+	if offsets != nil {
+		sub.cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{sub.topic: offsets})
+	}
+}
+
+// commitAll marks and synchronously commits every settled prefix.
+func (sub *subscription) commitAll() {
+	sub.mark()
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
+	_ = sub.cl.CommitMarkedOffsets(ctx) // best effort: uncommitted work is redelivered
+}
+
+// assigned starts tracking newly assigned partitions.
+func (sub *subscription) assigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	for _, p := range assigned[sub.topic] {
+		if old := sub.parts[p]; old != nil {
+			old.kill()
+		}
+		sub.parts[p] = newPartState(sub.topic, p)
+	}
+}
+
+// detach stops tracking the given partitions and takes their records out
+// of the dispatcher. It returns the detached states and a channel closed
+// when none of their handlers runs any more.
+func (sub *subscription) detach(partitions []int32) ([]*partState, <-chan struct{}) {
+	sub.mu.Lock()
+	var gone []*partState
+	for _, p := range partitions {
+		if ps := sub.parts[p]; ps != nil {
+			ps.revoking.Store(true)
+			gone = append(gone, ps)
+			delete(sub.parts, p)
+		}
+	}
+	sub.mu.Unlock()
+	if len(gone) == 0 {
+		return nil, nil
+	}
+	sub.submitCancel() // wake a Submit blocked on backpressure
+	sub.gate.Lock()
+	sub.submitCtx, sub.submitCancel = context.WithCancel(sub.runCtx)
+	set := make(map[*partState]struct{}, len(gone))
+	for _, ps := range gone {
+		set[ps] = struct{}{}
+	}
+	idle := sub.d.Remove(func(dl *dispatch.Delivery) bool {
+		_, ok := set[dl.Ref.(*rec).ps]
+		return ok
+	})
+	sub.gate.Unlock()
+	return gone, idle
+}
+
+// revoked finishes the revoked partitions' running handlers (within the
+// drain timeout), commits their settled prefixes and lets them go. Queued
+// records of those partitions are dropped; the next owner consumes them
+// from the committed offset.
+func (sub *subscription) revoked(_ context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	gone, idle := sub.detach(revoked[sub.topic])
+	if len(gone) == 0 {
+		return
+	}
+	t := time.NewTimer(sub.cfg.drainTimeout)
+	select {
+	case <-idle:
+	case <-t.C:
+	}
+	t.Stop()
+	offsets := make(map[int32]kgo.EpochOffset, len(gone))
+	for _, ps := range gone {
+		if eo, ok := ps.kill(); ok {
+			offsets[ps.partition] = eo
+		}
+	}
+	if len(offsets) == 0 {
+		return
+	}
+	cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{sub.topic: offsets})
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
+	_ = cl.CommitMarkedOffsets(ctx) // best effort: uncommitted work is redelivered
+}
+
+// lost drops lost partitions without committing: another member may own
+// them already, so their offsets are not ours to commit.
+func (sub *subscription) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	gone, _ := sub.detach(lost[sub.topic])
+	for _, ps := range gone {
+		ps.kill()
+	}
+}

@@ -1,0 +1,110 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/ferrymsg/ferry/message"
+)
+
+// maxTopicLen is Kafka's limit on topic name length.
+const maxTopicLen = 249
+
+// ValidateTopic reports whether topic is a legal Kafka topic name: 1 to 249
+// characters from [a-zA-Z0-9._-], and not "." or "..". The error matches
+// message.ErrInvalidTopic and names the problem.
+func ValidateTopic(topic string) error {
+	if err := message.ValidateTopic(topic); err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	if len(topic) > maxTopicLen {
+		return fmt.Errorf("kafka: %w: topic name is %d characters, Kafka allows at most %d", message.ErrInvalidTopic, len(topic), maxTopicLen)
+	}
+	if topic == "." || topic == ".." {
+		return fmt.Errorf("kafka: %w: topic name %q is reserved by Kafka", message.ErrInvalidTopic, topic)
+	}
+	for i := 0; i < len(topic); i++ {
+		c := topic[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return fmt.Errorf("kafka: %w: topic name %q has illegal character %q at byte %d (Kafka allows letters, digits, '.', '_' and '-')", message.ErrInvalidTopic, topic, rune(c), i)
+		}
+	}
+	return nil
+}
+
+// topics makes sure topics exist, creating them when configured to, and
+// remembers the ones it has seen.
+type topics struct {
+	adm         *kadm.Client
+	create      bool
+	partitions  int32
+	replication int16
+
+	known sync.Map // topic name -> struct{}
+	mu    sync.Mutex
+}
+
+func newTopics(adm *kadm.Client, c *config) *topics {
+	return &topics{adm: adm, create: c.createTopics, partitions: c.partitions, replication: c.replication}
+}
+
+// ensure returns nil when topic exists or was created.
+func (t *topics) ensure(ctx context.Context, topic string) error {
+	if _, ok := t.known.Load(topic); ok {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.known.Load(topic); ok {
+		return nil
+	}
+	details, err := t.adm.ListTopics(ctx, topic)
+	if err != nil {
+		return topicErr(ctx, topic, "look up", err)
+	}
+	if d, ok := details[topic]; ok && d.Err == nil {
+		t.known.Store(topic, struct{}{})
+		return nil
+	} else if ok && !errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
+		return topicErr(ctx, topic, "look up", d.Err)
+	}
+	if !t.create {
+		return fmt.Errorf("kafka: topic %q: %w (topic creation is disabled by WithoutTopicCreation)", topic, message.ErrTopicNotFound)
+	}
+	resp, err := t.adm.CreateTopic(ctx, t.partitions, t.replication, nil, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		if resp.ErrMessage != "" {
+			err = fmt.Errorf("%w: %s", err, resp.ErrMessage)
+		}
+		return topicErr(ctx, topic, fmt.Sprintf("create (%d partitions, replication %d)", t.partitions, t.replication), err)
+	}
+	t.known.Store(topic, struct{}{})
+	return nil
+}
+
+// forget drops topic from the cache, so the next ensure looks it up again
+// (after the broker said it does not exist).
+func (t *topics) forget(topic string) { t.known.Delete(topic) }
+
+func topicErr(ctx context.Context, topic, what string, err error) error {
+	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		return ctx.Err()
+	}
+	switch {
+	case errors.Is(err, kerr.InvalidTopicException):
+		return fmt.Errorf("kafka: %s topic %q: %w: %w", what, topic, message.ErrInvalidTopic, err)
+	case errors.Is(err, kerr.InvalidReplicationFactor), errors.Is(err, kerr.InvalidPartitions):
+		return fmt.Errorf("kafka: %s topic %q: %w: %w", what, topic, message.ErrInvalidConfig, err)
+	}
+	return fmt.Errorf("kafka: %s topic %q: %w", what, topic, err)
+}
