@@ -10,7 +10,9 @@ import (
 )
 
 func harness(t *testing.T) messagetest.Harness {
-	b := inmem.NewBroker(inmem.WithPartitions(4))
+	// Retention keeps settled history so that a new group reads from the
+	// start (Features.NewGroupReadsHistory).
+	b := inmem.NewBroker(inmem.WithPartitions(4), inmem.WithRetention(1<<20, 0))
 	t.Cleanup(func() { b.Close() })
 	return messagetest.Harness{
 		NewPublisher: func(t testing.TB) (message.Publisher, error) {

@@ -56,7 +56,9 @@ type SubscriberConfig struct {
 type Features struct {
 	// NewGroupReadsHistory: a group created after messages were published
 	// still receives them (Kafka, inmem). False for AMQP, where a queue
-	// only receives what is published after it is bound.
+	// only receives what is published after it is bound. The suite tests it
+	// after another group has settled thousands of messages, so the harness
+	// must keep settled history (inmem: WithRetention).
 	NewGroupReadsHistory bool
 
 	// Restart: RestartBroker is set, and publishing and consuming survive

@@ -77,6 +77,9 @@ type mutant struct {
 	pub   func(p message.Publisher) message.Publisher
 	sub   func(s message.Subscriber, cfg *messagetest.SubscriberConfig) message.Subscriber
 	group func(cfg *messagetest.SubscriberConfig) // changes the config before the subscriber is built
+	// lieDuringOutage makes Publish return nil without publishing while
+	// the simulated broker restart is under way.
+	lieDuringOutage bool
 }
 
 var groupSeq atomic.Int64
@@ -287,6 +290,11 @@ var mutants = []mutant{
 		},
 	},
 	{
+		name:            "acknowledges publishes it lost during a broker restart",
+		fails:           []string{"broker restart during publish and consume loses nothing"},
+		lieDuringOutage: true,
+	},
+	{
 		name:  "leaks a goroutine per subscriber",
 		fails: []string{"no goroutines are left after close"},
 		sub: func(s message.Subscriber, _ *messagetest.SubscriberConfig) message.Subscriber {
@@ -304,13 +312,31 @@ func harness(t *testing.T, m *mutant) messagetest.Harness {
 	if m != nil {
 		timeout = 2 * time.Second // mutants that lose messages fail by timing out
 	}
+	// A simulated broker restart: while down is set, Publish fails (or,
+	// for the lying mutant, pretends to succeed).
+	var down atomic.Bool
 	return messagetest.Harness{
 		NewPublisher: func(testing.TB) (message.Publisher, error) {
 			var p message.Publisher = inmem.NewPublisher(b)
 			if m != nil && m.pub != nil {
 				p = m.pub(p)
 			}
-			return p, nil
+			inner := p
+			lie := m != nil && m.lieDuringOutage
+			return &pub{Publisher: inner, publish: func(ctx context.Context, topic string, msgs ...*message.Message) error {
+				if down.Load() && topic != "" && len(msgs) > 0 && msgs[0] != nil {
+					if lie {
+						return nil
+					}
+					return errors.New("simulated broker outage")
+				}
+				return inner.Publish(ctx, topic, msgs...)
+			}}, nil
+		},
+		RestartBroker: func(testing.TB) {
+			down.Store(true)
+			time.Sleep(100 * time.Millisecond) // the broker is down for a while
+			down.Store(false)
 		},
 		NewSubscriber: func(_ testing.TB, cfg messagetest.SubscriberConfig) (message.Subscriber, error) {
 			if m != nil && m.group != nil {
@@ -328,6 +354,7 @@ func harness(t *testing.T, m *mutant) messagetest.Harness {
 		},
 		Features: messagetest.Features{
 			NewGroupReadsHistory: true,
+			Restart:              true,
 			InvalidTopics:        []string{"has space", "..", strings.Repeat("x", 250)},
 			Timeout:              timeout,
 		},
