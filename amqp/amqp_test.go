@@ -45,21 +45,23 @@ func newSub(t testing.TB, url string, opts ...amqp.Option) *amqp.Subscriber {
 
 // deleteTopology removes a test's exchange and queues.
 func deleteTopology(t testing.TB, url, topic string, queues ...string) {
-	t.Cleanup(func() {
-		c, err := amqp091.Dial(url)
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		ch, err := c.Channel()
-		if err != nil {
-			return
-		}
-		for _, q := range queues {
-			_, _ = ch.QueueDelete(q, false, false, false)
-		}
-		_ = ch.ExchangeDelete(topic, false, false)
-	})
+	t.Cleanup(func() { deleteNow(url, topic, queues...) })
+}
+
+func deleteNow(url, topic string, queues ...string) {
+	c, err := amqp091.Dial(url)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	ch, err := c.Channel()
+	if err != nil {
+		return
+	}
+	for _, q := range queues {
+		_, _ = ch.QueueDelete(q, false, false, false)
+	}
+	_ = ch.ExchangeDelete(topic, false, false)
 }
 
 // collector is a handler that records what it got.

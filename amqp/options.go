@@ -19,12 +19,12 @@ const (
 
 // Defaults of the options below.
 const (
-	DefaultGroup          = "default"
-	DefaultKeyHeader      = "ferry-key"
-	DefaultMaxPayload     = 16 << 20 // RabbitMQ 4.x's default max_message_size
-	DefaultInitialBackoff = 100 * time.Millisecond
-	DefaultMaxBackoff     = 10 * time.Second
-	DefaultDrainTimeout   = 30 * time.Second
+	DefaultGroup           = "default"
+	DefaultKeyHeader       = "ferry-key"
+	DefaultMaxPayload      = 16 << 20 // RabbitMQ 4.x's default max_message_size
+	DefaultInitialBackoff  = 100 * time.Millisecond
+	DefaultMaxBackoff      = 10 * time.Second
+	DefaultDrainTimeout    = 30 * time.Second
 	DefaultPublishChannels = 1
 	DefaultMinPrefetch     = 128
 )
