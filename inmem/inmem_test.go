@@ -1,0 +1,234 @@
+package inmem
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/ferrymsg/ferry/message"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func held(b *Broker, topic string) int {
+	t, _ := b.topic(topic)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, p := range t.parts {
+		n += len(p.entries)
+	}
+	return n
+}
+
+func publishN(t *testing.T, b *Broker, topic string, from, n int) {
+	t.Helper()
+	pub := NewPublisher(b)
+	for i := from; i < from+n; i++ {
+		if err := pub.Publish(context.Background(), topic, &message.Message{Key: fmt.Sprint("k", i%13), Payload: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+type collector struct {
+	mu   sync.Mutex
+	seen map[string]int
+}
+
+func (c *collector) handler(ctx context.Context, m *message.Message) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seen[string(m.Payload)]++
+	return nil
+}
+
+func (c *collector) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.seen)
+}
+
+func run(t *testing.T, s *Subscriber, topic string, h message.Handler) (cancel func() error) {
+	ctx, stop := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- s.Subscribe(ctx, topic, h) }()
+	return func() error { stop(); return <-errc }
+}
+
+func TestSettledMessagesAreDroppedByDefault(t *testing.T) {
+	b := NewBroker(WithPartitions(2))
+	defer b.Close()
+	s, _ := NewSubscriber(b)
+	c := &collector{seen: map[string]int{}}
+	stop := run(t, s, "t", c.handler)
+	publishN(t, b, "t", 0, 3000)
+	waitFor(t, "3000 handled", func() bool { return c.count() == 3000 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Trimming runs every 256 settlements per partition: at most that many
+	// settled messages per partition may still be held.
+	if n := held(b, "t"); n > 2*256 {
+		t.Fatalf("%d settled messages still held", n)
+	}
+}
+
+func TestRetentionKeepsHistoryForLateGroups(t *testing.T) {
+	b := NewBroker(WithPartitions(1), WithRetention(500, 0))
+	defer b.Close()
+	s, _ := NewSubscriber(b, WithGroup("early"))
+	c := &collector{seen: map[string]int{}}
+	stop := run(t, s, "t", c.handler)
+	publishN(t, b, "t", 0, 2000)
+	waitFor(t, "2000 handled", func() bool { return c.count() == 2000 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := held(b, "t"); n < 500 || n > 500+256 {
+		t.Fatalf("held %d, want the 500 retained (+ up to 256 not yet trimmed)", n)
+	}
+	late, _ := NewSubscriber(b, WithGroup("late"))
+	lc := &collector{seen: map[string]int{}}
+	stopLate := run(t, late, "t", lc.handler)
+	waitFor(t, "late group reads the retained history up to the newest message", func() bool {
+		lc.mu.Lock()
+		defer lc.mu.Unlock()
+		return lc.seen["1999"] == 1
+	})
+	if err := stopLate(); err != nil {
+		t.Fatal(err)
+	}
+	if n := lc.count(); n < 500 || n > 500+256 {
+		t.Fatalf("late group read %d messages, want the retained 500 (+ up to 256 not yet trimmed)", n)
+	}
+}
+
+func TestUnsettledMessagesAreKept(t *testing.T) {
+	b := NewBroker(WithPartitions(1))
+	defer b.Close()
+	fail := errors.New("not yet")
+	s, _ := NewSubscriber(b, WithRedeliveryBackoff(time.Millisecond, time.Millisecond))
+	var mu sync.Mutex
+	attempts := 0
+	stop := run(t, s, "t", func(ctx context.Context, m *message.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if string(m.Payload) == "0" {
+			attempts++
+			return fail
+		}
+		return nil
+	})
+	publishN(t, b, "t", 0, 1000)
+	waitFor(t, "retries", func() bool { mu.Lock(); defer mu.Unlock(); return attempts > 3 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := held(b, "t"); n != 1000 {
+		t.Fatalf("held %d: the unsettled first message must keep everything after it", n)
+	}
+}
+
+func TestMemberJoiningMidStreamLosesNothing(t *testing.T) {
+	b := NewBroker(WithPartitions(8))
+	defer b.Close()
+	c := &collector{seen: map[string]int{}}
+	slow := func(ctx context.Context, m *message.Message) error {
+		time.Sleep(50 * time.Microsecond)
+		return c.handler(ctx, m)
+	}
+	s1, _ := NewSubscriber(b, WithGroup("g"), WithConcurrency(4))
+	s2, _ := NewSubscriber(b, WithGroup("g"), WithConcurrency(4))
+	stop1 := run(t, s1, "t", slow)
+	publishN(t, b, "t", 0, 2000)
+	waitFor(t, "some handled", func() bool { return c.count() > 200 })
+	stop2 := run(t, s2, "t", slow)
+	publishN(t, b, "t", 2000, 2000)
+	waitFor(t, "second member leaves after some work", func() bool { return c.count() > 2500 })
+	if err := stop2(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "all 4000 handled", func() bool { return c.count() == 4000 })
+	if err := stop1(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRedeliveryAfterResumeIsFlagged(t *testing.T) {
+	b := NewBroker(WithPartitions(1))
+	defer b.Close()
+	publishN(t, b, "t", 0, 1)
+	s, _ := NewSubscriber(b, WithDrainTimeout(time.Millisecond))
+	started := make(chan struct{})
+	stop := run(t, s, "t", func(ctx context.Context, m *message.Message) error {
+		close(started)
+		<-ctx.Done() // never finishes in time: not settled
+		return ctx.Err()
+	})
+	<-started
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan message.Delivery, 1)
+	stop = run(t, s, "t", func(ctx context.Context, m *message.Message) error {
+		got <- m.Delivery
+		return nil
+	})
+	d := <-got
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if !d.Redelivered || d.Attempt != 2 || d.Offset != 0 || d.Topic != "t" || d.Group != DefaultGroup {
+		t.Fatalf("redelivery metadata %+v", d)
+	}
+}
+
+func TestBrokerCloseStopsSubscribers(t *testing.T) {
+	b := NewBroker()
+	s, _ := NewSubscriber(b)
+	errc := make(chan error, 1)
+	go func() { errc <- s.Subscribe(context.Background(), "t", func(context.Context, *message.Message) error { return nil }) }()
+	b.Close()
+	if err := <-errc; !errors.Is(err, message.ErrClosed) {
+		t.Fatalf("got %v, want ErrClosed", err)
+	}
+	if err := NewPublisher(b).Publish(context.Background(), "t", &message.Message{}); !errors.Is(err, message.ErrClosed) {
+		t.Fatalf("publish after broker close: %v", err)
+	}
+}
+
+func TestInvalidOptions(t *testing.T) {
+	b := NewBroker()
+	defer b.Close()
+	for name, opt := range map[string]SubscriberOption{
+		"group":       WithGroup(""),
+		"concurrency": WithConcurrency(0),
+		"backoff":     WithRedeliveryBackoff(time.Second, time.Millisecond),
+		"drain":       WithDrainTimeout(0),
+		"pending":     WithMaxPending(0),
+	} {
+		if _, err := NewSubscriber(b, opt); !errors.Is(err, message.ErrInvalidConfig) {
+			t.Errorf("%s: got %v, want ErrInvalidConfig", name, err)
+		}
+	}
+	if _, err := NewSubscriber(nil); !errors.Is(err, message.ErrInvalidConfig) {
+		t.Errorf("nil broker: %v", err)
+	}
+}
