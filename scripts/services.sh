@@ -144,10 +144,17 @@ kafka_pid() {
 WAITKAFKA=""
 kafka_probe() {
 	if [[ -z "$WAITKAFKA" ]]; then
+		# Built once and reused while its source, franz-go and Go stay the same.
 		WAITKAFKA="$CACHE/bin/waitkafka"
-		mkdir -p "$CACHE/bin"
-		(cd "$ROOT" && go build -o "$WAITKAFKA" ./internal/testenv/cmd/waitkafka) ||
-			die "could not build internal/testenv/cmd/waitkafka"
+		local stamp
+		stamp="$({ cat "$ROOT/internal/testenv/cmd/waitkafka/main.go"; grep franz-go "$ROOT/go.sum"; go version; } | sha256sum | cut -d' ' -f1)"
+		if [[ ! -x "$WAITKAFKA" || "$(cat "$WAITKAFKA.stamp" 2>/dev/null || true)" != "$stamp" ]]; then
+			mkdir -p "$CACHE/bin"
+			(cd "$ROOT" && go build -o "$WAITKAFKA.tmp" ./internal/testenv/cmd/waitkafka) ||
+				die "could not build internal/testenv/cmd/waitkafka"
+			mv "$WAITKAFKA.tmp" "$WAITKAFKA"
+			echo "$stamp" >"$WAITKAFKA.stamp"
+		fi
 	fi
 	"$WAITKAFKA" -q -brokers "127.0.0.1:$KAFKA_PORT" -timeout "${1:-3s}" 2>/dev/null
 }
@@ -324,6 +331,14 @@ kafka_status() {
 # --------------------------------------------------------------- rabbitmq
 
 rabbit_ctl() { $SUDO rabbitmqctl -n "$RABBIT_NODE" "$@"; }
+# rabbit_amqp: 127.0.0.1:RABBIT_PORT speaks AMQP 0-9-1 (answers the protocol
+# header with a method frame, Connection.Start). Much cheaper than the CLI.
+rabbit_amqp() {
+	local b
+	# shellcheck disable=SC2016 # $1 belongs to the inner shell
+	b="$(timeout 3 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"; printf "AMQP\x00\x00\x09\x01" >&3; head -c 1 <&3 | od -An -tx1' _ "$RABBIT_PORT" 2>/dev/null || true)"
+	[[ "$b" == *01* ]]
+}
 rabbit_ping() { $SUDO rabbitmq-diagnostics -n "$RABBIT_NODE" -q ping >/dev/null 2>&1; }
 RABBIT_LOGS=("$CACHE/rabbitmq-start.log" "$RABBIT_LOG_DIR/$RABBIT_NODE.log")
 
@@ -360,14 +375,11 @@ EOF
 rabbit_start() {
 	local t0
 	t0="$(now)"
-	if port_open "$RABBIT_PORT"; then
-		if command -v rabbitmq-diagnostics >/dev/null && rabbit_ping; then
-			log "rabbitmq: already running (node $RABBIT_NODE, 127.0.0.1:$RABBIT_PORT)"
-		else
-			log "rabbitmq: something already serves 127.0.0.1:$RABBIT_PORT; using it"
-		fi
+	if rabbit_amqp; then
+		log "rabbitmq: already running (127.0.0.1:$RABBIT_PORT answers AMQP)"
 		return 0
 	fi
+	port_open "$RABBIT_PORT" && die "rabbitmq: 127.0.0.1:$RABBIT_PORT is taken by something that does not speak AMQP"
 	command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
 	rabbit_config
 	# ERL_EPMD_ADDRESS must also be in our environment: epmd is started by
@@ -387,7 +399,7 @@ rabbit_start() {
 			die "rabbitmq: rabbitmq-server -detached failed" "${RABBIT_LOGS[@]}"
 	fi
 	local deadline=$((SECONDS + TIMEOUT))
-	until rabbit_ping && port_open "$RABBIT_PORT"; do
+	until rabbit_amqp && rabbit_ping; do
 		((SECONDS < deadline)) || die "rabbitmq: not ready on 127.0.0.1:$RABBIT_PORT after ${TIMEOUT}s" "${RABBIT_LOGS[@]}"
 		sleep 0.5
 	done
@@ -409,12 +421,12 @@ rabbit_stop() {
 }
 
 rabbit_status() {
-	if command -v rabbitmqctl >/dev/null && rabbit_ping && port_open "$RABBIT_PORT"; then
-		log "rabbitmq: up, node $RABBIT_NODE, 127.0.0.1:$RABBIT_PORT"
-		return 0
-	fi
-	if port_open "$RABBIT_PORT"; then
-		log "rabbitmq: 127.0.0.1:$RABBIT_PORT open (not node $RABBIT_NODE of this script)"
+	if rabbit_amqp; then
+		if command -v rabbitmqctl >/dev/null && rabbit_ping; then
+			log "rabbitmq: up, node $RABBIT_NODE, 127.0.0.1:$RABBIT_PORT"
+		else
+			log "rabbitmq: up on 127.0.0.1:$RABBIT_PORT (not node $RABBIT_NODE of this script)"
+		fi
 		return 0
 	fi
 	log "rabbitmq: down"
