@@ -204,7 +204,9 @@ func TestBrokerCloseStopsSubscribers(t *testing.T) {
 	b := NewBroker()
 	s, _ := NewSubscriber(b)
 	errc := make(chan error, 1)
-	go func() { errc <- s.Subscribe(context.Background(), "t", func(context.Context, *message.Message) error { return nil }) }()
+	go func() {
+		errc <- s.Subscribe(context.Background(), "t", func(context.Context, *message.Message) error { return nil })
+	}()
 	b.Close()
 	if err := <-errc; !errors.Is(err, message.ErrClosed) {
 		t.Fatalf("got %v, want ErrClosed", err)
