@@ -18,6 +18,7 @@ type proxy struct {
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
+	down  bool
 	wg    sync.WaitGroup
 }
 
@@ -49,6 +50,13 @@ func (p *proxy) accept() {
 		c, err := p.ln.Accept()
 		if err != nil {
 			return
+		}
+		p.mu.Lock()
+		down := p.down
+		p.mu.Unlock()
+		if down {
+			c.Close()
+			continue
 		}
 		b, err := net.Dial("tcp", p.target)
 		if err != nil {
@@ -83,6 +91,21 @@ func (p *proxy) Cut() {
 	for c := range p.conns {
 		c.Close()
 	}
+}
+
+// Down cuts every connection and refuses new ones until Up: an outage.
+func (p *proxy) Down() {
+	p.mu.Lock()
+	p.down = true
+	p.mu.Unlock()
+	p.Cut()
+}
+
+// Up ends an outage.
+func (p *proxy) Up() {
+	p.mu.Lock()
+	p.down = false
+	p.mu.Unlock()
 }
 
 func (p *proxy) close() {
