@@ -399,7 +399,8 @@ rabbit_start() {
 			die "rabbitmq: rabbitmq-server -detached failed" "${RABBIT_LOGS[@]}"
 	fi
 	local deadline=$((SECONDS + TIMEOUT))
-	until rabbit_amqp && rabbit_ping; do
+	# Listeners open last in RabbitMQ's boot: AMQP answering means ready.
+	until rabbit_amqp; do
 		((SECONDS < deadline)) || die "rabbitmq: not ready on 127.0.0.1:$RABBIT_PORT after ${TIMEOUT}s" "${RABBIT_LOGS[@]}"
 		sleep 0.5
 	done
@@ -409,7 +410,7 @@ rabbit_start() {
 rabbit_stop() {
 	local t0
 	t0="$(now)"
-	if ! command -v rabbitmqctl >/dev/null || ! rabbit_ping; then
+	if ! command -v rabbitmqctl >/dev/null || { ! rabbit_amqp && ! rabbit_ping; }; then
 		log "rabbitmq: not running"
 		return 0
 	fi
