@@ -111,10 +111,10 @@ apt_install() {
 	local try ok=""
 	for try in 1 2; do
 		if [[ -z "$APT_UPDATED" || "$try" == 2 ]]; then
-			$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q >>"$aptlog" 2>&1 || true
+			$SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=180 update -q >>"$aptlog" 2>&1 || true
 			APT_UPDATED=1
 		fi
-		if $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+		if $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=180 \
 			-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@" >>"$aptlog" 2>&1; then
 			ok=1
 			break
