@@ -13,8 +13,15 @@ import (
 	"github.com/ferrymsg/ferry/message/messagetest"
 )
 
-// newFake starts an in-process kfake cluster for the test.
+// newFake starts an in-process kfake cluster for the test and returns its
+// addresses.
 func newFake(t testing.TB, opts ...kfake.Opt) []string {
+	t.Helper()
+	return newFakeCluster(t, opts...).ListenAddrs()
+}
+
+// newFakeCluster starts an in-process kfake cluster for the test.
+func newFakeCluster(t testing.TB, opts ...kfake.Opt) *kfake.Cluster {
 	t.Helper()
 	c, err := kfake.NewCluster(append([]kfake.Opt{
 		kfake.NumBrokers(1),
@@ -25,7 +32,7 @@ func newFake(t testing.TB, opts ...kfake.Opt) []string {
 		t.Fatalf("kfake: %v", err)
 	}
 	t.Cleanup(c.Close)
-	return c.ListenAddrs()
+	return c
 }
 
 // fastGroup makes group joins and rebalances quick in tests.
