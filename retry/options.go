@@ -74,6 +74,7 @@ type config struct {
 	maxAttempts  int
 	maxElapsed   time.Duration
 	notRetryable func(error) bool
+	redeliver    func(error) bool
 	pub          message.Publisher
 	topicFor     func(*message.Message) string
 	spring       bool
@@ -203,6 +204,27 @@ func WithNotRetryable(fn func(error) bool) Option {
 			return invalid("WithNotRetryable: classifier is nil")
 		}
 		c.notRetryable = fn
+		return nil
+	}}
+}
+
+// WithRedeliver names errors that the middleware hands straight back to
+// the subscriber, which redelivers the message later: no in-process retry,
+// no dead-lettering. Use it for "not now" errors that say nothing about the
+// message, such as dedupe.ErrInProgress (another consumer holds the
+// message's claim):
+//
+//	retry.WithRedeliver(func(err error) bool { return errors.Is(err, dedupe.ErrInProgress) })
+//
+// Each such redelivery still counts as an attempt (see the package doc),
+// but a message is never dead-lettered because of such an error. fn is
+// called concurrently. Default: none.
+func WithRedeliver(fn func(error) bool) Option {
+	return Option{func(c *config) error {
+		if fn == nil {
+			return invalid("WithRedeliver: classifier is nil")
+		}
+		c.redeliver = fn
 		return nil
 	}}
 }

@@ -119,6 +119,9 @@ func (r *retrier) failed(ctx context.Context, next message.Handler, msg *message
 			// Shutting down: the message is redelivered, not dead-lettered.
 			return err
 		}
+		if r.redeliver != nil && r.redeliver(err) {
+			return err
+		}
 		if r.permanent(err) {
 			break
 		}

@@ -327,6 +327,7 @@ func TestInvalidOptions(t *testing.T) {
 		{retry.WithDeadLetterTopic(nil), "WithDeadLetterTopic"},
 		{retry.WithMaxErrorLength(-1), "WithMaxErrorLength"},
 		{retry.OnRetry(nil), "OnRetry"},
+		{retry.WithRedeliver(nil), "WithRedeliver"},
 		{retry.OnDeadLetter(nil), "OnDeadLetter"},
 		{retry.Option{}, "zero Option"},
 	} {
@@ -361,4 +362,27 @@ func TestConcurrentHandlersHaveTheirOwnBackoff(t *testing.T) {
 	for _, m := range msgs {
 		assert.Equal(t, "3", m.Headers[retry.HeaderAttempts])
 	}
+}
+
+func TestRedeliverErrorsPassThrough(t *testing.T) {
+	errBusy := errors.New("busy elsewhere")
+	pub := &fakePublisher{}
+	calls := 0
+	h := func(context.Context, *message.Message) error {
+		calls++
+		if calls == 1 {
+			return errBoom // retried in-process
+		}
+		return fmt.Errorf("claim: %w", errBusy)
+	}
+	mw := mustNew(t, retry.WithDeadLetter(pub), retry.WithMaxAttempts(2), retry.WithConstantBackoff(0),
+		retry.WithRedeliver(func(err error) bool { return errors.Is(err, errBusy) }))
+	msg := delivered("orders", 1)
+	require.ErrorIs(t, mw(h)(context.Background(), msg), errBusy)
+	assert.Equal(t, 2, calls)
+	msg.Delivery.Attempt = 9 // far over budget: still not dead-lettered
+	require.ErrorIs(t, mw(h)(context.Background(), msg), errBusy)
+	assert.Equal(t, 3, calls)
+	_, msgs := pub.published()
+	assert.Empty(t, msgs)
 }
