@@ -211,12 +211,12 @@ func (s *Subscriber) Subscribe(ctx context.Context, topicName string, h message.
 			}
 		}
 		t.mu.Unlock()
-		m.poke() // there may be room to fetch again
 	}
 	disp := dispatch.New(ctx, h, cfg, settled)
 	maxPending := disp.Config().MaxPending
 
 	var result error
+	raw := make([]fetched, 0, 256)
 	batch := make([]*delivery, 0, 256)
 loop:
 	for {
@@ -233,15 +233,19 @@ loop:
 			continue
 		}
 		room := maxPending - disp.Pending()
-		batch = batch[:0]
+		raw = raw[:0]
 		if room > 0 {
-			batch = s.fetchLocked(t, g, m, topicName, min(room, cap(batch)), batch)
+			raw = fetchLocked(t, g, m, min(room, cap(raw)), raw)
 		}
 		var wait <-chan struct{}
-		if len(batch) == 0 && room > 0 {
-			wait = t.waitChLocked()
+		switch {
+		case room <= 0:
+			wait = disp.Space() // a settlement makes room
+		case len(raw) == 0:
+			wait = t.waitChLocked() // the next append
 		}
 		t.mu.Unlock()
+		batch = makeDeliveries(raw, topicName, g.name, batch[:0])
 
 		for _, d := range batch {
 			if err := disp.Submit(ctx, &d.dl); err != nil {
@@ -263,7 +267,7 @@ loop:
 			}
 		}
 		select {
-		case <-wait: // nil when full: then a settlement pokes us
+		case <-wait:
 		case <-m.wake:
 		case <-ctx.Done():
 			break loop
@@ -302,8 +306,15 @@ loop:
 	return nil
 }
 
-// fetchLocked collects up to n deliveries from m's partitions.
-func (s *Subscriber) fetchLocked(t *topic, g *group, m *member, topicName string, n int, batch []*delivery) []*delivery {
+// fetched is a message taken from a partition under the topic lock.
+type fetched struct {
+	msg         *message.Message
+	ref         ref
+	redelivered bool
+}
+
+// fetchLocked collects up to n messages from m's partitions.
+func fetchLocked(t *topic, g *group, m *member, n int, out []fetched) []fetched {
 	for i, gp := range g.parts {
 		if gp.owner != m || gp.revoking {
 			continue
@@ -312,28 +323,38 @@ func (s *Subscriber) fetchLocked(t *topic, g *group, m *member, topicName string
 		if gp.fetched < p.base {
 			gp.fetched = p.base
 		}
-		for gp.fetched < p.end() && len(batch) < n {
+		for gp.fetched < p.end() && len(out) < n {
 			off := gp.fetched
-			e := p.entries[off-p.base]
-			d := &delivery{msg: *e.msg}
-			d.ref = ref{part: i, off: off, epoch: gp.epoch}
-			d.msg.Delivery = message.Delivery{
-				Topic: topicName, Group: g.name, Attempt: 1,
-				Partition: int32(i), Offset: off,
-			}
-			if off < gp.delivered {
-				d.msg.Delivery.Attempt = 2
-				d.msg.Delivery.Redelivered = true
-			}
-			d.dl.Msg = &d.msg
-			d.dl.Ref = &d.ref
-			batch = append(batch, d)
+			out = append(out, fetched{
+				msg:         p.entries[off-p.base].msg,
+				ref:         ref{part: i, off: off, epoch: gp.epoch},
+				redelivered: off < gp.delivered,
+			})
 			gp.fetched++
 		}
 		gp.delivered = max(gp.delivered, gp.fetched)
-		if len(batch) == n {
+		if len(out) == n {
 			break
 		}
+	}
+	return out
+}
+
+// makeDeliveries turns fetched messages into deliveries, outside the lock.
+func makeDeliveries(raw []fetched, topicName, group string, batch []*delivery) []*delivery {
+	for _, f := range raw {
+		d := &delivery{msg: *f.msg, ref: f.ref}
+		d.msg.Delivery = message.Delivery{
+			Topic: topicName, Group: group, Attempt: 1,
+			Partition: int32(f.ref.part), Offset: f.ref.off,
+		}
+		if f.redelivered {
+			d.msg.Delivery.Attempt = 2
+			d.msg.Delivery.Redelivered = true
+		}
+		d.dl.Msg = &d.msg
+		d.dl.Ref = &d.ref
+		batch = append(batch, d)
 	}
 	return batch
 }

@@ -240,6 +240,12 @@ func (d *Dispatcher) Pending() int {
 	return d.pending
 }
 
+// Space returns a channel that receives a value after the number of pending
+// deliveries dropped below MaxPending. An adapter that checks Pending
+// before fetching waits on it when the dispatcher is full. The channel is
+// shared with Submit: use one or the other from one goroutine.
+func (d *Dispatcher) Space() <-chan struct{} { return d.space }
+
 func (d *Dispatcher) signalSpace() {
 	select {
 	case d.space <- struct{}{}:
