@@ -1,0 +1,134 @@
+// Package retry is ferry's error policy for consumers: one middleware that
+// retries a failing handler with backoff and then parks the message on a
+// dead-letter topic (DLT) with the error attached, like Spring Kafka's
+// DefaultErrorHandler with a DeadLetterPublishingRecoverer. Retrying and
+// dead-lettering live in one middleware, so their order cannot be got
+// wrong. It works the same on every adapter.
+//
+//	mw, err := retry.New(
+//		retry.WithMaxAttempts(5),
+//		retry.WithExponentialBackoff(100*time.Millisecond, 5*time.Second),
+//		retry.WithDeadLetter(pub), // parks exhausted messages on <topic>.DLT
+//	)
+//	err = sub.Subscribe(ctx, "orders", message.Chain(handle, mw))
+//
+// Replay moves dead-lettered messages back to their original topic once
+// the cause is fixed; ParseDeadLetter reads the dead-letter headers.
+//
+// # Delivery semantics
+//
+// Retries happen in process: after a failure the middleware waits for the
+// backoff and calls the handler again with the same message, holding the
+// message's key (later messages of the key wait, other keys keep flowing,
+// as with Spring's blocking retries). A panic in the handler counts as a
+// failure (message.Call). The message then ends in exactly one of these
+// ways:
+//
+//   - an attempt succeeds: nil is returned and the message is settled;
+//   - the attempts are exhausted, or the error is permanent (Permanent,
+//     backoff.Permanent or WithNotRetryable): with WithDeadLetter, a copy is
+//     published to the dead-letter topic and, once the broker has accepted
+//     it, nil is returned so the original is settled. Without WithDeadLetter
+//     the last handler error is returned and the subscriber redelivers the
+//     message (after its own redelivery backoff): nothing is dropped;
+//   - the dead-letter publish fails: an error is returned and the original
+//     is redelivered, never lost. The middleware remembers (in memory,
+//     bounded to 4096 messages) that the message was exhausted, so the
+//     redelivery only retries the dead-letter publish, without calling the
+//     handler again; a process restart forgets this, and the redelivery is
+//     then handled as the attempt counting below says;
+//   - the handler's context ends (the subscriber gave up waiting during
+//     shutdown): the wait between attempts stops at once and the context
+//     error (or the handler's error) is returned, so the message is
+//     redelivered later, not dead-lettered;
+//   - WithRedeliver's classifier matches the error ("not now", such as
+//     dedupe.ErrInProgress): the error is returned at once for
+//     redelivery, without retry or dead-lettering.
+//
+// # Attempt counting
+//
+// An attempt is one handler call. A message gets WithMaxAttempts attempts
+// in total (default 3), the first included, and earlier deliveries count:
+// the middleware takes msg.Delivery.Attempt-1 attempts as already used, so
+// on delivery number A it makes at most max(WithMaxAttempts-(A-1), 1)
+// handler calls, the first being attempt A. It cannot know how many
+// in-process attempts an earlier process made before it crashed, so each
+// earlier delivery counts as exactly one used attempt: a message
+// redelivered after a crash gets a reduced budget, never a fresh full one
+// (on brokers that report the redelivery: AMQP's redelivered flag and
+// in-process redeliveries raise Delivery.Attempt; a Kafka restart delivers
+// with Attempt 1 again). A delivery past the budget still gets one handler
+// call (so that a fixed downstream lets it through) and is dead-lettered
+// at once if it fails. Attempt numbers in RetryEvent and HeaderAttempts
+// follow the same count. WithMaxElapsedTime (default none) ends the
+// attempts when the next one would start later than that after the first
+// failure seen by this process; the first limit reached wins.
+//
+// # Dead-letter copy
+//
+// The copy (msg.Clone()) keeps the ID, Key, Payload, Time and Headers and
+// adds, in the default profile, HeaderOriginalTopic, HeaderOriginalPartition
+// and HeaderOriginalOffset (only where the broker has them: Kafka and inmem,
+// not AMQP), HeaderOriginalGroup, HeaderErrorMessage, HeaderErrorType,
+// HeaderAttempts, HeaderFirstFailure and HeaderLastFailure (RFC 3339 in
+// UTC with milliseconds). Dead-letter headers of an earlier trip are
+// replaced. SpringHeaders writes Spring Kafka's kafka_dlt-* names and
+// binary encodings instead (partition as a 4-byte, offset and timestamp as
+// 8-byte big-endian values), so Spring consumers can read the DLT; ferry's
+// attempt and failure-time headers are kept, as Spring has none. Binary
+// values are Go strings holding the raw bytes: the Kafka adapter writes
+// them byte for byte; on AMQP they travel as string values of those bytes.
+// The default DLT name is <topic>.DLT (WithDeadLetterTopic changes it, for
+// example to Spring Kafka 3.3's <topic>-dlt). The dead-letter topic must
+// exist or be creatable like any topic the publisher writes to; on AMQP,
+// bind a queue to it (a group subscribed to it) before messages are
+// dead-lettered, or they are unroutable and the original is redelivered.
+//
+// # Order with dedupe
+//
+// Put retry outside dedupe: message.Chain(handle, retryMW, dedupeMW).
+// Each attempt then claims the dedupe key, and a failed attempt releases
+// it. The other order is wrong: when retry dead-letters a message and
+// returns nil, a dedupe outside it would record the message as processed,
+// and a replay of it from the DLT (same ID) would be skipped silently. In
+// this order, give retry WithRedeliver(func(err error) bool { return
+// errors.Is(err, dedupe.ErrInProgress) }), so that a duplicate delivery
+// whose key another consumer holds is redelivered later instead of being
+// retried towards the DLT. Store errors from dedupe are retried like any
+// handler error.
+//
+// # Replay
+//
+// Replay consumes a DLT with any Subscriber (its group decides where to
+// start) and republishes each message to the topic named in its headers,
+// without the dead-letter headers. A DLT message is settled only after its
+// republish succeeded. Replay always terminates: after WithLimit messages,
+// when the DLT has been idle for WithIdleTimeout (default 10 s), at the
+// first message it cannot replay (malformed headers or a failed publish:
+// the message stays on the DLT and the error is returned), or when ctx
+// ends. Messages rejected by WithFilter are settled for the replay group
+// without being republished: on Kafka they stay in the DLT log for other
+// groups; on AMQP they leave the replay group's queue.
+//
+// # Configuration
+//
+// Options and defaults: WithMaxAttempts (3), WithMaxElapsedTime (none),
+// WithExponentialBackoff (100 ms doubling to 10 s, ±50 % jitter; the
+// default), WithConstantBackoff, WithBackoff (any
+// github.com/cenkalti/backoff/v4 policy; one is created per failing
+// message on its first failure, so stateful policies are never shared),
+// WithNotRetryable, WithRedeliver, WithDeadLetter (none),
+// WithDeadLetterTopic (<topic>.DLT), SpringHeaders (off),
+// WithMaxErrorLength (8 KiB), and the hooks OnRetry and OnDeadLetter for
+// logs and metrics. The success path allocates nothing: no backoff state
+// exists until a message fails.
+//
+// # Errors
+//
+// New returns an error wrapping message.ErrInvalidConfig that names the bad
+// option. The middleware returns the handler's error, a context error, or
+// an error wrapping both the dead-letter publish error and the handler
+// error. ParseDeadLetter returns ErrNotDeadLetter for a message without an
+// original-topic header and a *HeaderError (wrapping ErrMalformedHeader)
+// naming a header it cannot decode.
+package retry
