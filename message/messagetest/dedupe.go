@@ -1,0 +1,156 @@
+package messagetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/ferrymsg/ferry/dedupe"
+	"github.com/ferrymsg/ferry/message"
+)
+
+// RunDedupe runs the end-to-end tests of the dedupe middleware (package
+// dedupe, memory store) against the adapter that h describes, each as a
+// subtest named for the behaviour it checks:
+//
+//   - the same ID published three times is handled once: three Publish
+//     calls carry one ID (and a control message another); all four
+//     deliveries are settled, the handler runs once per ID;
+//   - a message whose first run fails is handled exactly once after it
+//     succeeds: its first handler run fails, the subscriber redelivers it,
+//     a duplicate is published as well; both copies are settled, the
+//     handler ran exactly twice (one failure, one success).
+//
+// Subscribers run with concurrency 4, so duplicates may meet a live claim
+// (dedupe.ErrInProgress) and be redelivered, as after a rebalance.
+// Adapters call it from their conformance test, beside Run. Prepare (when
+// set) is called for each topic with the group that consumes it.
+func RunDedupe(t *testing.T, h Harness) {
+	t.Helper()
+	if h.NewPublisher == nil || h.NewSubscriber == nil {
+		t.Fatal("messagetest: Harness.NewPublisher and Harness.NewSubscriber are required")
+	}
+	s := &suite{h: h, timeout: h.Features.Timeout}
+	if s.timeout <= 0 {
+		s.timeout = DefaultTimeout
+	}
+	t.Run("same ID published three times is handled once", s.testDedupeDuplicates)
+	t.Run("message whose first run fails is handled exactly once after it succeeds", s.testDedupeFirstRunFails)
+}
+
+// dedupeCounts records, per message ID, the handler runs behind the dedupe
+// middleware and the deliveries settled (nil result) in front of it.
+type dedupeCounts struct {
+	mu      sync.Mutex
+	runs    map[string]int
+	ok      map[string]int
+	settled map[string]int
+}
+
+func newDedupeCounts() *dedupeCounts {
+	return &dedupeCounts{runs: map[string]int{}, ok: map[string]int{}, settled: map[string]int{}}
+}
+
+func (c *dedupeCounts) get(id string) (runs, ok, settled int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.runs[id], c.ok[id], c.settled[id]
+}
+
+// handler wraps inner in the dedupe middleware over a fresh memory store
+// and counts settled deliveries outside it.
+func (c *dedupeCounts) handler(e *env, inner func(ctx context.Context, m *message.Message, run int) error) message.Handler {
+	e.t.Helper()
+	store, err := dedupe.NewMemoryStore()
+	if err != nil {
+		e.t.Fatalf("dedupe.NewMemoryStore: %v", err)
+	}
+	e.t.Cleanup(func() { _ = store.Close() })
+	mw, err := dedupe.New(store)
+	if err != nil {
+		e.t.Fatalf("dedupe.New: %v", err)
+	}
+	counting := func(next message.Handler) message.Handler {
+		return func(ctx context.Context, m *message.Message) error {
+			err := next(ctx, m)
+			if err == nil {
+				c.mu.Lock()
+				c.settled[m.ID]++
+				c.mu.Unlock()
+			} else if !errors.Is(err, dedupe.ErrInProgress) && !errors.Is(err, errFirstRun) {
+				e.t.Errorf("handler of %s: unexpected error %v", m.ID, err)
+			}
+			return err
+		}
+	}
+	return message.Chain(func(ctx context.Context, m *message.Message) error {
+		c.mu.Lock()
+		c.runs[m.ID]++
+		run := c.runs[m.ID]
+		c.mu.Unlock()
+		if err := inner(ctx, m, run); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		c.ok[m.ID]++
+		c.mu.Unlock()
+		return nil
+	}, counting, mw)
+}
+
+var errFirstRun = errors.New("messagetest: first run fails on purpose")
+
+func (s *suite) testDedupeDuplicates(t *testing.T) {
+	e := s.env(t)
+	topic, group := e.topic(), e.group("dedupe")
+	e.prepare(topic, group)
+	c := newDedupeCounts()
+	e.subscribe(e.subscriber(e.config(group, 4)), topic, c.handler(e, func(context.Context, *message.Message, int) error { return nil }))
+	pub := e.publisher()
+	dup, other := "dup-"+randSuffix(), "other-"+randSuffix()
+	for i := range 3 {
+		e.publish(pub, topic, &message.Message{ID: dup, Payload: fmt.Appendf(nil, "copy %d", i+1)})
+	}
+	e.publish(pub, topic, &message.Message{ID: other, Payload: []byte("control")})
+	e.eventually("3 deliveries of "+dup+" and 1 of "+other+" settled", func() (bool, string) {
+		_, _, d := c.get(dup)
+		_, _, o := c.get(other)
+		return d >= 3 && o >= 1, fmt.Sprintf("%d and %d settled", d, o)
+	})
+	if runs, ok, settled := c.get(dup); runs != 1 || ok != 1 || settled != 3 {
+		t.Errorf("%s: handler ran %d times (%d succeeded), %d deliveries settled; want 1 run for 3 deliveries", dup, runs, ok, settled)
+	}
+	if runs, _, settled := c.get(other); runs != 1 || settled != 1 {
+		t.Errorf("%s: handler ran %d times, %d deliveries settled; want 1 and 1", other, runs, settled)
+	}
+}
+
+func (s *suite) testDedupeFirstRunFails(t *testing.T) {
+	e := s.env(t)
+	topic, group := e.topic(), e.group("dedupe")
+	e.prepare(topic, group)
+	c := newDedupeCounts()
+	e.subscribe(e.subscriber(e.config(group, 4)), topic, c.handler(e, func(_ context.Context, _ *message.Message, run int) error {
+		if run == 1 {
+			return errFirstRun
+		}
+		return nil
+	}))
+	pub := e.publisher()
+	id := "flaky-" + randSuffix()
+	e.publish(pub, topic, &message.Message{ID: id, Payload: []byte("original")})
+	e.eventually("the first run of "+id+" to fail", func() (bool, string) {
+		runs, _, _ := c.get(id)
+		return runs >= 1, fmt.Sprintf("%d runs", runs)
+	})
+	e.publish(pub, topic, &message.Message{ID: id, Payload: []byte("duplicate")})
+	e.eventually("both copies of "+id+" settled", func() (bool, string) {
+		runs, ok, settled := c.get(id)
+		return settled >= 2, fmt.Sprintf("%d runs, %d succeeded, %d settled", runs, ok, settled)
+	})
+	if runs, ok, settled := c.get(id); runs != 2 || ok != 1 || settled != 2 {
+		t.Errorf("%s: handler ran %d times (%d succeeded), %d deliveries settled; want 2 runs (one failure, one success) for 2 settled deliveries", id, runs, ok, settled)
+	}
+}
