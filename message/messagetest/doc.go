@@ -77,8 +77,8 @@
 //     failed calls, while RestartBroker runs; every message whose Publish
 //     returned nil is handled at least once.
 //
-// Tests needing a capability the adapter lacks are skipped with a message
-// naming the Features field.
+// Tests needing a capability the adapter lacks are not run; Run logs their
+// names and the missing Features field.
 //
 // # What the suite assumes of a harness
 //

@@ -13,9 +13,6 @@ import (
 // meanwhile. Every message whose Publish returned nil must be handled at
 // least once (duplicates are allowed: at-least-once across a restart).
 func (s *suite) testRestart(t *testing.T) {
-	if !s.h.Features.Restart {
-		t.Skip("adapter lacks Features.Restart")
-	}
 	const total, beforeRestart = 300, 100
 	e := s.env(t)
 	topic, group := e.topic(), e.group("g")

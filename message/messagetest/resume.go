@@ -55,9 +55,6 @@ func (s *suite) testResume(t *testing.T) {
 // (for inmem: a retention option). Enough messages are published that an
 // adapter which drops settled history in chunks is caught.
 func (s *suite) testNewGroupReadsHistory(t *testing.T) {
-	if !s.h.Features.NewGroupReadsHistory {
-		t.Skip("adapter lacks Features.NewGroupReadsHistory: a new group only gets messages published after it exists")
-	}
 	e := s.env(t)
 	topic, old := e.topic(), e.group("old")
 	e.prepare(topic, old)

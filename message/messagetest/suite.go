@@ -43,6 +43,14 @@ func Run(t *testing.T, h Harness) {
 		s.timeout = DefaultTimeout
 	}
 	for _, tc := range s.tests() {
+		if tc.needs != nil {
+			if missing := tc.needs(h.Features); missing != "" {
+				// Not run, rather than skipped: the adapter declares it
+				// cannot do this, so there is nothing to test.
+				t.Logf("not run: %q needs Features.%s", tc.name, missing)
+				continue
+			}
+		}
 		t.Run(tc.name, tc.run)
 	}
 }
@@ -50,31 +58,43 @@ func Run(t *testing.T, h Harness) {
 type testCase struct {
 	name string
 	run  func(t *testing.T)
+	// needs names the capability the test requires when f lacks it.
+	needs func(f Features) (missing string)
 }
 
 // tests lists the suite. Keep it in step with the list in doc.go.
 func (s *suite) tests() []testCase {
 	return []testCase{
-		{"round trip keeps ID, key, payload, headers and time", s.testRoundTrip},
-		{"publish fills in an empty ID and time", s.testPublishFillsIDAndTime},
-		{"batch publish of 1000 messages arrives complete", s.testBatchPublish},
-		{"concurrent publishes from 20 goroutines arrive complete without duplicates", s.testConcurrentPublish},
-		{"topics are isolated", s.testTopicIsolation},
-		{"two groups each receive every message", s.testTwoGroups},
-		{"subscribers of one group split the messages without overlap", s.testGroupSplit},
-		{"same-key messages are handled in order and never concurrently, up to the concurrency limit", s.testKeyOrder},
-		{"handler error redelivers with growing attempt before later same-key messages", s.testHandlerError},
-		{"handler panic is treated as an error and the subscriber keeps running", s.testHandlerPanic},
-		{"resumed subscriber does not get settled messages again", s.testResume},
-		{"new group reads from the start", s.testNewGroupReadsHistory},
-		{"graceful shutdown lets in-flight handlers finish and settles them", s.testGracefulShutdown},
-		{"cancelling an idle subscribe returns nil", s.testCancelIdle},
-		{"close is idempotent", s.testCloseIdempotent},
-		{"publish and subscribe after close return ErrClosed", s.testUseAfterClose},
-		{"close unblocks a running subscribe with ErrClosed", s.testCloseUnblocksSubscribe},
-		{"bad input is rejected and publishes nothing", s.testBadInput},
-		{"no goroutines are left after close", s.testNoLeaks},
-		{"broker restart during publish and consume loses nothing", s.testRestart},
+		{"round trip keeps ID, key, payload, headers and time", s.testRoundTrip, nil},
+		{"publish fills in an empty ID and time", s.testPublishFillsIDAndTime, nil},
+		{"batch publish of 1000 messages arrives complete", s.testBatchPublish, nil},
+		{"concurrent publishes from 20 goroutines arrive complete without duplicates", s.testConcurrentPublish, nil},
+		{"topics are isolated", s.testTopicIsolation, nil},
+		{"two groups each receive every message", s.testTwoGroups, nil},
+		{"subscribers of one group split the messages without overlap", s.testGroupSplit, nil},
+		{"same-key messages are handled in order and never concurrently, up to the concurrency limit", s.testKeyOrder, nil},
+		{"handler error redelivers with growing attempt before later same-key messages", s.testHandlerError, nil},
+		{"handler panic is treated as an error and the subscriber keeps running", s.testHandlerPanic, nil},
+		{"resumed subscriber does not get settled messages again", s.testResume, nil},
+		{"new group reads from the start", s.testNewGroupReadsHistory, func(f Features) string {
+			if !f.NewGroupReadsHistory {
+				return "NewGroupReadsHistory"
+			}
+			return ""
+		}},
+		{"graceful shutdown lets in-flight handlers finish and settles them", s.testGracefulShutdown, nil},
+		{"cancelling an idle subscribe returns nil", s.testCancelIdle, nil},
+		{"close is idempotent", s.testCloseIdempotent, nil},
+		{"publish and subscribe after close return ErrClosed", s.testUseAfterClose, nil},
+		{"close unblocks a running subscribe with ErrClosed", s.testCloseUnblocksSubscribe, nil},
+		{"bad input is rejected and publishes nothing", s.testBadInput, nil},
+		{"no goroutines are left after close", s.testNoLeaks, nil},
+		{"broker restart during publish and consume loses nothing", s.testRestart, func(f Features) string {
+			if !f.Restart {
+				return "Restart"
+			}
+			return ""
+		}},
 	}
 }
 
