@@ -112,12 +112,24 @@ func TestReplayIdleTimeoutEndsAnEmptyTopic(t *testing.T) {
 func TestReplayInvalidArguments(t *testing.T) {
 	ctx := context.Background()
 	for name, call := range map[string]func() error{
-		"empty topic":     func() error { _, err := retry.Replay(ctx, &fakeSubscriber{}, &fakePublisher{}, ""); return err },
-		"nil subscriber":  func() error { _, err := retry.Replay(ctx, nil, &fakePublisher{}, "t"); return err },
-		"negative limit":  func() error { _, err := retry.Replay(ctx, &fakeSubscriber{}, &fakePublisher{}, "t", retry.WithLimit(-1)); return err },
-		"nil filter":      func() error { _, err := retry.Replay(ctx, &fakeSubscriber{}, &fakePublisher{}, "t", retry.WithFilter(nil)); return err },
-		"negative idle":   func() error { _, err := retry.Replay(ctx, &fakeSubscriber{}, &fakePublisher{}, "t", retry.WithIdleTimeout(-1)); return err },
-		"zero option val": func() error { _, err := retry.Replay(ctx, &fakeSubscriber{}, &fakePublisher{}, "t", retry.ReplayOption{}); return err },
+		"empty topic":    func() error { _, err := retry.Replay(ctx, &fakeSubscriber{}, &fakePublisher{}, ""); return err },
+		"nil subscriber": func() error { _, err := retry.Replay(ctx, nil, &fakePublisher{}, "t"); return err },
+		"negative limit": func() error {
+			_, err := retry.Replay(ctx, &fakeSubscriber{}, &fakePublisher{}, "t", retry.WithLimit(-1))
+			return err
+		},
+		"nil filter": func() error {
+			_, err := retry.Replay(ctx, &fakeSubscriber{}, &fakePublisher{}, "t", retry.WithFilter(nil))
+			return err
+		},
+		"negative idle": func() error {
+			_, err := retry.Replay(ctx, &fakeSubscriber{}, &fakePublisher{}, "t", retry.WithIdleTimeout(-1))
+			return err
+		},
+		"zero option val": func() error {
+			_, err := retry.Replay(ctx, &fakeSubscriber{}, &fakePublisher{}, "t", retry.ReplayOption{})
+			return err
+		},
 	} {
 		err := call()
 		assert.True(t, errors.Is(err, message.ErrInvalidConfig) || errors.Is(err, message.ErrInvalidTopic), "%s: %v", name, err)
