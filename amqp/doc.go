@@ -1,0 +1,146 @@
+// Package amqp is ferry's RabbitMQ adapter, built on
+// github.com/rabbitmq/amqp091-go. It implements message.Publisher and
+// message.Subscriber with publisher confirms, mandatory routing, keyed
+// ordered dispatch and automatic reconnection.
+//
+//	pub, err := amqp.NewPublisher("amqp://guest:guest@localhost:5672/")
+//	sub, err := amqp.NewSubscriber(url, amqp.WithGroup("billing"), amqp.WithConcurrency(8))
+//	err = sub.Subscribe(ctx, "orders", handler) // blocks until ctx ends
+//
+// # Topology
+//
+// A topic is a durable exchange named after it, of type "topic" by default
+// (WithExchangeKind for "fanout" or "direct"). A group is a durable queue
+// named "<topic>.<group>" (WithQueueName to change) bound to the exchange
+// with the binding key "#" on topic exchanges, that is everything
+// (WithBindingKey for a pattern such as "order.*" or "order.#"). A
+// message's routing key is its Key (WithRoutingKey to change), so with
+// the defaults a subscriber can select keys by pattern.
+//
+// Publishers declare the exchange on first use of a topic; subscribers
+// declare the exchange, their queue and the binding when Subscribe starts.
+// Both declare idempotently, once per connection, and again after every
+// reconnection. Queues are classic by default; WithQuorumQueues makes them
+// quorum queues, WithQueueArgs adds arguments (x-max-length,
+// x-message-ttl, x-delivery-limit, ...) and WithDeadLetterExchange sets
+// the native x-dead-letter-exchange. Declaring an existing exchange or
+// queue with other settings fails with PRECONDITION_FAILED, reported as an
+// error wrapping message.ErrInvalidConfig.
+//
+// A queue only receives messages published after it is bound: a new group
+// does not read history, and a message published to a topic with no bound
+// queue is unroutable. Create queues ahead of the first publish with
+// Publisher.Declare(ctx, topic, groups...) or Subscriber.Declare.
+//
+// Topic names are exchange names: 1 to 255 bytes of letters, digits, '-',
+// '_', '.' and ':', not starting with "amq." (reserved by RabbitMQ).
+//
+// # Message mapping
+//
+// ID is the AMQP message_id; Time is the timestamp property (whole
+// seconds, for other clients) and the "ferry-time" header (Unix
+// milliseconds, an AMQP long), so Time keeps milliseconds; Key is the
+// "ferry-key" header (WithKeyHeader) and, by default, the routing key;
+// Headers are the header table, as strings; messages are persistent
+// (delivery mode 2). On delivery the ferry-key and ferry-time headers
+// become Key and Time and are removed from Headers. A message from another
+// producer without ferry-key has an empty Key (no ordering constraint)
+// and, without ferry-time, the timestamp property as Time. Header values
+// of any AMQP type (numbers, booleans, timestamps, byte arrays, and the
+// arrays of tables of x-death) are converted to strings by HeaderString
+// and never cause a message to be rejected.
+//
+// # Delivery semantics
+//
+// Publish returns nil only when the broker confirmed every message
+// (publisher confirms) and routed it to at least one queue (mandatory
+// flag; a basic.return makes that message fail with
+// message.ErrUnroutable). Confirms are windowed: a batch is written at once
+// and its confirms awaited together, and concurrent Publish calls share a
+// channel, each waiting only for its own confirms. A batch goes to one
+// channel in order. A batch is not atomic: failed messages are listed in a
+// *message.PublishError (ErrUnroutable, ErrNacked, or a channel error).
+// Payloads over WithMaxPayload (default 16 MiB) fail with
+// message.ErrMessageTooLarge and an invalid batch publishes nothing.
+//
+// Subscribe consumes with manual acknowledgement and a Qos prefetch of
+// max(128, 16×concurrency) (WithPrefetch). Deliveries go to ferry's keyed
+// dispatcher: up to WithConcurrency handlers at once, same-Key messages
+// one at a time in queue order. A handler returning nil acks the delivery
+// on the channel it came from. A handler error (or panic) redelivers the
+// same message in-process after an exponential backoff
+// (WithRedeliveryBackoff), with Delivery.Attempt one higher, blocking only
+// its key; the message stays unacked meanwhile, which is why the prefetch
+// leaves room for other keys to flow. Nothing is nacked or dropped; bound
+// retries with the retry middleware.
+//
+// Delivery.Attempt starts at 1, at 2 when the broker flags the delivery as
+// redelivered, or at x-delivery-count + 1 on quorum queues.
+// Delivery.DeliveryTag and Delivery.Redelivered are the AMQP values;
+// Partition and Offset are -1.
+//
+// On ctx cancellation Subscribe cancels its consumer, lets in-flight
+// handlers finish (their context is cancelled only after WithDrainTimeout),
+// acks those that succeeded, closes the channel (the broker requeues the
+// rest) and returns nil. Close does the same for every Subscribe call,
+// which then return message.ErrClosed.
+//
+// Delivery is at least once: messages unacked when a connection or channel
+// is lost, or a process dies, are delivered again (redelivered flag set).
+// Use the dedupe middleware for effectively-once processing.
+//
+// # Reconnection
+//
+// Each Publisher and Subscriber owns one connection, supervised by a
+// goroutine: when it is lost (network failure, broker restart, a
+// heartbeat timeout) ferry reconnects with exponential backoff and jitter
+// (WithReconnectBackoff, default 100 ms to 10 s, forever until Close),
+// reopens channels, redeclares the topology and resumes consuming. The
+// client's own experimental recovery (amqp091.Config.Recovery) is not used
+// and must be left nil.
+//
+// Publish during an outage waits for the reconnection, bounded by its ctx.
+// A message whose confirm was lost with the connection is published again
+// on the new connection, transparently, until it is confirmed or ctx ends:
+// nothing is silently lost, but such a message may be stored twice (same
+// ID), which the dedupe middleware absorbs. If the broker closes a
+// publishing channel while the connection stays up (for example after the
+// exchange was deleted), ferry redeclares and retries up to three times,
+// then reports the channel error for the affected messages.
+//
+// A subscriber whose channel is lost drops the deliveries of that channel
+// that have not started running (the broker requeues them, as it does the
+// ones still running), and consumes again on a new channel. Handlers that
+// were running finish, but their acks are not sent: a delivery tag belongs
+// to its channel, and acking it on the new one would ack another message.
+// The broker redelivers them instead.
+//
+// Connection state changes (connected, disconnected, reconnecting with the
+// failed attempt's error, closed) go to WithOnStateChange and, when set, to
+// WithLogger. URLs in errors, logs and state changes have their password
+// redacted, and client errors that echo the password are scrubbed.
+//
+// # Configuration
+//
+// Options are shared by NewPublisher and NewSubscriber, so one slice of
+// topology options can configure both; options of one side are ignored by
+// the other (each option's doc says which). WithConfig passes an
+// amqp091.Config through for TLS, SASL, vhost, heartbeat, frame size,
+// connection properties and the dialer. The constructors dial once and
+// fail on an invalid URL or an unreachable broker; later losses are
+// repaired in the background.
+//
+// # Errors
+//
+// Bad input fails before anything is sent: message.ErrInvalidTopic (empty,
+// over 255 bytes, a character outside the allowed set, the "amq." prefix),
+// message.ErrInvalidMessage (a nil message, an ID, header name or routing
+// key over 255 bytes), message.ErrMessageTooLarge, message.ErrNilHandler,
+// message.ErrInvalidConfig (bad options, a bad URL, a declaration the
+// broker refuses). Per-message publish failures come in a
+// *message.PublishError: message.ErrUnroutable (returned by the broker),
+// ErrNacked (refused by the broker), or the channel error. Broker errors
+// wrap *amqp091.Error, so errors.As finds the AMQP reply code. After Close,
+// Publish, Declare and Subscribe return message.ErrClosed. Context errors
+// are returned unwrapped.
+package amqp
