@@ -29,6 +29,12 @@ var (
 	// ErrTopicNotFound reports a topic that does not exist where the
 	// adapter was configured not to create it.
 	ErrTopicNotFound = errors.New("ferry: topic not found")
+	// ErrRedeliver, wrapped in a handler's error, says "not now" without
+	// saying anything is wrong with the message: the subscriber delivers it
+	// again later, and middleware passes it through instead of retrying or
+	// dead-lettering it. The dedupe middleware returns it (as
+	// dedupe.ErrInProgress) when another consumer holds the message.
+	ErrRedeliver = errors.New("ferry: redeliver later")
 )
 
 // FailedMessage is one message of a batch that was not published.

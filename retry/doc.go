@@ -91,11 +91,11 @@
 // it. The other order is wrong: when retry dead-letters a message and
 // returns nil, a dedupe outside it would record the message as processed,
 // and a replay of it from the DLT (same ID) would be skipped silently. In
-// this order, give retry WithRedeliver(func(err error) bool { return
-// errors.Is(err, dedupe.ErrInProgress) }), so that a duplicate delivery
-// whose key another consumer holds is redelivered later instead of being
-// retried towards the DLT. Store errors from dedupe are retried like any
-// handler error.
+// this order, a duplicate delivery whose key another consumer holds gets
+// dedupe.ErrInProgress, which wraps message.ErrRedeliver: retry passes it
+// back to the subscriber, which redelivers it later, instead of retrying it
+// towards the DLT. Store errors from dedupe are retried like any handler
+// error.
 //
 // # Replay
 //

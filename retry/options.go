@@ -208,13 +208,13 @@ func WithNotRetryable(fn func(error) bool) Option {
 	}}
 }
 
-// WithRedeliver names errors that the middleware hands straight back to
-// the subscriber, which redelivers the message later: no in-process retry,
-// no dead-lettering. Use it for "not now" errors that say nothing about the
-// message, such as dedupe.ErrInProgress (another consumer holds the
-// message's claim):
+// WithRedeliver names more errors that the middleware hands straight back
+// to the subscriber, which redelivers the message later: no in-process
+// retry, no dead-lettering. Errors wrapping message.ErrRedeliver (such as
+// dedupe.ErrInProgress: another consumer holds the message's claim) are
+// always treated so; use this for "not now" errors of your own:
 //
-//	retry.WithRedeliver(func(err error) bool { return errors.Is(err, dedupe.ErrInProgress) })
+//	retry.WithRedeliver(func(err error) bool { return errors.Is(err, errRateLimited) })
 //
 // Each such redelivery still counts as an attempt (see the package doc),
 // but a message is never dead-lettered because of such an error. fn is

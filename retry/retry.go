@@ -119,7 +119,7 @@ func (r *retrier) failed(ctx context.Context, next message.Handler, msg *message
 			// Shutting down: the message is redelivered, not dead-lettered.
 			return err
 		}
-		if r.redeliver != nil && r.redeliver(err) {
+		if errors.Is(err, message.ErrRedeliver) || r.redeliver != nil && r.redeliver(err) {
 			return err
 		}
 		if r.permanent(err) {

@@ -386,3 +386,20 @@ func TestRedeliverErrorsPassThrough(t *testing.T) {
 	_, msgs := pub.published()
 	assert.Empty(t, msgs)
 }
+
+func TestErrRedeliverPassesThroughByDefault(t *testing.T) {
+	pub := &fakePublisher{}
+	calls := 0
+	h := func(context.Context, *message.Message) error {
+		calls++
+		return fmt.Errorf("claimed elsewhere: %w", message.ErrRedeliver)
+	}
+	mw := mustNew(t, retry.WithDeadLetter(pub), retry.WithMaxAttempts(3), retry.WithConstantBackoff(0))
+	msg := delivered("orders", 1)
+	require.ErrorIs(t, mw(h)(context.Background(), msg), message.ErrRedeliver)
+	assert.Equal(t, 1, calls, "a not-now error must not be retried in-process")
+	msg.Delivery.Attempt = 9 // over budget: still not dead-lettered
+	require.ErrorIs(t, mw(h)(context.Background(), msg), message.ErrRedeliver)
+	_, msgs := pub.published()
+	assert.Empty(t, msgs, "a not-now error must never be dead-lettered")
+}
