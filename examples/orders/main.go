@@ -1,0 +1,238 @@
+// Command orders is ferry's main example: the order-events system of the
+// classic Spring Kafka / RabbitMQ tutorial, in Go, on any broker.
+//
+//	go run ./examples/orders                                      # in memory, no setup
+//	go run ./examples/orders -broker kafka://127.0.0.1:9092
+//	go run ./examples/orders -broker amqp://guest:guest@127.0.0.1:5672/
+//
+// The order service publishes 20 OrderPlaced events (JSON) to order-events,
+// keyed by customer ID so that each customer's orders stay in order. Three
+// services consume every event, each in its own consumer group, four
+// handlers at a time:
+//
+//   - notification-service "emails" an order confirmation;
+//   - inventory-service reserves stock; one order contains a SKU the
+//     warehouse does not stock, so its handler fails: the retry middleware
+//     tries it 3 times, then publishes it to order-events.DLT with error
+//     headers and moves on (Spring's DefaultErrorHandler with a
+//     DeadLetterPublishingRecoverer);
+//   - analytics-service totals the revenue.
+//
+// The order service also sends one event twice with the same message ID, as
+// a producer does when it retries after a lost acknowledgement. Every
+// consumer is idempotent (the dedupe middleware on a memory store) and
+// skips the second copy. A fourth group, dlt-monitor, reads the
+// dead-letter topic and reports the failure from its headers
+// (retry.ParseDeadLetter).
+//
+// The program counts: it stops when every service has accounted for every
+// event (handled, skipped as a duplicate, or dead-lettered) and the
+// monitor has reported the dead letter, then prints each customer's orders
+// in the order each service handled them and a summary line whose counts
+// are the same on every broker. It exits 1 if that takes longer than
+// -timeout. Ctrl-C (SIGINT) or SIGTERM stops it gracefully: the services
+// stop fetching, let running handlers finish, settle them, and the
+// program exits 0.
+//
+// On Kafka and RabbitMQ each run uses fresh topic names (a run ID suffix),
+// so leftovers of earlier runs never change the counts; see
+// examples/internal/broker.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ferrymsg/ferry/dedupe"
+	"github.com/ferrymsg/ferry/examples/internal/broker"
+	"github.com/ferrymsg/ferry/message"
+	"github.com/ferrymsg/ferry/retry"
+)
+
+// maxAttempts is how many times a failing event is handled before it is
+// dead-lettered.
+const maxAttempts = 3
+
+func main() {
+	brokerURL := broker.Flag()
+	pace := flag.Duration("pace", 20*time.Millisecond, "pause between two orders placed")
+	timeout := flag.Duration("timeout", time.Minute, "exit 1 if the scenario has not completed by then")
+	verbose := flag.Bool("v", false, "print every event each service handles")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Stdout, *brokerURL, *pace, *timeout, *verbose); err != nil {
+		fmt.Fprintln(os.Stderr, "orders:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+type service struct {
+	group   string
+	topic   string
+	handler message.Handler
+}
+
+func run(ctx context.Context, out io.Writer, brokerURL string, pace, timeout time.Duration, verbose bool) error {
+	b, err := broker.Open(ctx, brokerURL)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+
+	topic := b.Topic("order-events")
+	dlt := topic + retry.DefaultDeadLetterSuffix
+	fmt.Fprintf(out, "orders: %s broker %s, topic %s, dead letters to %s\n", b.Kind, b.URL, topic, dlt)
+
+	// RabbitMQ drops messages that no queue is bound for yet: declare the
+	// groups' queues before the first publish (a no-op on Kafka and inmem).
+	if err := b.Prepare(ctx, topic, notificationGroup, inventoryGroup, analyticsGroup); err != nil {
+		return err
+	}
+	if err := b.Prepare(ctx, dlt, dltGroup); err != nil {
+		return err
+	}
+
+	orders := placeOrders(time.Now())
+	st := newStory(out, verbose, len(orders)+1) // +1: the duplicate
+
+	// One error policy for every service: 3 attempts 50 ms apart, then the
+	// dead-letter topic <topic>.DLT, through the same broker.
+	policy, err := retry.New(
+		retry.WithMaxAttempts(maxAttempts),
+		retry.WithConstantBackoff(50*time.Millisecond),
+		retry.WithDeadLetter(b.Publisher()),
+		retry.OnRetry(st.onRetry),
+		retry.OnDeadLetter(st.onDeadLetter),
+	)
+	if err != nil {
+		return err
+	}
+	// Every consumer is idempotent. In a real deployment each service has
+	// its own store (sqlstore on its database); here, one memory store each.
+	idempotent := func(group string) (message.Middleware, error) {
+		store, err := dedupe.NewMemoryStore()
+		if err != nil {
+			return nil, err
+		}
+		return dedupe.New(skipCounter{Store: store, group: group, story: st})
+	}
+	inv := newInventory(st)
+	services := []service{
+		{notificationGroup, topic, st.notify},
+		{inventoryGroup, topic, inv.reserve},
+		{analyticsGroup, topic, st.analytics},
+	}
+	for i := range services {
+		mw, err := idempotent(services[i].group)
+		if err != nil {
+			return err
+		}
+		// Dedupe outermost, then retry: the retries and the dead-lettering
+		// happen inside one dedupe claim (see dedupe.New).
+		services[i].handler = message.Chain(services[i].handler, mw, policy)
+	}
+	services = append(services, service{dltGroup, dlt, st.monitorDLT})
+
+	// Start the services. Their context ends on Ctrl-C or when the story
+	// is complete; Subscribe then drains and returns nil.
+	svcCtx, stopServices := context.WithCancel(ctx)
+	defer stopServices()
+	errc := make(chan error, len(services)+1)
+	var wg sync.WaitGroup
+	for _, s := range services {
+		sub, err := b.Subscriber(s.group, 4)
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := sub.Subscribe(svcCtx, s.topic, s.handler); err != nil {
+				errc <- fmt.Errorf("%s stopped: %w", s.group, err)
+			}
+		}()
+	}
+
+	// The order service.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := placeAll(svcCtx, b.Publisher(), topic, orders, pace, st); err != nil && svcCtx.Err() == nil {
+			errc <- fmt.Errorf("order-service: %w", err)
+		}
+	}()
+
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	var runErr error
+	interrupted := false
+	select {
+	case <-st.complete:
+	case <-ctx.Done():
+		interrupted = true
+		fmt.Fprintln(out, "orders: interrupted: stopping the services (running handlers finish first)")
+	case runErr = <-errc:
+	case <-deadline.C:
+		runErr = fmt.Errorf("timed out after %v waiting for the services: %s", timeout, st.progress())
+	}
+	stopServices()
+	wg.Wait()
+	if runErr != nil {
+		return runErr
+	}
+	if interrupted {
+		fmt.Fprintf(out, "orders: stopped cleanly after a graceful drain; progress: %s\n", st.progress())
+		return nil
+	}
+	st.recap(len(orders))
+	return nil
+}
+
+// placeAll is the order service: it publishes one OrderPlaced event per
+// order, pace apart, and sends one of them twice.
+func placeAll(ctx context.Context, pub message.Publisher, topic string, orders []OrderPlaced, pace time.Duration, st *story) error {
+	for i, o := range orders {
+		if i > 0 && pace > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(pace):
+			}
+		}
+		payload, err := json.Marshal(o)
+		if err != nil {
+			return err
+		}
+		msg := &message.Message{
+			ID:      eventID(o.OrderID),
+			Key:     o.CustomerID, // same customer => same partition, in order
+			Payload: payload,
+			Headers: map[string]string{"event-type": "OrderPlaced", "content-type": "application/json"},
+		}
+		// Publish returns once the broker has the message (acks=all,
+		// publisher confirms): a nil error means it cannot be lost.
+		if err := pub.Publish(ctx, topic, msg); err != nil {
+			return fmt.Errorf("publish %s: %w", o.OrderID, err)
+		}
+		st.printf("order-service", "placed %s", o)
+		if o.OrderID == duplicatedOrder {
+			if err := pub.Publish(ctx, topic, msg); err != nil {
+				return fmt.Errorf("publish %s again: %w", o.OrderID, err)
+			}
+			st.printf("order-service", "sent %s again, same message ID (a producer retry after a lost ack)", msg.ID)
+		}
+	}
+	return nil
+}
+
