@@ -235,4 +235,3 @@ func placeAll(ctx context.Context, pub message.Publisher, topic string, orders [
 	}
 	return nil
 }
-

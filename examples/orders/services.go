@@ -141,19 +141,19 @@ type story struct {
 	verbose bool
 	want    int // events each consuming group must account for
 
-	mu           sync.Mutex
-	notified     int
-	reserved     int
-	analyzed     int
-	revenue      int64
-	deadLetters  map[string]int // group -> messages dead-lettered
-	dltReported  int
-	skips        map[string]int                 // group -> duplicates skipped
-	outOfOrder   int                            // a customer's order handled after a later one
-	lastSeq      map[string]map[string]int      // group -> customer -> last seq handled
-	sequence     map[string]map[string][]string // group -> customer -> order IDs, in handled order
-	complete     chan struct{}
-	isComplete   bool
+	mu          sync.Mutex
+	notified    int
+	reserved    int
+	analyzed    int
+	revenue     int64
+	deadLetters map[string]int // group -> messages dead-lettered
+	dltReported int
+	skips       map[string]int                 // group -> duplicates skipped
+	outOfOrder  int                            // a customer's order handled after a later one
+	lastSeq     map[string]map[string]int      // group -> customer -> last seq handled
+	sequence    map[string]map[string][]string // group -> customer -> order IDs, in handled order
+	complete    chan struct{}
+	isComplete  bool
 }
 
 func newStory(out io.Writer, verbose bool, want int) *story {
@@ -161,9 +161,9 @@ func newStory(out io.Writer, verbose bool, want int) *story {
 		out: out, verbose: verbose, want: want,
 		skips:       map[string]int{},
 		deadLetters: map[string]int{},
-		lastSeq:  map[string]map[string]int{},
-		sequence: map[string]map[string][]string{},
-		complete: make(chan struct{}),
+		lastSeq:     map[string]map[string]int{},
+		sequence:    map[string]map[string][]string{},
+		complete:    make(chan struct{}),
 	}
 }
 

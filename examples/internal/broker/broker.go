@@ -74,8 +74,8 @@ type Broker struct {
 	pub   message.Publisher
 
 	mem     *inmem.Broker
-	brokers []string      // kafka
-	amqpURL string        // amqp
+	brokers []string // kafka
+	amqpURL string   // amqp
 	amqpPub *amqp.Publisher
 	amqpOpt []amqp.Option // shared by the publisher and subscribers: same queue declarations
 
