@@ -53,8 +53,10 @@
 //
 //	sql.Open("sqlite", "file:app.db?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate")
 //
-// SQLite serialises writers, so its throughput is bounded by one writer at
-// a time (see the benchmarks); it suits one process.
+// SQLite serialises writers and, by default, syncs the disk on every
+// commit: about 1,300 claim+complete pairs per second on the test machine.
+// Adding _pragma=synchronous(NORMAL) (durable across a process crash, not
+// across power loss, in WAL mode) gave about 6,300. It suits one process.
 //
 // # Configuration
 //
