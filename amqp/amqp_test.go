@@ -102,6 +102,38 @@ func (c *collector) waitN(t testing.TB, n int) []*message.Message {
 	return append([]*message.Message(nil), c.msgs...)
 }
 
+// waitIDs waits until every id was delivered (duplicates can make up a
+// count, so counting deliveries is not enough) and returns the deliveries.
+func (c *collector) waitIDs(t testing.TB, ids []string) []*message.Message {
+	t.Helper()
+	missing := func() []string {
+		seen := map[string]bool{}
+		c.mu.Lock()
+		for _, m := range c.msgs {
+			seen[m.ID] = true
+		}
+		c.mu.Unlock()
+		var out []string
+		for _, id := range ids {
+			if !seen[id] {
+				out = append(out, id)
+			}
+		}
+		return out
+	}
+	deadline := time.After(wait)
+	for m := missing(); len(m) > 0; m = missing() {
+		select {
+		case <-c.ch:
+		case <-deadline:
+			t.Fatalf("%d of %d confirmed messages not delivered, first %s", len(m), len(ids), m[0])
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*message.Message(nil), c.msgs...)
+}
+
 // run starts Subscribe and returns a stop func that cancels it and checks
 // it returned nil.
 func run(t testing.TB, s *amqp.Subscriber, topic string, h message.Handler) (stop func()) {

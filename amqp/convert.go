@@ -80,8 +80,15 @@ func (c *config) toMessage(topic, group string, d *amqp091.Delivery) *message.Me
 	if d.Redelivered {
 		m.Delivery.Attempt = 2
 	}
-	if len(d.Headers) > 0 {
-		m.Headers = make(map[string]string, len(d.Headers))
+	user := len(d.Headers)
+	if _, ok := d.Headers[c.keyHeader]; ok {
+		user--
+	}
+	if _, ok := d.Headers[TimeHeader]; ok {
+		user--
+	}
+	if user > 0 {
+		m.Headers = make(map[string]string, user)
 	}
 	for k, v := range d.Headers {
 		switch k {
@@ -98,10 +105,10 @@ func (c *config) toMessage(topic, group string, d *amqp091.Delivery) *message.Me
 				m.Delivery.Attempt = int(n) + 1
 			}
 		}
+		if m.Headers == nil {
+			m.Headers = make(map[string]string, 1)
+		}
 		m.Headers[k] = HeaderString(v)
-	}
-	if m.Headers != nil && len(m.Headers) == 0 {
-		m.Headers = nil
 	}
 	return m
 }

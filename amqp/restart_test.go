@@ -86,32 +86,6 @@ func TestBrokerRestart(t *testing.T) {
 	mu.Lock()
 	ids := append([]string(nil), confirmed...)
 	mu.Unlock()
-	got := c.waitN(t, len(ids))
-	// Duplicates can make up the count: wait until every id was seen.
-	missing := func() []string {
-		seen := map[string]bool{}
-		c.mu.Lock()
-		for _, m := range c.msgs {
-			seen[m.ID] = true
-		}
-		c.mu.Unlock()
-		var out []string
-		for _, id := range ids {
-			if !seen[id] {
-				out = append(out, id)
-			}
-		}
-		return out
-	}
-	deadline = time.Now().Add(wait)
-	for m := missing(); len(m) > 0; m = missing() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d confirmed messages not delivered, first %s", len(m), m[0])
-		}
-		select {
-		case <-c.ch:
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	got := c.waitIDs(t, ids)
 	t.Logf("%d confirmed, %d deliveries", len(ids), len(got))
 }
