@@ -2,7 +2,6 @@ package dedupe_test
 
 import (
 	"context"
-	"errors"
 	"strconv"
 	"testing"
 
@@ -56,7 +55,7 @@ func BenchmarkMiddlewareMemory(b *testing.B) {
 		}
 		return dd
 	}
-	rt, err := retry.New(retry.WithRedeliver(func(err error) bool { return errors.Is(err, dedupe.ErrInProgress) }))
+	rt, err := retry.New()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -65,7 +64,7 @@ func BenchmarkMiddlewareMemory(b *testing.B) {
 	b.Run("dedupe-no-renewal", func(b *testing.B) {
 		runBench(b, message.Chain(nop, newDedupe(b, dedupe.WithLeaseRenewal(0))))
 	})
-	b.Run("dedupe+retry", func(b *testing.B) { runBench(b, message.Chain(nop, newDedupe(b), rt)) })
+	b.Run("dedupe+retry", func(b *testing.B) { runBench(b, message.Chain(nop, rt, newDedupe(b))) })
 }
 
 // BenchmarkMiddlewareMemoryParallel is the same success path from

@@ -4,7 +4,7 @@
 //
 //	store, _ := dedupe.NewMemoryStore()             // or sqlstore.New(ctx, db)
 //	dd, _ := dedupe.New(store)                       // key: msg.ID
-//	h := message.Chain(handle, dd, retryMiddleware) // dedupe outermost
+//	h := message.Chain(handle, retryMiddleware, dd) // retry outermost
 //	err := sub.Subscribe(ctx, "orders", h)
 //
 // # Delivery semantics
@@ -46,10 +46,14 @@
 // header) is not deduplicated: its handler runs as without the middleware.
 // Nothing is dropped and nothing blocks; such messages are at-least-once.
 //
-// Put dedupe first in message.Chain, outside the retry middleware: retries
-// and dead-lettering then happen inside one claim, and a dead-lettered
-// message counts as processed. Inside retry, ErrInProgress would be retried
-// and could dead-letter a message that another consumer is handling.
+// Put dedupe inside the retry middleware: message.Chain(handle, retryMW,
+// dedupeMW). Each retry attempt then claims the key and a failed attempt
+// releases it; a message that retry dead-letters is not marked processed,
+// so replaying it from the DLT later runs it. ErrInProgress wraps
+// message.ErrRedeliver, so retry hands it straight back to the subscriber
+// (no in-process retries, never dead-lettered). The other order is wrong:
+// a dedupe outside retry would record a dead-lettered message as processed
+// and silently skip its replay.
 //
 // # Limits of effectively-once
 //

@@ -14,7 +14,9 @@ var (
 	// parallel). The subscriber redelivers the message after its backoff;
 	// by then the key is processed (the redelivery is skipped) or free
 	// again because the first run failed (the redelivery runs it).
-	ErrInProgress = errors.New("dedupe: key in progress by another delivery")
+	// It wraps message.ErrRedeliver, so the retry middleware passes it back
+	// for redelivery instead of retrying or dead-lettering the message.
+	ErrInProgress = fmt.Errorf("dedupe: key in progress by another delivery: %w", message.ErrRedeliver)
 
 	// ErrLeaseLost is returned by Store.Extend when the claim no longer
 	// holds the key.

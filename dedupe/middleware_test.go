@@ -106,8 +106,8 @@ func TestMiddleware(t *testing.T) {
 		first := make(chan error, 1)
 		go func() { first <- h(ctx, msgWithID("dup")) }()
 		<-entered
-		if err := h(ctx, msgWithID("dup")); !errors.Is(err, dedupe.ErrInProgress) {
-			t.Fatalf("concurrent duplicate = %v, want ErrInProgress", err)
+		if err := h(ctx, msgWithID("dup")); !errors.Is(err, dedupe.ErrInProgress) || !errors.Is(err, message.ErrRedeliver) {
+			t.Fatalf("concurrent duplicate = %v, want ErrInProgress wrapping message.ErrRedeliver", err)
 		}
 		close(release)
 		if err := <-first; err != nil {
@@ -137,8 +137,8 @@ func TestMiddleware(t *testing.T) {
 		first := make(chan error, 1)
 		go func() { first <- h(ctx, msgWithID("dup")) }()
 		<-entered
-		if err := h(ctx, msgWithID("dup")); !errors.Is(err, dedupe.ErrInProgress) {
-			t.Fatalf("concurrent duplicate = %v, want ErrInProgress", err)
+		if err := h(ctx, msgWithID("dup")); !errors.Is(err, dedupe.ErrInProgress) || !errors.Is(err, message.ErrRedeliver) {
+			t.Fatalf("concurrent duplicate = %v, want ErrInProgress wrapping message.ErrRedeliver", err)
 		}
 		close(release)
 		if err := <-first; err == nil {
