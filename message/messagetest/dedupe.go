@@ -25,7 +25,7 @@ import (
 //
 // Subscribers run with concurrency 4, so duplicates may meet a live claim
 // (dedupe.ErrInProgress) and be redelivered, as after a rebalance.
-// Adapters call it from their conformance test, beside Run. Prepare (when
+// Run calls it after the core tests; call it alone to run just these. Prepare (when
 // set) is called for each topic with the group that consumes it.
 func RunDedupe(t *testing.T, h Harness) {
 	t.Helper()

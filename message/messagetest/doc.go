@@ -77,6 +77,15 @@
 //     failed calls, while RestartBroker runs; every message whose Publish
 //     returned nil is handled at least once.
 //
+// Run then runs the middleware suites on the same adapter, so that retry
+// and dedupe are proven on every broker: "retry and dead-lettering"
+// (RunRetry: exhausted attempts land on the DLT with their headers while
+// later messages flow; a permanent error goes straight there; a failing
+// DLT publish redelivers instead of losing; replay brings messages back)
+// and "dedupe" (RunDedupe: the same ID published three times is handled
+// once; a message whose first run fails is handled exactly once after it
+// succeeds).
+//
 // Tests needing a capability the adapter lacks are not run; Run logs their
 // names and the missing Features field.
 //

@@ -39,7 +39,7 @@ import (
 //     a second Replay republishes all of them, without dead-letter headers,
 //     and the now-healthy handler gets each one.
 //
-// Adapters call it from their conformance test, beside Run. Prepare (when
+// Run calls it after the core tests; call it alone to run just these. Prepare (when
 // set) is called for each topic and dead-letter topic with the groups that
 // consume it.
 func RunRetry(t *testing.T, h Harness) {

@@ -28,8 +28,9 @@ const (
 // Run runs the conformance suite against the adapter that h describes, each
 // test as a subtest named for the behaviour it checks. The tests run one
 // after another (the goroutine-leak test needs a quiet process). Tests that
-// need a capability the adapter lacks (see Features) are skipped with a
-// message naming the capability.
+// need a capability the adapter lacks (see Features) are not run; Run logs
+// them. Run ends with the middleware suites on the same adapter: RunRetry
+// (as subtest "retry and dead-lettering") and RunDedupe (as "dedupe").
 func Run(t *testing.T, h Harness) {
 	t.Helper()
 	if h.NewPublisher == nil || h.NewSubscriber == nil {
@@ -53,6 +54,8 @@ func Run(t *testing.T, h Harness) {
 		}
 		t.Run(tc.name, tc.run)
 	}
+	t.Run("retry and dead-lettering", func(t *testing.T) { RunRetry(t, h) })
+	t.Run("dedupe", func(t *testing.T) { RunDedupe(t, h) })
 }
 
 type testCase struct {
