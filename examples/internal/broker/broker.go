@@ -137,7 +137,7 @@ func Open(ctx context.Context, rawURL string) (*Broker, error) {
 		pub, err := amqp.NewPublisher(rawURL, b.amqpOpt...)
 		if err != nil {
 			// The adapter's errors already carry the redacted URL.
-			return nil, fmt.Errorf("broker: cannot reach RabbitMQ at %s: %w", b.URL, err)
+			return nil, fmt.Errorf("broker: cannot reach RabbitMQ: %w", err)
 		}
 		b.amqpPub, b.pub = pub, pub
 		return b, nil

@@ -1,0 +1,241 @@
+// Command retry-dlq shows ferry's error policy: retry with backoff, then a
+// dead-letter topic, then a replay once the cause is fixed. It is Spring
+// Kafka's DefaultErrorHandler + DeadLetterPublishingRecoverer in one
+// middleware, the same on every broker.
+//
+//	go run ./examples/retry-dlq [-broker kafka://127.0.0.1:9092 | amqp://guest:guest@127.0.0.1:5672/]
+//
+// A payment service charges six payments from the payments topic:
+//
+//   - p-3 hits a card processor that times out. The retry middleware calls
+//     the handler 4 times (exponential backoff, 20 ms doubling), then
+//     publishes the payment to payments.DLT with error headers and settles
+//     the original, so the payments behind it keep flowing.
+//   - p-5 has a negative amount. The handler marks that error
+//     retry.Permanent: no retries, straight to payments.DLT.
+//
+// An ops consumer reads payments.DLT and prints what the headers say
+// (retry.ParseDeadLetter). Then the processor recovers and retry.Replay
+// moves the timed-out payment (not the invalid one) back to payments, where
+// it is charged. The last line is the result:
+//
+//	result: charged=5 dead-lettered=2 replayed=1 (p-3 charged after replay; p-5 stays on payments.DLT)
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/ferrymsg/ferry/examples/internal/broker"
+	"github.com/ferrymsg/ferry/message"
+	"github.com/ferrymsg/ferry/retry"
+)
+
+// errTimeout is the card processor's outage: a transient error, worth
+// retrying.
+var errTimeout = errors.New("card processor timeout")
+
+func main() {
+	brokerURL := broker.Flag()
+	timeout := flag.Duration("timeout", time.Minute, "exit 1 if not done by then")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *brokerURL, *timeout); err != nil {
+		if errors.Is(err, context.Canceled) {
+			fmt.Println("retry-dlq: interrupted; stopped after a graceful drain")
+			return
+		}
+		fmt.Fprintln(os.Stderr, "retry-dlq:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, brokerURL string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	b, err := broker.Open(ctx, brokerURL)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	topic := b.Topic("payments")
+	dlt := topic + retry.DefaultDeadLetterSuffix
+	fmt.Printf("retry-dlq: %s broker, topic %s, dead letters to %s\n", b.Kind, topic, dlt)
+	if err := b.Prepare(ctx, topic, "payment-service"); err != nil {
+		return err
+	}
+	if err := b.Prepare(ctx, dlt, "ops", "dlt-replay"); err != nil {
+		return err
+	}
+
+	var (
+		processorUp atomic.Bool
+		charged     = newCounter()
+		deadLetters = newCounter()
+	)
+
+	// The payment service's handler: a plain function that returns an error.
+	charge := func(ctx context.Context, msg *message.Message) error {
+		amount := string(msg.Payload)
+		switch {
+		case strings.HasPrefix(amount, "-"):
+			return retry.Permanent(fmt.Errorf("invalid amount %s", amount))
+		case msg.ID == "p-3" && !processorUp.Load():
+			return errTimeout
+		}
+		fmt.Printf("payment-service  charged %s: %s\n", msg.ID, amount)
+		charged.add(msg.ID)
+		return nil
+	}
+	policy, err := retry.New(
+		retry.WithMaxAttempts(4),
+		retry.WithExponentialBackoff(20*time.Millisecond, 200*time.Millisecond),
+		retry.WithDeadLetter(b.Publisher()), // to <topic>.DLT
+		retry.OnRetry(func(_ context.Context, ev retry.RetryEvent) {
+			fmt.Printf("payment-service  %s attempt %d failed: %v (retrying)\n", ev.Message.ID, ev.Attempt, ev.Err)
+		}),
+		retry.OnDeadLetter(func(_ context.Context, ev retry.DeadLetterEvent) {
+			fmt.Printf("payment-service  %s gave up after %d attempt(s): %v -> %s\n", ev.Message.ID, ev.Attempts, ev.Err, ev.Topic)
+		}),
+	)
+	if err != nil {
+		return err
+	}
+
+	// The ops team's dead-letter consumer.
+	report := func(ctx context.Context, msg *message.Message) error {
+		info, err := retry.ParseDeadLetter(msg)
+		if err != nil {
+			return retry.Permanent(err)
+		}
+		fmt.Printf("ops              dead letter %s from %s (group %s): %s=%d %s=%q\n",
+			msg.ID, info.Topic, info.Group, retry.HeaderAttempts, info.Attempts, retry.HeaderErrorMessage, info.Error)
+		deadLetters.add(msg.ID)
+		return nil
+	}
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel() // stops the subscribers before wg.Wait
+	errc := make(chan error, 2)
+	for _, s := range []struct {
+		group, topic string
+		h            message.Handler
+	}{
+		{"payment-service", topic, message.Chain(charge, policy)},
+		{"ops", dlt, report},
+	} {
+		sub, err := b.Subscriber(s.group, 4)
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := sub.Subscribe(ctx, s.topic, s.h); err != nil {
+				errc <- fmt.Errorf("%s: %w", s.group, err)
+			}
+		}()
+	}
+
+	amounts := []string{"12.50", "99.00", "42.00", "7.25", "-5.00", "310.00"}
+	for i, a := range amounts {
+		msg := &message.Message{ID: fmt.Sprintf("p-%d", i+1), Key: fmt.Sprintf("acct-%d", i+1), Payload: []byte(a)}
+		if err := b.Publisher().Publish(ctx, topic, msg); err != nil {
+			return err
+		}
+	}
+
+	// Four payments go through; two end on the dead-letter topic.
+	if err := waitFor(ctx, errc, charged, 4, "charged payments"); err != nil {
+		return err
+	}
+	if err := waitFor(ctx, errc, deadLetters, 2, "dead letters"); err != nil {
+		return err
+	}
+
+	// The processor is back: replay what timed out, leave the invalid one.
+	processorUp.Store(true)
+	fmt.Println("card processor is back: replaying the timed-out payments from", dlt)
+	replaySub, err := b.Subscriber("dlt-replay", 1)
+	if err != nil {
+		return err
+	}
+	stats, err := retry.Replay(ctx, replaySub, b.Publisher(), dlt,
+		retry.WithFilter(func(_ *message.Message, info retry.DeadLetterInfo) bool {
+			return strings.Contains(info.Error, errTimeout.Error())
+		}),
+		retry.WithLimit(1),                    // we know there is one: stop as soon as it is back
+		retry.WithIdleTimeout(30*time.Second), // a safety net
+	)
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	if err := waitFor(ctx, errc, charged, 5, "charged payments"); err != nil {
+		return err
+	}
+	if !charged.has("p-3") || charged.has("p-5") {
+		return fmt.Errorf("charged %v: want p-3 charged after the replay and p-5 never", charged.ids())
+	}
+	fmt.Printf("result: charged=%d dead-lettered=%d replayed=%d (p-3 charged after replay; p-5 stays on %s)\n",
+		charged.len(), deadLetters.len(), stats.Replayed, dlt)
+	return nil
+}
+
+// counter is a set of message IDs that a waiter can watch grow.
+type counter struct {
+	mu   sync.Mutex
+	seen map[string]bool
+	grew chan struct{}
+}
+
+func newCounter() *counter { return &counter{seen: map[string]bool{}, grew: make(chan struct{}, 1)} }
+
+func (c *counter) add(id string) {
+	c.mu.Lock()
+	c.seen[id] = true
+	c.mu.Unlock()
+	select {
+	case c.grew <- struct{}{}:
+	default:
+	}
+}
+
+func (c *counter) len() int { c.mu.Lock(); defer c.mu.Unlock(); return len(c.seen) }
+
+func (c *counter) has(id string) bool { c.mu.Lock(); defer c.mu.Unlock(); return c.seen[id] }
+
+func (c *counter) ids() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for id := range c.seen {
+		out = append(out, id)
+	}
+	return out
+}
+
+// waitFor blocks until c holds n IDs, a subscriber fails or ctx ends.
+func waitFor(ctx context.Context, errc <-chan error, c *counter, n int, what string) error {
+	for c.len() < n {
+		select {
+		case <-c.grew:
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %d %s (have %d): %w", n, what, c.len(), context.Cause(ctx))
+		}
+	}
+	return nil
+}
