@@ -1,0 +1,178 @@
+// Command competing-consumers shows two members of one consumer group
+// splitting a stream of jobs: each job goes to one member only, like two
+// instances of a Spring @KafkaListener with the same groupId, or two
+// consumers on one RabbitMQ queue.
+//
+//	go run ./examples/competing-consumers [-broker kafka://127.0.0.1:9092 | amqp://guest:guest@127.0.0.1:5672/]
+//
+// Two subscribers join the group "thumbnailer" on the jobs topic. The
+// producer publishes jobs at a steady pace (keyed by image, so Kafka and
+// inmem spread them over partitions) until at least 200 are out and both
+// members have had work; a member that joins later than the first gets
+// its share when the group rebalances. Each handler records which member
+// handled which job. The last line shows the split and checks it:
+//
+//	result: published=200 member-1=104 member-2=96 total=200 overlap=0
+//
+// (the split varies from run to run; total always equals published, and no
+// job is handled by both members).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ferrymsg/ferry/examples/internal/broker"
+	"github.com/ferrymsg/ferry/message"
+)
+
+const (
+	minJobs = 200
+	maxJobs = 5000 // give up if a member never gets any work
+	pace    = 5 * time.Millisecond
+)
+
+func main() {
+	brokerURL := broker.Flag()
+	timeout := flag.Duration("timeout", time.Minute, "exit 1 if not done by then")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *brokerURL, *timeout); err != nil {
+		if errors.Is(err, context.Canceled) {
+			fmt.Println("competing-consumers: interrupted; stopped after a graceful drain")
+			return
+		}
+		fmt.Fprintln(os.Stderr, "competing-consumers:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+// tally records who handled what.
+type tally struct {
+	mu        sync.Mutex
+	handledBy map[string][]int // job ID -> members that handled it
+	perMember [3]int           // index 1 and 2
+	changed   chan struct{}
+}
+
+func (t *tally) record(member int, id string) {
+	t.mu.Lock()
+	t.handledBy[id] = append(t.handledBy[id], member)
+	t.perMember[member]++
+	t.mu.Unlock()
+	select {
+	case t.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (t *tally) bothBusy() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.perMember[1] > 0 && t.perMember[2] > 0
+}
+
+func (t *tally) distinct() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.handledBy)
+}
+
+func run(ctx context.Context, brokerURL string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	b, err := broker.Open(ctx, brokerURL)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	topic := b.Topic("thumbnail-jobs")
+	fmt.Printf("competing-consumers: %s broker, topic %s, group thumbnailer with 2 members\n", b.Kind, topic)
+	if err := b.Prepare(ctx, topic, "thumbnailer"); err != nil {
+		return err
+	}
+
+	t := &tally{handledBy: map[string][]int{}, changed: make(chan struct{}, 1)}
+	subCtx, stopSubs := context.WithCancel(ctx)
+	defer stopSubs()
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	for member := 1; member <= 2; member++ {
+		// Same group: the members share the work.
+		sub, err := b.Subscriber("thumbnailer", 1)
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := sub.Subscribe(subCtx, topic, func(ctx context.Context, msg *message.Message) error {
+				time.Sleep(2 * time.Millisecond) // render the thumbnail
+				t.record(member, msg.ID)
+				return nil
+			})
+			if err != nil {
+				errc <- fmt.Errorf("member %d: %w", member, err)
+			}
+		}()
+	}
+
+	// The producer: a steady stream of jobs until enough are out and both
+	// members have had work.
+	published := 0
+	for published < minJobs || !t.bothBusy() {
+		if published == maxJobs {
+			return fmt.Errorf("published %d jobs and a member still had none: member-1=%d member-2=%d", published, t.perMember[1], t.perMember[2])
+		}
+		published++
+		msg := &message.Message{ID: fmt.Sprintf("job-%04d", published), Key: fmt.Sprintf("image-%d", published)}
+		if err := b.Publisher().Publish(ctx, topic, msg); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("publishing: %w", context.Cause(ctx))
+		case err := <-errc:
+			return err
+		case <-time.After(pace):
+		}
+	}
+
+	// Wait until every job was handled.
+	for t.distinct() < published {
+		select {
+		case <-t.changed:
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+			return fmt.Errorf("%d of %d jobs handled: %w", t.distinct(), published, context.Cause(ctx))
+		}
+	}
+	stopSubs()
+	wg.Wait()
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	overlap := 0
+	for _, members := range t.handledBy {
+		if len(members) > 1 {
+			overlap++
+		}
+	}
+	total := t.perMember[1] + t.perMember[2]
+	fmt.Printf("result: published=%d member-1=%d member-2=%d total=%d overlap=%d\n",
+		published, t.perMember[1], t.perMember[2], total, overlap)
+	if total != published || overlap != 0 {
+		return fmt.Errorf("%d jobs published but %d handled, %d by both members", published, total, overlap)
+	}
+	return nil
+}
