@@ -84,7 +84,9 @@ type service struct {
 }
 
 func run(ctx context.Context, out io.Writer, brokerURL string, pace, timeout time.Duration, verbose bool) error {
-	b, err := broker.Open(ctx, brokerURL)
+	openCtx, cancelOpen := context.WithTimeout(ctx, timeout)
+	b, err := broker.Open(openCtx, brokerURL)
+	cancelOpen()
 	if err != nil {
 		return err
 	}

@@ -43,8 +43,11 @@ import (
 	"github.com/ferrymsg/ferry/message"
 )
 
+// Forms lists the URL forms Open accepts.
+const Forms = "inmem:// (the default), kafka://host:port[,host:port...] or amqp://user:pass@host:port/vhost"
+
 // Usage describes the -broker flag.
-const Usage = "broker URL: inmem:// (default), kafka://host:port[,host:port...] or amqp://user:pass@host:port/vhost"
+const Usage = "broker URL: " + Forms
 
 // Flag registers the -broker flag on the default flag set.
 func Flag() *string { return flag.String("broker", "inmem://", Usage) }
@@ -85,14 +88,15 @@ type Broker struct {
 }
 
 // Open connects to the broker named by rawURL and checks that it is
-// reachable. The error names the URL with its password redacted.
+// reachable, waiting at most 10 s or until ctx ends. The error names the URL
+// with its password redacted.
 func Open(ctx context.Context, rawURL string) (*Broker, error) {
 	if rawURL == "" {
 		rawURL = "inmem://"
 	}
 	scheme, rest, ok := strings.Cut(rawURL, "://")
 	if !ok {
-		return nil, fmt.Errorf("broker: %w: %q has no scheme; want %s", ErrUnknownScheme, Redact(rawURL), Usage)
+		return nil, fmt.Errorf("broker: %w: %q has no scheme; want %s", ErrUnknownScheme, Redact(rawURL), Forms)
 	}
 	b := &Broker{URL: Redact(rawURL), runID: newRunID()}
 	switch strings.ToLower(scheme) {
@@ -122,10 +126,10 @@ func Open(ctx context.Context, rawURL string) (*Broker, error) {
 		defer cancel()
 		if err := pub.Client().Ping(pctx); err != nil {
 			pub.Close()
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return nil, ctx.Err() // interrupted
 			}
-			return nil, fmt.Errorf("broker: cannot reach Kafka at %s within %v: %w", b.URL, connectTimeout, err)
+			return nil, fmt.Errorf("broker: cannot reach Kafka at %s: %w", b.URL, err)
 		}
 		b.pub = pub
 		return b, nil
@@ -142,7 +146,7 @@ func Open(ctx context.Context, rawURL string) (*Broker, error) {
 		b.amqpPub, b.pub = pub, pub
 		return b, nil
 	}
-	return nil, fmt.Errorf("broker: %w %q in %s; want %s", ErrUnknownScheme, scheme, Redact(rawURL), Usage)
+	return nil, fmt.Errorf("broker: %w %q in %s; want %s", ErrUnknownScheme, scheme, Redact(rawURL), Forms)
 }
 
 // Publisher returns the broker's publisher. Close closes it.
