@@ -1,10 +1,37 @@
 GO ?= go
 
-.PHONY: test test-unit services services-down vet bench
+.PHONY: test test-unit test-faults fuzz-short services services-down vet bench
 
-# test starts the real brokers (idempotent) and runs every suite against them.
+# test starts the real brokers (idempotent) and runs every suite against them,
+# in three steps: every package but reliability/ (in parallel), then the
+# fault, crash and soak tests of reliability/ on their own (they restart
+# brokers and measure heap and throughput, so no other package may share the
+# brokers or the CPU with them), then a short fuzz run.
 test: services
-	FERRY_REQUIRE_BROKERS=1 $(GO) test -race -count=1 ./...
+	FERRY_REQUIRE_BROKERS=1 $(GO) test -race -count=1 $$($(GO) list ./... | grep -v '/reliability')
+	$(MAKE) --no-print-directory test-faults fuzz-short
+
+# test-faults runs reliability/ alone against the real brokers. Each test
+# appends a summary line to $(FAULTS_OUT), printed at the end (the figures
+# of RELIABILITY.md). FERRY_SOAK=1 makes the soak long (about 2 minutes).
+FAULTS_OUT ?= $(CURDIR)/reliability/faults.out
+test-faults: services
+	rm -f $(FAULTS_OUT)
+	FERRY_REQUIRE_BROKERS=1 FERRY_FAULTS=1 FERRY_RELIABILITY_OUT=$(FAULTS_OUT) $(GO) test -race -count=1 -timeout 20m ./reliability/
+	@cat $(FAULTS_OUT)
+
+# fuzz-short runs each fuzz target for FUZZTIME (the committed seed corpora
+# also run as ordinary tests in every `go test`).
+FUZZTIME ?= 10s
+FUZZ_TARGETS = ./kafka:FuzzRecordToMessage ./kafka:FuzzValidateTopic \
+	./amqp:FuzzDeliveryToMessage ./amqp:FuzzValidateTopic \
+	./reliability:FuzzInmemTopic ./retry:FuzzParseDeadLetter
+fuzz-short:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t#*:}; \
+		echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 # test-unit runs everything that needs no broker (broker suites skip).
 test-unit:

@@ -1,0 +1,393 @@
+package reliability_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/ferrymsg/ferry/message"
+)
+
+// TestMain runs the crash test's child consumer when the test binary is
+// re-executed as one (see crash_test.go), and otherwise the tests, failing
+// the package if any of them leaves a goroutine behind.
+func TestMain(m *testing.M) {
+	if role := os.Getenv(childEnv); role != "" {
+		os.Exit(runChild(role))
+	}
+	goleak.VerifyTestMain(m,
+		// database/sql's connection opener ends with DB.Close, but pgx's
+		// stdlib driver keeps one background goroutine per process.
+		goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener"),
+	)
+}
+
+// needFaults skips tests that disrupt shared brokers (restarts) unless
+// FERRY_FAULTS=1, which `make test-faults` (and so `make test`) sets when
+// it runs this package alone.
+func needFaults(t *testing.T) {
+	t.Helper()
+	if os.Getenv("FERRY_FAULTS") != "1" {
+		t.Skip("restarts a shared broker: runs with FERRY_FAULTS=1, as `make test-faults` (part of `make test`) sets it when this package runs alone")
+	}
+}
+
+// name returns a unique broker-safe name (Kafka topic, AMQP exchange, SQL
+// table): letters, digits and '_' only.
+func name(prefix string) string {
+	return fmt.Sprintf("%s_%d_%06d", prefix, time.Now().UnixMilli()%1e9, rand.IntN(1e6))
+}
+
+// ledger counts messages through a fault: what Publish acknowledged, what
+// it reported as failed, what the handler received.
+type ledger struct {
+	mu         sync.Mutex
+	sent       int
+	acked      map[string]bool
+	failed     map[string]bool
+	received   map[string]int
+	deliveries int
+	changed    chan struct{}
+}
+
+func newLedger() *ledger {
+	return &ledger{acked: map[string]bool{}, failed: map[string]bool{}, received: map[string]int{}, changed: make(chan struct{}, 1)}
+}
+
+func (l *ledger) poke() {
+	select {
+	case l.changed <- struct{}{}:
+	default:
+	}
+}
+
+// published records the outcome of one Publish call of msgs: a nil error
+// acknowledges all of them, a *message.PublishError fails the ones it
+// lists, any other error fails all of them.
+func (l *ledger) published(msgs []*message.Message, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sent += len(msgs)
+	failed := map[int]bool{}
+	var pe *message.PublishError
+	switch {
+	case err == nil:
+	case errors.As(err, &pe):
+		for _, f := range pe.Failed {
+			failed[f.Index] = true
+		}
+	default:
+		for i := range msgs {
+			failed[i] = true
+		}
+	}
+	for i, m := range msgs {
+		if failed[i] {
+			l.failed[m.ID] = true
+		} else {
+			l.acked[m.ID] = true
+		}
+	}
+	l.poke()
+}
+
+// handle is a handler that records each delivery.
+func (l *ledger) handle(_ context.Context, m *message.Message) error {
+	l.record(m.ID)
+	return nil
+}
+
+func (l *ledger) record(id string) {
+	l.mu.Lock()
+	l.received[id]++
+	l.deliveries++
+	l.mu.Unlock()
+	l.poke()
+}
+
+func (l *ledger) ackedCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.acked)
+}
+
+// missing returns the acknowledged IDs not received yet.
+func (l *ledger) missing() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for id := range l.acked {
+		if l.received[id] == 0 {
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// waitAcked waits until the handler has received every acknowledged
+// message, or timeout; it returns what is still missing.
+func (l *ledger) waitAcked(timeout time.Duration) []string {
+	return l.waitUntil(timeout, func() bool { return len(l.missing()) == 0 })
+}
+
+func (l *ledger) waitUntil(timeout time.Duration, cond func() bool) []string {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-l.changed:
+		case <-tick.C:
+		case <-deadline.C:
+			return l.missing()
+		}
+	}
+	return l.missing()
+}
+
+// waitAckedAtLeast waits until at least n messages were acknowledged.
+func (l *ledger) waitAckedAtLeast(t *testing.T, n int, timeout time.Duration) {
+	t.Helper()
+	l.waitUntil(timeout, func() bool { return l.ackedCount() >= n })
+	if got := l.ackedCount(); got < n {
+		t.Fatalf("only %d messages acknowledged after %v, want %d", got, timeout, n)
+	}
+}
+
+// result is one row of RELIABILITY.md.
+type result struct {
+	Fault      string // short name
+	Adapter    string
+	Injection  string // how the fault was injected
+	Sent       int    // messages handed to Publish
+	Acked      int    // Publish returned nil for them
+	PubErrors  int    // Publish returned an error for them
+	Received   int    // distinct messages the handler got
+	Lost       int    // acknowledged but never received: must be 0
+	Duplicated int    // deliveries beyond the first of a message
+	Extra      string // fault-specific figures
+	Cmd        string // how to reproduce
+}
+
+func (l *ledger) result() result {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := result{Sent: l.sent, Acked: len(l.acked), PubErrors: len(l.failed), Received: len(l.received)}
+	for id := range l.acked {
+		if l.received[id] == 0 {
+			r.Lost++
+		}
+	}
+	r.Duplicated = l.deliveries - len(l.received)
+	return r
+}
+
+// report checks that nothing was lost and writes the summary line to the
+// test log and to the file named by FERRY_RELIABILITY_OUT.
+func report(t *testing.T, r result, lost []string) {
+	t.Helper()
+	if r.Cmd == "" {
+		r.Cmd = fmt.Sprintf("go test -race -count=1 -run '^%s$' ./reliability/", strings.SplitN(t.Name(), "/", 2)[0])
+	}
+	line := fmt.Sprintf("RELIABILITY fault=%q adapter=%s injection=%q sent=%d acked=%d publish_errors=%d received=%d lost=%d duplicated=%d extra=%q cmd=%q",
+		r.Fault, r.Adapter, r.Injection, r.Sent, r.Acked, r.PubErrors, r.Received, r.Lost, r.Duplicated, r.Extra, r.Cmd)
+	t.Log(line)
+	if r.Lost != 0 {
+		if len(lost) > 10 {
+			lost = lost[:10]
+		}
+		t.Errorf("%s: %d acknowledged messages were never received (first: %v)", r.Fault, r.Lost, lost)
+	}
+	if out := os.Getenv("FERRY_RELIABILITY_OUT"); out != "" {
+		f, err := os.OpenFile(out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Errorf("summary file: %v", err)
+			return
+		}
+		defer f.Close()
+		if _, err := fmt.Fprintln(f, line); err != nil {
+			t.Errorf("summary file: %v", err)
+		}
+	}
+}
+
+// publishLoop runs n goroutines that each publish one message per call
+// (IDs "<prefix>-<goroutine>-<seq>") until stop is closed, each call
+// bounded by perCall. It returns a function that stops them and waits.
+func publishLoop(pub message.Publisher, topic, prefix string, n int, perCall time.Duration, l *ledger, key func(i int) string) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				m := &message.Message{ID: fmt.Sprintf("%s-%d-%d", prefix, g, i), Payload: []byte("payload")}
+				if key != nil {
+					m.Key = key(g*1_000_000 + i)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), perCall)
+				err := pub.Publish(ctx, topic, m)
+				cancel()
+				l.published([]*message.Message{m}, err)
+			}
+		}()
+	}
+	var once sync.Once
+	return func() { once.Do(func() { close(done); wg.Wait() }) }
+}
+
+// subscription runs Subscribe in the background.
+type subscription struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func subscribe(ctx context.Context, s message.Subscriber, topic string, h message.Handler) *subscription {
+	ctx, cancel := context.WithCancel(ctx)
+	sb := &subscription{cancel: cancel, done: make(chan error, 1)}
+	go func() { sb.done <- s.Subscribe(ctx, topic, h) }()
+	return sb
+}
+
+// stop cancels the Subscribe call and checks that it returned nil in time.
+func (sb *subscription) stop(t *testing.T) {
+	t.Helper()
+	sb.cancel()
+	select {
+	case err := <-sb.done:
+		if err != nil {
+			t.Errorf("Subscribe returned %v after cancel, want nil", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Errorf("Subscribe did not return within 60s of cancel")
+	}
+}
+
+// running fails the test if Subscribe has returned already.
+func (sb *subscription) running(t *testing.T) {
+	t.Helper()
+	select {
+	case err := <-sb.done:
+		t.Fatalf("Subscribe returned early: %v", err)
+	default:
+	}
+}
+
+// proxy is a TCP proxy between clients and a broker. Cut severs every
+// connection (like a network failure); Down also refuses new ones until Up
+// (an outage). The same idea as the amqp package's test proxy.
+type proxy struct {
+	ln     net.Listener
+	target string
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	down  bool
+	cuts  int
+	wg    sync.WaitGroup
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *proxy) Addr() string { return p.ln.Addr().String() }
+
+func (p *proxy) accept() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		down := p.down
+		p.mu.Unlock()
+		if down {
+			c.Close()
+			continue
+		}
+		b, err := net.DialTimeout("tcp", p.target, 5*time.Second)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns[c] = struct{}{}
+		p.conns[b] = struct{}{}
+		p.mu.Unlock()
+		p.wg.Add(2)
+		go p.pipe(c, b)
+		go p.pipe(b, c)
+	}
+}
+
+func (p *proxy) pipe(dst, src net.Conn) {
+	defer p.wg.Done()
+	_, _ = io.Copy(dst, src)
+	dst.Close()
+	src.Close()
+	p.mu.Lock()
+	delete(p.conns, dst)
+	delete(p.conns, src)
+	p.mu.Unlock()
+}
+
+// Cut closes every proxied connection; new ones are accepted.
+func (p *proxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cuts++
+	for c := range p.conns {
+		c.Close()
+	}
+}
+
+// Down cuts every connection and refuses new ones until Up.
+func (p *proxy) Down() {
+	p.mu.Lock()
+	p.down = true
+	p.mu.Unlock()
+	p.Cut()
+}
+
+// Up ends an outage.
+func (p *proxy) Up() {
+	p.mu.Lock()
+	p.down = false
+	p.mu.Unlock()
+}
+
+func (p *proxy) close() {
+	p.ln.Close()
+	p.Cut()
+	p.wg.Wait()
+}
