@@ -29,7 +29,14 @@
 // event (handled, skipped as a duplicate, or dead-lettered) and the
 // monitor has reported the dead letter, then prints each customer's orders
 // in the order each service handled them and a summary line whose counts
-// are the same on every broker. It exits 1 if that takes longer than
+// are the same on every broker:
+//
+//	summary: placed=20 published=21 notified=20 reserved=19 dead-lettered=1 dlt-reported=1 duplicates-skipped=3 ...
+//
+// The counts add up: 21 messages were published (20 orders and the
+// duplicate), and each group accounts for all 21: notification 20 sent + 1
+// duplicate skipped; inventory 19 reserved + 1 dead-lettered + 1 skipped;
+// analytics 20 recorded + 1 skipped. It exits 1 if that takes longer than
 // -timeout. Ctrl-C (SIGINT) or SIGTERM stops it gracefully: the services
 // stop fetching, let running handlers finish, settle them, and the
 // program exits 0.

@@ -79,7 +79,7 @@ func (inv *inventory) reserve(ctx context.Context, msg *message.Message) error {
 		inv.stock[it.SKU] -= it.Quantity
 	}
 	inv.mu.Unlock()
-	inv.story.handled(inventoryGroup, o, "reserved stock for %s", o)
+	inv.story.handled(inventoryGroup, o, "reserved stock: %s", o)
 	return nil
 }
 
