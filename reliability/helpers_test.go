@@ -175,6 +175,7 @@ type result struct {
 	Sent       int    // messages handed to Publish
 	Acked      int    // Publish returned nil for them
 	PubErrors  int    // Publish returned an error for them
+	ErrButGot  int    // of those, received anyway (the outcome was unknown)
 	Received   int    // distinct messages the handler got
 	Lost       int    // acknowledged but never received: must be 0
 	Duplicated int    // deliveries beyond the first of a message
@@ -191,6 +192,11 @@ func (l *ledger) result() result {
 			r.Lost++
 		}
 	}
+	for id := range l.failed {
+		if l.received[id] > 0 {
+			r.ErrButGot++
+		}
+	}
 	r.Duplicated = l.deliveries - len(l.received)
 	return r
 }
@@ -202,8 +208,8 @@ func report(t *testing.T, r result, lost []string) {
 	if r.Cmd == "" {
 		r.Cmd = fmt.Sprintf("go test -race -count=1 -run '^%s$' ./reliability/", strings.SplitN(t.Name(), "/", 2)[0])
 	}
-	line := fmt.Sprintf("RELIABILITY fault=%q adapter=%s injection=%q sent=%d acked=%d publish_errors=%d received=%d lost=%d duplicated=%d extra=%q cmd=%q",
-		r.Fault, r.Adapter, r.Injection, r.Sent, r.Acked, r.PubErrors, r.Received, r.Lost, r.Duplicated, r.Extra, r.Cmd)
+	line := fmt.Sprintf("RELIABILITY fault=%q adapter=%s injection=%q sent=%d acked=%d publish_errors=%d errored_but_received=%d received=%d lost=%d duplicated=%d extra=%q cmd=%q",
+		r.Fault, r.Adapter, r.Injection, r.Sent, r.Acked, r.PubErrors, r.ErrButGot, r.Received, r.Lost, r.Duplicated, r.Extra, r.Cmd)
 	t.Log(line)
 	if r.Lost != 0 {
 		if len(lost) > 10 {
