@@ -147,9 +147,10 @@ func run(ctx context.Context, out io.Writer, brokerURL string, pace, timeout tim
 		if err != nil {
 			return err
 		}
-		// Dedupe outermost, then retry: the retries and the dead-lettering
-		// happen inside one dedupe claim (see dedupe.New).
-		services[i].handler = message.Chain(services[i].handler, mw, policy)
+		// Retry outside dedupe: each attempt claims the event's ID and a
+		// failed attempt releases it, so a dead-lettered event is not
+		// marked processed and a replay from the DLT would run it.
+		services[i].handler = message.Chain(services[i].handler, policy, mw)
 	}
 	services = append(services, service{dltGroup, dlt, st.monitorDLT})
 
