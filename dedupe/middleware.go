@@ -120,9 +120,10 @@ func WithLeaseRenewal(every time.Duration) Option {
 // panics, returning its error so the message is redelivered. Store errors
 // are returned too: the message is redelivered, never settled unprocessed.
 //
-// Put dedupe outside the retry middleware (first in message.Chain), so
-// retries and dead-lettering happen inside one claim and ErrInProgress is
-// not retried towards the dead-letter topic.
+// Put dedupe inside the retry middleware: message.Chain(h, retryMW,
+// dedupeMW). A message that retry dead-letters is then not marked
+// processed (its replay runs), and ErrInProgress, which wraps
+// message.ErrRedeliver, is passed back for redelivery rather than retried.
 func New(store Store, opts ...Option) (message.Middleware, error) {
 	if store == nil {
 		return nil, invalidConfig("New: nil store")
