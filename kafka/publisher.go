@@ -252,9 +252,9 @@ func publishErr(topic string, err error) error {
 	return fmt.Errorf("kafka: publish %q: %w", topic, err)
 }
 
-// Close flushes nothing new: it waits for running Publish calls to finish,
-// then closes the client. Later Publish calls return message.ErrClosed.
-// Close is safe to call more than once.
+// Close waits for running Publish calls to return (each waits for its own
+// records), then closes the client. Later Publish calls return an error
+// matching message.ErrClosed. Close is safe to call more than once.
 func (p *Publisher) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -347,6 +347,12 @@ func testRebalance(t *testing.T, brokers []string) {
 	}
 	stopCheck := make(chan struct{})
 	checkDone := make(chan struct{})
+	var stopOnce sync.Once
+	endCheck := func() {
+		stopOnce.Do(func() { close(stopCheck) })
+		<-checkDone
+	}
+	t.Cleanup(endCheck)
 	go func() {
 		defer close(checkDone)
 		tick := time.NewTicker(20 * time.Millisecond)
@@ -385,8 +391,7 @@ func testRebalance(t *testing.T, brokers []string) {
 		return true
 	})
 	a.stop(t)
-	close(stopCheck)
-	<-checkDone
+	endCheck()
 	checkCommits()
 
 	// On shutdown everything settled is committed: the group is at the end.

@@ -1,0 +1,123 @@
+// Package kafka is ferry's Kafka adapter, built on franz-go
+// (github.com/twmb/franz-go/pkg/kgo).
+//
+//	pub, err := kafka.NewPublisher([]string{"127.0.0.1:9092"})
+//	sub, err := kafka.NewSubscriber([]string{"127.0.0.1:9092"}, kafka.WithGroup("billing"), kafka.WithConcurrency(8))
+//	err = sub.Subscribe(ctx, "orders", handler) // blocks until ctx is cancelled
+//
+// # Records
+//
+// A message maps to a record that any Kafka client can read:
+//
+//   - Key is the record key (no key when empty). franz-go's default
+//     partitioner hashes keys with murmur2 like the Java client, so a key
+//     lands on the same partition whichever client produced it.
+//   - Payload is the record value.
+//   - Time is the record timestamp (CreateTime, millisecond precision). On a
+//     topic with message.timestamp.type=LogAppendTime the broker replaces it
+//     with the append time.
+//   - ID is the "ferry-id" record header (HeaderID), UTF-8.
+//   - Headers are record headers, UTF-8 values. A user header named
+//     "ferry-id" is replaced by ID.
+//
+// A delivered record becomes a message the same way back. A record without
+// a "ferry-id" header (from a non-ferry producer) gets the ID
+// "<topic>-<partition>-<offset>", which is stable across redeliveries, so
+// the dedupe middleware still works. Delivery carries Topic, Group,
+// Partition, Offset and Attempt; Redelivered is always false (Kafka does
+// not say whether a record was delivered before).
+//
+// # Delivery semantics
+//
+// At least once. Subscribe joins a consumer group (cooperative-sticky
+// balancer) with its own franz-go client, fetches the assigned partitions
+// and hands records to ferry's keyed dispatcher: up to WithConcurrency
+// handlers run at once; records with the same key run one at a time in
+// offset order, redeliveries included; different keys run in parallel, also
+// within a partition.
+//
+// A handler's nil return settles the record. Offsets are committed only up
+// to the longest contiguous run of settled records per partition: a
+// record that is still running, failing or waiting for redelivery holds
+// back its partition's commit point (not its partition's other keys). The
+// commit point is handed to franz-go's mark-based autocommit
+// (kgo.AutoCommitMarks) every 100ms and committed every WithCommitInterval,
+// when partitions are revoked, and on shutdown.
+//
+// A handler error or panic redelivers the same record in-process after the
+// redelivery backoff, with Attempt + 1, before any later record of its key.
+// Nothing is dropped; bound retries with the retry middleware.
+//
+// Rebalances: when partitions are revoked, ferry stops handing their
+// records to handlers, drops the ones queued, waits for their running
+// handlers (at most the drain timeout), commits their settled prefix
+// synchronously and only then lets the partitions go. The new owner starts
+// at that commit point, so records that were queued, failing or still
+// running past the drain timeout are delivered again there (at least once;
+// such a record may run on two members for a moment). When partitions are
+// lost (session expired, fenced), nothing of them is committed: the offsets
+// are no longer ours. Commits use franz-go's group generation, so none lands
+// across a rebalance for a partition this member no longer owns.
+//
+// Backpressure: at most WithMaxPending records per Subscribe call are
+// fetched and not yet settled. Beyond that ferry stops polling, and
+// franz-go stops fetching once its per-broker buffer is full, so memory
+// stays bounded with a slow handler.
+//
+// Shutdown: when ctx is cancelled (or Close is called) Subscribe stops
+// fetching, lets running handlers finish with a live context for up to the
+// drain timeout (then cancels it), commits every settled prefix, leaves the
+// group and returns nil (ErrClosed after Close). A restart in the same
+// group continues after what was settled.
+//
+// Publish returns when every record is acknowledged by all in-sync replicas
+// (acks=all, idempotent producer). Concurrent Publish calls share franz-go's
+// batches (it lingers 10ms by default; kgo.ProducerLinger changes that).
+// A batch is not atomic: records go to different partitions.
+//
+// # Topics
+//
+// Publish and Subscribe create a missing topic with 8 partitions and the
+// broker's default replication factor (WithTopicCreation changes both), or,
+// with WithoutTopicCreation, fail with an error matching
+// message.ErrTopicNotFound. Known topics are cached per Publisher and
+// Subscriber.
+//
+// # Configuration
+//
+// NewPublisher and NewSubscriber take the same Option type; options of the
+// other side are ignored. Defaults:
+//
+//   - WithGroup: "default" (Subscriber)
+//   - WithConcurrency: 1 (Subscriber)
+//   - WithMaxPending: 4096 records (Subscriber)
+//   - WithRedeliveryBackoff: 100ms doubling to 10s, with jitter (Subscriber)
+//   - WithDrainTimeout: 30s (Subscriber)
+//   - WithStartOffset: StartEarliest, for a group with no commit (Subscriber)
+//   - WithCommitInterval: 1s (Subscriber)
+//   - WithErrorHandler: none (Subscriber)
+//   - WithTopicCreation: 8 partitions, replication -1 (broker default)
+//   - WithClientOptions: any kgo.Opt, applied after ferry's own, for TLS
+//     (kgo.DialTLSConfig), SASL (kgo.SASL), linger, buffer and fetch sizes.
+//
+// # Errors
+//
+// Errors match the message sentinels with errors.Is and, where a broker or
+// franz-go error is the cause, that error with errors.As (for example
+// *kerr.Error):
+//
+//   - message.ErrInvalidTopic: empty name, a character outside
+//     [a-zA-Z0-9._-], longer than 249, "." or ".." (checked before anything
+//     is sent), or a name the broker rejects.
+//   - message.ErrInvalidMessage: a nil message; nothing of the batch is sent.
+//   - message.ErrMessageTooLarge: a record over the producer's batch limit
+//     (kgo.ProducerBatchMaxBytes, default 1,000,012 bytes), checked before
+//     anything is sent; or kerr.MessageTooLarge from the broker.
+//   - message.ErrTopicNotFound: a missing topic with WithoutTopicCreation,
+//     or kerr.UnknownTopicOrPartition from the broker.
+//   - message.ErrClosed: Publish or Subscribe after Close.
+//   - message.ErrInvalidConfig: a bad option value or kgo.Opt.
+//   - *message.PublishError: some records of a Publish failed; it lists
+//     them, and its entries wrap the causes above.
+//   - context errors are returned as they are, unwrapped.
+package kafka
