@@ -268,11 +268,11 @@ func testRebalance(t *testing.T, brokers []string) {
 	}
 	var (
 		mu      sync.Mutex
-		okAt    = map[pos]bool{}          // positions handled successfully
-		okIDs   = map[string]int{}        // IDs handled successfully, with count
+		okAt    = map[pos]bool{}   // positions handled successfully
+		okIDs   = map[string]int{} // IDs handled successfully, with count
 		byMem   = map[string]map[string]bool{"a": {}, "b": {}}
-		failed  = map[string]bool{}       // IDs failed once already
-		running = map[string]bool{}       // keys with a handler running
+		failed  = map[string]bool{} // IDs failed once already
+		running = map[string]bool{} // keys with a handler running
 		errs    []string
 	)
 	handler := func(member string) message.Handler {
