@@ -30,7 +30,9 @@ func WithPartitions(n int) BrokerOption {
 
 // WithRetention keeps history for groups that join later: the last count
 // messages of each partition, and every message younger than age, are kept
-// even after every existing group settled them. Zero values keep nothing
+// even after every existing group settled them. Age is measured from each
+// message's Time (its publish time unless the publisher set one), as
+// Kafka's time retention uses record timestamps. Zero values keep nothing
 // extra (the default): a message is dropped once every existing group has
 // settled it. Messages a group has not settled are never dropped.
 func WithRetention(count int, age time.Duration) BrokerOption {
@@ -137,12 +139,7 @@ type topic struct {
 
 type partition struct {
 	base    int64 // offset of entries[0]
-	entries []entry
-}
-
-type entry struct {
-	msg *message.Message
-	at  time.Time // append time, for age retention
+	entries []*message.Message
 }
 
 func (p *partition) end() int64 { return p.base + int64(len(p.entries)) }
@@ -196,7 +193,7 @@ func (t *topic) trimLocked(i int) {
 	n := int(upto - p.base)
 	if a := t.b.retainAge; a > 0 && n > 0 {
 		cutoff := time.Now().Add(-a)
-		for n > 0 && !p.entries[n-1].at.Before(cutoff) {
+		for n > 0 && !p.entries[n-1].Time.Before(cutoff) {
 			n--
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
-	"time"
 
 	"github.com/ferrymsg/ferry/message"
 )
@@ -46,7 +45,6 @@ func (p *Publisher) Publish(ctx context.Context, topicName string, msgs ...*mess
 	if err != nil {
 		return fmt.Errorf("inmem: publish %q: %w", topicName, err)
 	}
-	now := time.Now()
 	// Copy the structs before taking the lock.
 	copies := make([]message.Message, len(msgs))
 	for i, m := range msgs {
@@ -55,7 +53,7 @@ func (p *Publisher) Publish(ctx context.Context, topicName string, msgs ...*mess
 	t.mu.Lock()
 	for i := range copies {
 		part := t.parts[t.partitionFor(copies[i].Key)]
-		part.entries = append(part.entries, entry{msg: &copies[i], at: now})
+		part.entries = append(part.entries, &copies[i])
 	}
 	t.wakeLocked()
 	t.mu.Unlock()

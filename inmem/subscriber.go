@@ -326,7 +326,7 @@ func fetchLocked(t *topic, g *group, m *member, n int, out []fetched) []fetched 
 		for gp.fetched < p.end() && len(out) < n {
 			off := gp.fetched
 			out = append(out, fetched{
-				msg:         p.entries[off-p.base].msg,
+				msg:         p.entries[off-p.base],
 				ref:         ref{part: i, off: off, epoch: gp.epoch},
 				redelivered: off < gp.delivered,
 			})
@@ -342,8 +342,12 @@ func fetchLocked(t *topic, g *group, m *member, n int, out []fetched) []fetched 
 
 // makeDeliveries turns fetched messages into deliveries, outside the lock.
 func makeDeliveries(raw []fetched, topicName, group string, batch []*delivery) []*delivery {
-	for _, f := range raw {
-		d := &delivery{msg: *f.msg, ref: f.ref}
+	// One allocation per batch: the batch's deliveries share an array,
+	// which lives until the last of them is settled or dropped.
+	ds := make([]delivery, len(raw))
+	for i, f := range raw {
+		d := &ds[i]
+		d.msg, d.ref = *f.msg, f.ref
 		d.msg.Delivery = message.Delivery{
 			Topic: topicName, Group: group, Attempt: 1,
 			Partition: int32(f.ref.part), Offset: f.ref.off,

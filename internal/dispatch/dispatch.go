@@ -119,10 +119,6 @@ type Delivery struct {
 	running  bool
 	dropped  bool // removed while running: do not retry on failure
 	waiters  []*waiter
-
-	// A keyless delivery is its own queue, so it costs no allocation.
-	self queue
-	one  [1]*Delivery
 }
 
 type waiter struct {
@@ -137,6 +133,7 @@ type queue struct {
 	state int // qReady, qRunning, qBackoff, qDead
 	timer *time.Timer
 	keyed bool
+	gen   uint64 // incremented when the queue is recycled
 
 	prev, next *queue // links in the list of live keyless queues
 }
@@ -160,7 +157,8 @@ type Dispatcher struct {
 	mu       sync.Mutex
 	work     *sync.Cond
 	keys     map[string]*queue
-	loose    *queue // list of live keyless queues
+	free     []*queue // dead queues for reuse
+	loose    *queue   // list of live keyless queues
 	ready    []*queue
 	readyHd  int
 	pending  int
@@ -262,20 +260,46 @@ func (d *Dispatcher) enqueueLocked(dl *Delivery) {
 			return
 		}
 	}
-	var q *queue
+	q := d.newQueue()
+	q.items = append(q.items, dl)
 	if key != "" {
-		q = &queue{key: key, items: []*Delivery{dl}, keyed: true}
+		q.key, q.keyed = key, true
 		d.keys[key] = q
 	} else {
-		dl.one[0] = dl
-		q = &dl.self
-		*q = queue{items: dl.one[:1:1], next: d.loose}
+		q.next = d.loose
 		if d.loose != nil {
 			d.loose.prev = q
 		}
 		d.loose = q
 	}
 	d.pushReady(q)
+}
+
+// newQueue takes a queue from the free list or allocates one. Recycling is
+// safe although the ready list may still hold a queue that died: popReady
+// runs only queues in state qReady, and a ready queue always has an entry
+// of its own in the list.
+func (d *Dispatcher) newQueue() *queue {
+	if n := len(d.free); n > 0 {
+		q := d.free[n-1]
+		d.free[n-1] = nil
+		d.free = d.free[:n-1]
+		return q
+	}
+	return &queue{}
+}
+
+// recycle puts a dead queue on the free list.
+func (d *Dispatcher) recycle(q *queue) {
+	if len(d.free) >= 1024 {
+		return
+	}
+	items := q.items[:0]
+	if cap(items) > 64 {
+		items = nil
+	}
+	*q = queue{items: items, state: qDead, gen: q.gen + 1}
+	d.free = append(d.free, q)
 }
 
 func (d *Dispatcher) pushReady(q *queue) {
@@ -345,8 +369,8 @@ func (d *Dispatcher) worker() {
 			dl.Msg.Delivery.Attempt++
 			q.state = qBackoff
 			d.backoffs[q] = struct{}{}
-			qq := q
-			q.timer = time.AfterFunc(d.cfg.Backoff.Delay(dl.failures), func() { d.backoffDone(qq) })
+			qq, gen := q, q.gen
+			q.timer = time.AfterFunc(d.cfg.Backoff.Delay(dl.failures), func() { d.backoffDone(qq, gen) })
 		} else {
 			// Settled, dropped by Remove, or abandoned by Shutdown (not
 			// settled: the broker redelivers it later).
@@ -390,6 +414,7 @@ func (d *Dispatcher) advanceLocked(q *queue) {
 		} else if d.keys[q.key] == q {
 			delete(d.keys, q.key)
 		}
+		d.recycle(q)
 		return
 	}
 	if q.head > 64 && q.head*2 > len(q.items) {
@@ -413,10 +438,10 @@ func (d *Dispatcher) releaseLocked(n int) {
 	}
 }
 
-func (d *Dispatcher) backoffDone(q *queue) {
+func (d *Dispatcher) backoffDone(q *queue, gen uint64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if q.state != qBackoff {
+	if q.state != qBackoff || q.gen != gen {
 		return
 	}
 	delete(d.backoffs, q)
