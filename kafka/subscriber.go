@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -277,33 +278,37 @@ func (sub *subscription) submitPartition(ctx context.Context, p kgo.FetchTopicPa
 	if ps == nil {
 		return true // not (or no longer) ours
 	}
+	// The gate is held for reading across the batch and released only
+	// when a Submit fails: a revocation first cancels submitCtx, so a
+	// blocked Submit returns, we release the gate, and the revocation
+	// (waiting to take it for writing) goes ahead before we take it again.
+	sub.gate.RLock()
+	defer func() { sub.gate.RUnlock() }()
 	for _, r := range p.Records {
 		var rc *rec
 		for {
-			sub.gate.RLock()
 			if ps.revoking.Load() {
-				sub.gate.RUnlock()
 				return true
 			}
 			if rc == nil {
 				seq, ok := ps.add(r.Offset, r.LeaderEpoch)
 				if !ok {
-					sub.gate.RUnlock()
 					break // already handed over (stale fetch)
 				}
 				rc = sub.newRec(r, ps, seq)
 			}
 			err := sub.d.Submit(sub.submitCtx, &rc.dl)
-			sub.gate.RUnlock()
 			if err == nil {
 				break
 			}
 			if ctx.Err() != nil || errors.Is(err, dispatch.ErrStopped) {
 				return false
 			}
-			// A revocation cancelled submitCtx to wake us; it has
-			// installed a new one. Try again (or drop the record if
-			// its partition is the revoked one).
+			// A revocation cancelled submitCtx to wake us. Let it run,
+			// then try again with the new submitCtx it installed (or
+			// drop the record if its partition is the revoked one).
+			sub.gate.RUnlock()
+			sub.gate.RLock()
 		}
 	}
 	return true
@@ -313,12 +318,12 @@ func (sub *subscription) submitPartition(ctx context.Context, p kgo.FetchTopicPa
 func (sub *subscription) newRec(r *kgo.Record, ps *partState, seq uint64) *rec {
 	rc := &rec{ps: ps, seq: seq}
 	m := &rc.msg
-	m.Key = string(r.Key)
 	m.Payload = r.Value
 	m.Time = r.Timestamp
+	var id []byte
 	for _, h := range r.Headers {
-		if h.Key == HeaderID {
-			m.ID = string(h.Value)
+		if h.Key == HeaderID && id == nil {
+			id = h.Value
 			continue
 		}
 		if m.Headers == nil {
@@ -326,7 +331,16 @@ func (sub *subscription) newRec(r *kgo.Record, ps *partState, seq uint64) *rec {
 		}
 		m.Headers[h.Key] = string(h.Value)
 	}
-	if m.ID == "" {
+	if len(id) > 0 {
+		// Key and ID share one allocation.
+		var b strings.Builder
+		b.Grow(len(r.Key) + len(id))
+		b.Write(r.Key)
+		b.Write(id)
+		ki := b.String()
+		m.Key, m.ID = ki[:len(r.Key)], ki[len(r.Key):]
+	} else {
+		m.Key = string(r.Key)
 		m.ID = r.Topic + "-" + strconv.FormatInt(int64(r.Partition), 10) + "-" + strconv.FormatInt(r.Offset, 10)
 	}
 	m.Delivery = message.Delivery{
