@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -58,7 +59,15 @@ type ledger struct {
 	failed     map[string]bool
 	received   map[string]int
 	deliveries int
+	errs       map[string]int // publish error texts (up to 20 distinct)
 	changed    chan struct{}
+}
+
+// errSamples returns the distinct publish errors seen, with counts.
+func (l *ledger) errSamples() map[string]int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return maps.Clone(l.errs)
 }
 
 func newLedger() *ledger {
@@ -79,6 +88,14 @@ func (l *ledger) published(msgs []*message.Message, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.sent += len(msgs)
+	if err != nil {
+		if l.errs == nil {
+			l.errs = map[string]int{}
+		}
+		if _, ok := l.errs[err.Error()]; ok || len(l.errs) < 20 {
+			l.errs[err.Error()]++
+		}
+	}
 	failed := map[int]bool{}
 	var pe *message.PublishError
 	switch {
