@@ -35,8 +35,8 @@ type malformedCase struct {
 	pub      message.Publisher
 	newSub   func(group string) message.Subscriber
 	topic    string
-	good     int               // well-formed messages the producer sends
-	bad      int               // malformed ones
+	good     int                // well-formed messages the producer sends
+	bad      int                // malformed ones
 	produce  func(t *testing.T) // sends them, interleaved, in one order
 	adapter  string
 	injected string
@@ -112,7 +112,7 @@ func (c *malformedCase) run(t *testing.T) {
 	r := result{Fault: "malformed foreign messages", Adapter: c.adapter, Injection: c.injected,
 		Sent: c.good + c.bad, Acked: c.good + c.bad, Received: len(goods) + len(infos),
 		Duplicated: len(infos) - c.bad,
-		Extra: fmt.Sprintf("handled=%d dead_lettered=%d handler_calls=%d", len(goods), len(infos), deliveries)}
+		Extra:      fmt.Sprintf("handled=%d dead_lettered=%d handler_calls=%d", len(goods), len(infos), deliveries)}
 	r.Lost = max(0, r.Sent-r.Received)
 	var lost []string
 	if r.Lost > 0 {
