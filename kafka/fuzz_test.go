@@ -31,7 +31,9 @@ func FuzzRecordToMessage(f *testing.F) {
 		if withID {
 			r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderID, Value: id})
 		}
-		m := &sub.newRec(r, nil, 0).msg
+		rc := &rec{}
+		sub.fillRec(rc, r, nil, 0)
+		m := &rc.msg
 		if m.Key != string(key) || !bytes.Equal(m.Payload, value) {
 			t.Fatalf("key %q payload %d bytes, want %q and %d bytes", m.Key, len(m.Payload), key, len(value))
 		}
@@ -60,7 +62,9 @@ func FuzzRecordToMessage(f *testing.F) {
 		if d := m.Delivery; d.Topic != "t" || d.Partition != 3 || d.Offset != 42 || d.Group != "g" {
 			t.Fatalf("delivery %+v", d)
 		}
-		back := &sub.newRec(toRecord("t", m), nil, 0).msg
+		rb := &rec{}
+		sub.fillRec(rb, toRecord("t", m), nil, 0)
+		back := &rb.msg
 		if back.ID != m.ID || back.Key != m.Key || !bytes.Equal(back.Payload, m.Payload) || !back.Time.Equal(m.Time) {
 			t.Fatalf("round trip changed the message: %+v -> %+v", m, back)
 		}

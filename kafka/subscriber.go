@@ -160,6 +160,8 @@ type subscription struct {
 	runCtx       context.Context
 
 	fatal error
+
+	batch []*dispatch.Delivery // the poll loop's reusable submit buffer
 }
 
 // rec is one record in the dispatcher: the delivery, its message and its
@@ -278,45 +280,47 @@ func (sub *subscription) submitPartition(ctx context.Context, p kgo.FetchTopicPa
 	if ps == nil {
 		return true // not (or no longer) ours
 	}
+	// The records of a fetch share one allocation, which lives until the
+	// last of them is settled or dropped.
+	recs := make([]rec, len(p.Records))
+	batch := sub.batch[:0]
+	ps.addAll(p.Records, func(i int, seq uint64) {
+		rc := &recs[i]
+		sub.fillRec(rc, p.Records[i], ps, seq)
+		batch = append(batch, &rc.dl)
+	})
+	defer func() { clear(batch); sub.batch = batch[:0] }()
+
 	// The gate is held for reading across the batch and released only
 	// when a Submit fails: a revocation first cancels submitCtx, so a
 	// blocked Submit returns, we release the gate, and the revocation
 	// (waiting to take it for writing) goes ahead before we take it again.
 	sub.gate.RLock()
 	defer func() { sub.gate.RUnlock() }()
-	for _, r := range p.Records {
-		var rc *rec
-		for {
-			if ps.revoking.Load() {
-				return true
-			}
-			if rc == nil {
-				seq, ok := ps.add(r.Offset, r.LeaderEpoch)
-				if !ok {
-					break // already handed over (stale fetch)
-				}
-				rc = sub.newRec(r, ps, seq)
-			}
-			err := sub.d.Submit(sub.submitCtx, &rc.dl)
-			if err == nil {
-				break
-			}
-			if ctx.Err() != nil || errors.Is(err, dispatch.ErrStopped) {
-				return false
-			}
-			// A revocation cancelled submitCtx to wake us. Let it run,
-			// then try again with the new submitCtx it installed (or
-			// drop the record if its partition is the revoked one).
-			sub.gate.RUnlock()
-			sub.gate.RLock()
+	for rest := batch; len(rest) > 0; {
+		if ps.revoking.Load() {
+			return true // the partition went away: its records are dropped
 		}
+		n, err := sub.d.SubmitBatch(sub.submitCtx, rest)
+		rest = rest[n:]
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || errors.Is(err, dispatch.ErrStopped) {
+			return false
+		}
+		// A revocation cancelled submitCtx to wake us. Let it run, then
+		// try again with the new submitCtx it installed (or drop the
+		// rest if its partition is the revoked one).
+		sub.gate.RUnlock()
+		sub.gate.RLock()
 	}
 	return true
 }
 
-// newRec builds the delivered message for r.
-func (sub *subscription) newRec(r *kgo.Record, ps *partState, seq uint64) *rec {
-	rc := &rec{ps: ps, seq: seq}
+// fillRec builds the delivered message for r in rc.
+func (sub *subscription) fillRec(rc *rec, r *kgo.Record, ps *partState, seq uint64) {
+	rc.ps, rc.seq = ps, seq
 	m := &rc.msg
 	m.Payload = r.Value
 	m.Time = r.Timestamp
@@ -351,7 +355,6 @@ func (sub *subscription) newRec(r *kgo.Record, ps *partState, seq uint64) *rec {
 	}
 	rc.dl.Msg = m
 	rc.dl.Ref = rc
-	return rc
 }
 
 // settled is the dispatcher's settle callback.

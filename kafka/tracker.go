@@ -51,6 +51,22 @@ func newPartState(topic string, partition int32) *partState {
 func (ps *partState) add(offset int64, epoch int32) (uint64, bool) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
+	return ps.addLocked(offset, epoch)
+}
+
+// addAll is add for a fetched batch under one lock: it calls fn with the
+// index and sequence number of each record it accepts.
+func (ps *partState) addAll(rs []*kgo.Record, fn func(i int, seq uint64)) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	for i, r := range rs {
+		if seq, ok := ps.addLocked(r.Offset, r.LeaderEpoch); ok {
+			fn(i, seq)
+		}
+	}
+}
+
+func (ps *partState) addLocked(offset int64, epoch int32) (uint64, bool) {
 	if ps.dead || offset <= ps.last {
 		return 0, false
 	}

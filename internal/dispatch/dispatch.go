@@ -230,6 +230,39 @@ func (d *Dispatcher) Submit(ctx context.Context, dl *Delivery) error {
 	}
 }
 
+// SubmitBatch hands over dls in order, taking the lock once for as many as
+// there is room for. Like Submit it blocks while the dispatcher is full. It
+// returns how many it accepted: all of them, unless ctx ended (ctx.Err())
+// or Shutdown began (ErrStopped); the caller may resubmit the rest.
+func (d *Dispatcher) SubmitBatch(ctx context.Context, dls []*Delivery) (int, error) {
+	n := 0
+	for {
+		d.mu.Lock()
+		if d.stopping {
+			d.mu.Unlock()
+			return n, ErrStopped
+		}
+		for n < len(dls) && d.pending < d.cfg.MaxPending {
+			d.enqueueLocked(dls[n])
+			n++
+		}
+		if d.pending < d.cfg.MaxPending {
+			d.signalSpace()
+		}
+		d.mu.Unlock()
+		if n == len(dls) {
+			return n, nil
+		}
+		select {
+		case <-d.space:
+		case <-ctx.Done():
+			return n, ctx.Err()
+		case <-d.stopCh:
+			return n, ErrStopped
+		}
+	}
+}
+
 // Pending returns the number of deliveries accepted and not yet settled or
 // removed.
 func (d *Dispatcher) Pending() int {

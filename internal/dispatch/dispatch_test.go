@@ -285,3 +285,40 @@ func TestRemoveDropsMatchingAndWaitsForInFlight(t *testing.T) {
 		t.Fatalf("pending %d after everything settled or removed", d.Pending())
 	}
 }
+
+func TestSubmitBatchAcceptsWhatFitsThenBlocks(t *testing.T) {
+	block := make(chan struct{})
+	var mu sync.Mutex
+	var order []string
+	d := New(context.Background(), func(ctx context.Context, m *message.Message) error {
+		<-block
+		mu.Lock()
+		order = append(order, m.Key+string(m.Payload))
+		mu.Unlock()
+		return nil
+	}, Config{Concurrency: 1, MaxPending: 3}, nil)
+	batch := make([]*Delivery, 5)
+	for i := range batch {
+		batch[i] = &Delivery{Msg: msg("k", i)}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	n, err := d.SubmitBatch(ctx, batch)
+	if n != 3 || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("SubmitBatch over MaxPending = %d, %v; want 3 and deadline exceeded", n, err)
+	}
+	close(block)
+	if n, err := d.SubmitBatch(context.Background(), batch[3:]); n != 2 || err != nil {
+		t.Fatalf("resubmitting the rest = %d, %v", n, err)
+	}
+	waitFor(t, "all handled", func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == 5 })
+	d.Shutdown()
+	if n, err := d.SubmitBatch(context.Background(), batch[:1]); n != 0 || !errors.Is(err, ErrStopped) {
+		t.Fatalf("after Shutdown = %d, %v", n, err)
+	}
+	for i, s := range order {
+		if s != fmt.Sprint("k", i) {
+			t.Fatalf("order %v", order)
+		}
+	}
+}
