@@ -45,3 +45,10 @@ services-down:
 
 vet:
 	$(GO) vet ./...
+
+# bench starts the brokers and runs the ferry-vs-raw-vs-Watermill benchmark
+# program (benchmarks/, its own module; about 45 minutes on 2 cores). It
+# writes benchmarks/results/latest.md and regenerates the tables between the
+# ferrybench markers of BENCHMARKS.md. Add -quick via BENCHFLAGS for a short run.
+bench: services
+	cd benchmarks && $(GO) run ./cmd/ferrybench -rounds 1 -out results/latest.md -update ../BENCHMARKS.md $(BENCHFLAGS)

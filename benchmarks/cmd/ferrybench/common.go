@@ -47,27 +47,32 @@ type payloads struct {
 
 var (
 	payloadMu    sync.Mutex
-	payloadCache = map[[2]int]*payloads{}
+	payloadCache = map[int]*payloadSet{} // by size
 )
+
+// payloadSet holds the payloads of messages 0..len-1 of one size and the
+// prefix sums of their checksums, so a cell of n messages uses a prefix.
+type payloadSet struct {
+	data   [][]byte
+	prefix []uint64 // prefix[i] = sum of checksum(data[j]) for j < i
+}
 
 func getPayloads(n, size int) *payloads {
 	payloadMu.Lock()
 	defer payloadMu.Unlock()
-	if p := payloadCache[[2]int{n, size}]; p != nil {
-		return p
+	set := payloadCache[size]
+	if set == nil || len(set.data) < n {
+		set = &payloadSet{data: make([][]byte, n), prefix: make([]uint64, n+1)}
+		backing := make([]byte, n*size)
+		for i := range n {
+			b := backing[i*size : (i+1)*size : (i+1)*size]
+			fill(b, uint64(i), 0, kindData)
+			set.data[i] = b
+			set.prefix[i+1] = set.prefix[i] + checksum(b)
+		}
+		payloadCache[size] = set
 	}
-	// Keep at most one set: the sets of the full run are large.
-	clear(payloadCache)
-	p := &payloads{size: size, data: make([][]byte, n)}
-	backing := make([]byte, n*size)
-	for i := range n {
-		b := backing[i*size : (i+1)*size : (i+1)*size]
-		fill(b, uint64(i), 0, kindData)
-		p.data[i] = b
-		p.sum += checksum(b)
-	}
-	payloadCache[[2]int{n, size}] = p
-	return p
+	return &payloads{size: size, data: set.data[:n:n], sum: set.prefix[n]}
 }
 
 func checksum(b []byte) uint64 { return maphash.Bytes(seed, b) }

@@ -32,6 +32,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -126,6 +127,7 @@ func main() {
 		systems = flag.String("systems", "inmem,kafka,amqp", "systems to run")
 		only    = flag.String("only", "", "regexp on system/workload/size/variant: run matching cells only")
 		out     = flag.String("out", "results/latest.md", "markdown output file")
+		update  = flag.String("update", "", "also replace the text between the ferrybench:begin and ferrybench:end markers of this file (BENCHMARKS.md) with the results")
 		cpuprof = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 		kafkaB  = flag.String("kafka", envOr("FERRY_KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka seed brokers, comma separated")
 		amqpURL = flag.String("amqp", envOr("FERRY_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), "RabbitMQ URL")
@@ -187,9 +189,9 @@ func main() {
 		case "inmem":
 			sys = newInmemSystem()
 		case "kafka":
-			sys, err = newKafkaSystem(cfg.kafka)
+			sys, err = retry(func() (system, error) { return newKafkaSystem(cfg.kafka) })
 		case "amqp":
-			sys, err = newAMQPSystem(cfg.amqpURL)
+			sys, err = retry(func() (system, error) { return newAMQPSystem(cfg.amqpURL) })
 		default:
 			err = fmt.Errorf("unknown system %q", name)
 		}
@@ -215,7 +217,32 @@ func main() {
 		}
 		fmt.Fprintf(os.Stderr, "wrote %s\n", *out)
 	}
+	if *update != "" {
+		if err := updateFile(*update, md); err != nil {
+			fatalf("%v", err)
+		}
+		fmt.Fprintf(os.Stderr, "updated %s\n", *update)
+	}
 	fmt.Print(md)
+}
+
+const (
+	beginMarker = "<!-- ferrybench:begin -->"
+	endMarker   = "<!-- ferrybench:end -->"
+)
+
+func updateFile(path, md string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	s := string(b)
+	i, j := strings.Index(s, beginMarker), strings.Index(s, endMarker)
+	if i < 0 || j < i {
+		return fmt.Errorf("%s: no %s ... %s section to replace", path, beginMarker, endMarker)
+	}
+	s = s[:i+len(beginMarker)] + "\n" + md + s[j:]
+	return os.WriteFile(path, []byte(s), 0o644)
 }
 
 func envOr(k, def string) string {
@@ -267,6 +294,15 @@ func runSystem(sys system) ([]*result, error) {
 					}
 					n := countFor(sys.name(), v, w)
 					s, err := runCell(sys, w, size, v, n)
+					var se *setupError
+					if errors.As(err, &se) {
+						// The shared brokers get restarted by test suites:
+						// give a failed setup (nothing measured yet) one
+						// more chance.
+						fmt.Fprintf(os.Stderr, "setup failed, retrying in 15s: %v\n", err)
+						time.Sleep(15 * time.Second)
+						s, err = runCell(sys, w, size, v, n)
+					}
 					if err != nil {
 						return out, fmt.Errorf("%s/%s/%dB/%s round %d: %w", sys.name(), w, size, v, r+1, err)
 					}
@@ -313,14 +349,14 @@ func runCell(sys system, w workload, size int, variant string, n int) (sample, e
 	latRate = cfg.rates[sys.name()]
 	c, err := sys.cell(w, size, variant, n)
 	if err != nil {
-		return sample{}, err
+		return sample{}, &setupError{err}
 	}
 	if c.close != nil {
 		defer c.close()
 	}
 	if c.setup != nil {
 		if err := c.setup(ctx); err != nil {
-			return sample{}, fmt.Errorf("setup: %w", err)
+			return sample{}, &setupError{err}
 		}
 	}
 	runtime.GC()
@@ -349,4 +385,27 @@ func runCell(sys system, w workload, size int, variant string, n int) (sample, e
 		s.maxLat = float64(h.Max())
 	}
 	return s, nil
+}
+
+// setupError is a failure before anything was measured.
+type setupError struct{ err error }
+
+func (e *setupError) Error() string { return "setup: " + e.err.Error() }
+func (e *setupError) Unwrap() error { return e.err }
+
+// retry connects up to three times, 15 s apart (a test suite may be
+// restarting the shared broker).
+func retry(f func() (system, error)) (system, error) {
+	var err error
+	for i := range 3 {
+		var s system
+		if s, err = f(); err == nil {
+			return s, nil
+		}
+		if i < 2 {
+			fmt.Fprintf(os.Stderr, "%v; retrying in 15s\n", err)
+			time.Sleep(15 * time.Second)
+		}
+	}
+	return nil, err
 }
