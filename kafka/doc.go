@@ -56,7 +56,11 @@
 // running past the drain timeout are delivered again there (at least once;
 // such a record may run on two members for a moment). When partitions are
 // lost (session expired, fenced), nothing of them is committed: the offsets
-// are no longer ours. Commits use franz-go's group generation, so none lands
+// are no longer ours. Rebalances wait until the records of the current poll
+// are handed to the dispatcher (kgo.BlockRebalanceOnPoll), so records
+// fetched under one assignment are never counted against the next one; a
+// poll blocked by backpressure therefore also holds back a rebalance until
+// handlers make room. Commits use franz-go's group generation, so none lands
 // across a rebalance for a partition this member no longer owns.
 //
 // Backpressure: at most WithMaxPending records per Subscribe call are

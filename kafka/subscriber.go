@@ -210,6 +210,12 @@ func (s *Subscriber) run(ctx context.Context, topic string, h message.Handler) e
 		kgo.OnPartitionsAssigned(sub.assigned),
 		kgo.OnPartitionsRevoked(sub.revoked),
 		kgo.OnPartitionsLost(sub.lost),
+		// Rebalance callbacks run only between polls, once a poll's records
+		// are in the dispatcher (AllowRebalance in poll): records in hand
+		// then always belong to the current assignment, so a fetch from
+		// before a revocation can never be counted against a partition's
+		// next assignment.
+		kgo.BlockRebalanceOnPoll(),
 	}, s.cfg.clientOpts...)
 	cl, err := kgo.NewClient(kopts...)
 	if err != nil {
@@ -239,29 +245,37 @@ func (s *Subscriber) run(ctx context.Context, topic string, h message.Handler) e
 func (sub *subscription) poll(ctx context.Context) {
 	for {
 		fetches := sub.cl.PollFetches(ctx)
-		if ctx.Err() != nil || fetches.IsClientClosed() {
+		if !sub.handle(ctx, fetches) {
+			sub.cl.AllowRebalance()
 			return
 		}
-		var fatal error
-		fetches.EachError(func(t string, p int32, err error) {
-			if isFatalFetchErr(err) && fatal == nil {
-				fatal = fmt.Errorf("kafka: consume %q partition %d: %w", t, p, err)
-			}
-		})
-		if fatal != nil {
-			sub.fatal = fatal
-			return
-		}
-		stopped := false
-		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-			if !stopped && len(p.Records) > 0 && !sub.submitPartition(ctx, p) {
-				stopped = true
-			}
-		})
-		if stopped {
-			return
-		}
+		sub.cl.AllowRebalance()
 	}
+}
+
+// handle hands one poll's records to the dispatcher. It returns false when
+// consuming must stop.
+func (sub *subscription) handle(ctx context.Context, fetches kgo.Fetches) bool {
+	if ctx.Err() != nil || fetches.IsClientClosed() {
+		return false
+	}
+	var fatal error
+	fetches.EachError(func(t string, p int32, err error) {
+		if isFatalFetchErr(err) && fatal == nil {
+			fatal = fmt.Errorf("kafka: consume %q partition %d: %w", t, p, err)
+		}
+	})
+	if fatal != nil {
+		sub.fatal = fatal
+		return false
+	}
+	stopped := false
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if !stopped && len(p.Records) > 0 && !sub.submitPartition(ctx, p) {
+			stopped = true
+		}
+	})
+	return !stopped
 }
 
 func isFatalFetchErr(err error) bool {
