@@ -20,7 +20,7 @@ import (
 // the real broker.
 func TestConformance(t *testing.T) {
 	url := testenv.NeedAMQP(t)
-	px, purl := newProxy(t, url)
+	px, purl := testenv.NewURLProxy(t, url, "5672")
 	opts := []amqp.Option{amqp.WithReconnectBackoff(20*time.Millisecond, 500*time.Millisecond)}
 	var mu sync.Mutex
 	topics := map[string][]string{} // topic -> queues, deleted at the end

@@ -64,7 +64,7 @@ func (s *states) waitCount(t testing.TB, st amqp.State, n int) {
 
 func TestReconnectResumesConsumingAndPublishing(t *testing.T) {
 	url := testenv.NeedAMQP(t)
-	px, purl := newProxy(t, url)
+	px, purl := testenv.NewURLProxy(t, url, "5672")
 	topic := topicName(t)
 	deleteTopology(t, url, topic, topic+".g")
 	ctx := context.Background()
@@ -108,7 +108,7 @@ func TestReconnectResumesConsumingAndPublishing(t *testing.T) {
 
 func TestPublishDuringOutageWaitsBoundedByContext(t *testing.T) {
 	url := testenv.NeedAMQP(t)
-	px, purl := newProxy(t, url)
+	px, purl := testenv.NewURLProxy(t, url, "5672")
 	topic := topicName(t)
 	deleteTopology(t, url, topic, topic+".g")
 	pst := newStates()
@@ -137,7 +137,7 @@ func TestPublishDuringOutageWaitsBoundedByContext(t *testing.T) {
 // connections are cut: every Publish that returned nil must be delivered.
 func TestInFlightPublishesSurviveCuts(t *testing.T) {
 	url := testenv.NeedAMQP(t)
-	px, purl := newProxy(t, url)
+	px, purl := testenv.NewURLProxy(t, url, "5672")
 	topic := topicName(t)
 	deleteTopology(t, url, topic, topic+".g")
 	ctx := context.Background()
@@ -220,7 +220,7 @@ func TestInFlightPublishesSurviveCuts(t *testing.T) {
 // the message, flagged redelivered.
 func TestAckOfDeadChannelDeliveryIsNotSentOnNewChannel(t *testing.T) {
 	url := testenv.NeedAMQP(t)
-	px, purl := newProxy(t, url)
+	px, purl := testenv.NewURLProxy(t, url, "5672")
 	topic := topicName(t)
 	deleteTopology(t, url, topic, topic+".g")
 	ctx := context.Background()
@@ -284,7 +284,7 @@ func TestAckOfDeadChannelDeliveryIsNotSentOnNewChannel(t *testing.T) {
 
 func TestCredentialsNeverInErrorsOrLogs(t *testing.T) {
 	url := testenv.NeedAMQP(t)
-	px, purl := newProxy(t, url)
+	px, purl := testenv.NewURLProxy(t, url, "5672")
 	bad := strings.Replace(purl, "guest:guest@", "guest:hunter2secret@", 1)
 	if bad == purl {
 		t.Skip("FERRY_AMQP_URL does not use guest:guest; cannot build a wrong-password URL")

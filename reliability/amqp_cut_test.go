@@ -30,7 +30,7 @@ func amqpTarget(t *testing.T, raw string) *url.URL {
 }
 
 // viaProxy returns the URL of the broker through p.
-func viaProxy(u *url.URL, p *proxy) string {
+func viaProxy(u *url.URL, p *testenv.Proxy) string {
 	v := *u
 	v.Host = p.Addr()
 	return v.String()
@@ -62,7 +62,7 @@ func deleteAMQP(t *testing.T, rawURL, exchange string, queues ...string) {
 func TestAMQPConnectionCuts(t *testing.T) {
 	raw := testenv.NeedAMQP(t)
 	u := amqpTarget(t, raw)
-	px := newProxy(t, u.Host)
+	px := testenv.NewProxy(t, u.Host)
 	purl := viaProxy(u, px)
 	topic := name("rel_amqp_cuts")
 	deleteAMQP(t, raw, topic, topic+".g")

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"math/rand/v2"
-	"net"
 	"os"
 	"sort"
 	"strings"
@@ -313,104 +311,4 @@ func (sb *subscription) running(t *testing.T) {
 		t.Fatalf("Subscribe returned early: %v", err)
 	default:
 	}
-}
-
-// proxy is a TCP proxy between clients and a broker. Cut severs every
-// connection (like a network failure); Down also refuses new ones until Up
-// (an outage). The same idea as the amqp package's test proxy.
-type proxy struct {
-	ln     net.Listener
-	target string
-
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	down  bool
-	cuts  int
-	wg    sync.WaitGroup
-}
-
-func newProxy(t *testing.T, target string) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *proxy) Addr() string { return p.ln.Addr().String() }
-
-func (p *proxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		down := p.down
-		p.mu.Unlock()
-		if down {
-			c.Close()
-			continue
-		}
-		b, err := net.DialTimeout("tcp", p.target, 5*time.Second)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns[c] = struct{}{}
-		p.conns[b] = struct{}{}
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go p.pipe(c, b)
-		go p.pipe(b, c)
-	}
-}
-
-func (p *proxy) pipe(dst, src net.Conn) {
-	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
-	dst.Close()
-	src.Close()
-	p.mu.Lock()
-	delete(p.conns, dst)
-	delete(p.conns, src)
-	p.mu.Unlock()
-}
-
-// Cut closes every proxied connection; new ones are accepted.
-func (p *proxy) Cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cuts++
-	for c := range p.conns {
-		c.Close()
-	}
-}
-
-// Down cuts every connection and refuses new ones until Up.
-func (p *proxy) Down() {
-	p.mu.Lock()
-	p.down = true
-	p.mu.Unlock()
-	p.Cut()
-}
-
-// Up ends an outage.
-func (p *proxy) Up() {
-	p.mu.Lock()
-	p.down = false
-	p.mu.Unlock()
-}
-
-func (p *proxy) close() {
-	p.ln.Close()
-	p.Cut()
-	p.wg.Wait()
 }
