@@ -20,13 +20,8 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
-	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/ferrymsg/ferry/examples/internal/broker"
@@ -39,22 +34,7 @@ const (
 	pace    = 5 * time.Millisecond
 )
 
-func main() {
-	brokerURL := broker.Flag()
-	timeout := flag.Duration("timeout", time.Minute, "exit 1 if not done by then")
-	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, *brokerURL, *timeout); err != nil {
-		if errors.Is(err, context.Canceled) {
-			fmt.Println("competing-consumers: interrupted; stopped after a graceful drain")
-			return
-		}
-		fmt.Fprintln(os.Stderr, "competing-consumers:", err)
-		stop()
-		os.Exit(1)
-	}
-}
+func main() { broker.Main("competing-consumers", run) }
 
 // tally records who handled what.
 type tally struct {
@@ -87,9 +67,7 @@ func (t *tally) distinct() int {
 	return len(t.handledBy)
 }
 
-func run(ctx context.Context, brokerURL string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+func run(ctx context.Context, brokerURL string) error {
 	b, err := broker.Open(ctx, brokerURL)
 	if err != nil {
 		return err

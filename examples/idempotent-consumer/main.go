@@ -26,14 +26,10 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"sync"
-	"syscall"
-	"time"
 
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 
@@ -57,26 +53,9 @@ var deposits = []deposit{
 	{"d-5", "acct-2", 1000},
 }
 
-func main() {
-	brokerURL := broker.Flag()
-	timeout := flag.Duration("timeout", time.Minute, "exit 1 if not done by then")
-	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, *brokerURL, *timeout); err != nil {
-		if errors.Is(err, context.Canceled) {
-			fmt.Println("idempotent-consumer: interrupted; stopped after a graceful drain")
-			return
-		}
-		fmt.Fprintln(os.Stderr, "idempotent-consumer:", err)
-		stop()
-		os.Exit(1)
-	}
-}
+func main() { broker.Main("idempotent-consumer", run) }
 
-func run(ctx context.Context, brokerURL string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+func run(ctx context.Context, brokerURL string) error {
 
 	// The service's own database: the ledger and the dedupe table live
 	// together, so one transaction covers both.

@@ -21,13 +21,9 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"os"
-	"os/signal"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/ferrymsg/ferry/examples/internal/broker"
@@ -40,22 +36,7 @@ const (
 	concurrency = 16
 )
 
-func main() {
-	brokerURL := broker.Flag()
-	timeout := flag.Duration("timeout", time.Minute, "exit 1 if not done by then")
-	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, *brokerURL, *timeout); err != nil {
-		if errors.Is(err, context.Canceled) {
-			fmt.Println("ordered-concurrency: interrupted; stopped after a graceful drain")
-			return
-		}
-		fmt.Fprintln(os.Stderr, "ordered-concurrency:", err)
-		stop()
-		os.Exit(1)
-	}
-}
+func main() { broker.Main("ordered-concurrency", run) }
 
 // evidence is what the handler observes.
 type evidence struct {
@@ -71,9 +52,7 @@ type evidence struct {
 	allDone     chan struct{}
 }
 
-func run(ctx context.Context, brokerURL string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+func run(ctx context.Context, brokerURL string) error {
 	b, err := broker.Open(ctx, brokerURL)
 	if err != nil {
 		return err

@@ -25,14 +25,10 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"os"
-	"os/signal"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/ferrymsg/ferry/examples/internal/broker"
@@ -44,25 +40,10 @@ import (
 // retrying.
 var errTimeout = errors.New("card processor timeout")
 
-func main() {
-	brokerURL := broker.Flag()
-	timeout := flag.Duration("timeout", time.Minute, "exit 1 if not done by then")
-	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, *brokerURL, *timeout); err != nil {
-		if errors.Is(err, context.Canceled) {
-			fmt.Println("retry-dlq: interrupted; stopped after a graceful drain")
-			return
-		}
-		fmt.Fprintln(os.Stderr, "retry-dlq:", err)
-		stop()
-		os.Exit(1)
-	}
-}
+func main() { broker.Main("retry-dlq", run) }
 
-func run(ctx context.Context, brokerURL string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+func run(ctx context.Context, brokerURL string) error {
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	b, err := broker.Open(ctx, brokerURL)
 	if err != nil {

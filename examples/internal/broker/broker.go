@@ -30,8 +30,11 @@ import (
 	"flag"
 	"fmt"
 	"net/url"
+	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
@@ -267,4 +270,29 @@ func newRunID() string {
 	var b [3]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// Main is the main function of a focused example: it parses -broker and
+// -timeout, stops on SIGINT or SIGTERM, and runs run with a context that
+// ends at the timeout or the signal. An interrupted run ("name:
+// interrupted; stopped after a graceful drain") exits 0; any other error is
+// printed and exits 1.
+func Main(name string, run func(ctx context.Context, brokerURL string) error) {
+	brokerURL := Flag()
+	timeout := flag.Duration("timeout", time.Minute, "exit 1 if not done by then")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	if err := run(ctx, *brokerURL); err != nil {
+		if errors.Is(err, context.Canceled) {
+			fmt.Println(name + ": interrupted; stopped after a graceful drain")
+			return
+		}
+		fmt.Fprintln(os.Stderr, name+":", err)
+		cancel()
+		stop()
+		os.Exit(1)
+	}
 }
