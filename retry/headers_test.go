@@ -9,6 +9,8 @@ import (
 
 	"github.com/ferrymsg/ferry/message"
 	"github.com/ferrymsg/ferry/retry"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestSpringHeadersByteForByte(t *testing.T) {

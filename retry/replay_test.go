@@ -8,6 +8,8 @@ import (
 
 	"github.com/ferrymsg/ferry/message"
 	"github.com/ferrymsg/ferry/retry"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func deadLetters(t *testing.T, n int, spring bool) []*message.Message {
