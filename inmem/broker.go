@@ -185,7 +185,10 @@ func (t *topic) trimLocked(i int) {
 	p := t.parts[i]
 	upto := p.end()
 	for _, g := range t.groups {
-		upto = min(upto, g.parts[i].tr.Next())
+		gp := g.parts[i]
+		gp.mu.Lock()
+		upto = min(upto, gp.tr.Next())
+		gp.mu.Unlock()
 	}
 	if c := t.b.retainCount; c > 0 {
 		upto = min(upto, p.end()-int64(c))
@@ -213,8 +216,15 @@ type group struct {
 }
 
 type groupPart struct {
+	// mu guards tr, sinceTrim and the settle view of the owner, so that
+	// settling (once per message) does not contend for the topic lock.
+	// Lock order: topic.mu before groupPart.mu.
+	mu        sync.Mutex
 	tr        offsets.Tracker // commit point and settled offsets beyond it
 	sinceTrim int
+	setOwner  *member // owner and epoch as settlements see them
+	setEpoch  uint64
+
 	owner     *member
 	epoch     uint64 // incremented at each ownership change
 	fetched   int64  // next offset to hand to the owner
@@ -265,7 +275,10 @@ func (t *topic) assignLocked(g *group, i int, m *member) {
 	gp.owner = m
 	gp.epoch++
 	gp.revoking = false
+	gp.mu.Lock()
+	gp.setOwner, gp.setEpoch = m, gp.epoch
 	gp.fetched = gp.tr.Next()
+	gp.mu.Unlock()
 	if m != nil {
 		m.poke()
 	}

@@ -201,16 +201,20 @@ func (s *Subscriber) Subscribe(ctx context.Context, topicName string, h message.
 	}
 	settled := func(d *dispatch.Delivery) {
 		r := d.Ref.(*ref)
-		t.mu.Lock()
 		gp := g.parts[r.part]
-		if gp.owner == m && gp.epoch == r.epoch && gp.tr.Settle(r.off) {
-			gp.sinceTrim++
-			if gp.sinceTrim >= 256 {
-				gp.sinceTrim = 0
-				t.trimLocked(r.part)
+		gp.mu.Lock()
+		trim := false
+		if gp.setOwner == m && gp.setEpoch == r.epoch && gp.tr.Settle(r.off) {
+			if gp.sinceTrim++; gp.sinceTrim >= 256 {
+				gp.sinceTrim, trim = 0, true
 			}
 		}
-		t.mu.Unlock()
+		gp.mu.Unlock()
+		if trim {
+			t.mu.Lock()
+			t.trimLocked(r.part)
+			t.mu.Unlock()
+		}
 	}
 	disp := dispatch.New(ctx, h, cfg, settled)
 	maxPending := disp.Config().MaxPending

@@ -18,8 +18,11 @@ var idState struct {
 // creation time, including within a millisecond (a 12-bit counter seeded
 // randomly at each new millisecond). The random bits come from math/rand/v2's
 // ChaCha8-based generator.
-func NewID() string {
-	ms := time.Now().UnixMilli()
+func NewID() string { return newID(time.Now().UnixMilli()) }
+
+// newID makes an ID for the millisecond ms (callers making many at once
+// read the clock once).
+func newID(ms int64) string {
 	idState.Lock()
 	if ms <= idState.lastMs {
 		ms = idState.lastMs

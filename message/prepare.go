@@ -29,13 +29,16 @@ func Prepare(topic string, msgs []*Message) error {
 	}
 	var now time.Time
 	for _, m := range msgs {
+		if m.ID != "" && !m.Time.IsZero() {
+			continue
+		}
+		if now.IsZero() {
+			now = time.Now()
+		}
 		if m.ID == "" {
-			m.ID = NewID()
+			m.ID = newID(now.UnixMilli())
 		}
 		if m.Time.IsZero() {
-			if now.IsZero() {
-				now = time.Now()
-			}
 			m.Time = now
 		}
 	}

@@ -324,7 +324,7 @@ func (d *Dispatcher) newQueue() *queue {
 
 // recycle puts a dead queue on the free list.
 func (d *Dispatcher) recycle(q *queue) {
-	if len(d.free) >= 1024 {
+	if len(d.free) >= d.cfg.MaxPending {
 		return
 	}
 	items := q.items[:0]
