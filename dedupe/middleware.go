@@ -67,9 +67,24 @@ func KeyByHeader(name string) KeyFunc {
 type Option func(*config) error
 
 type config struct {
-	key   KeyFunc
-	lease time.Duration
-	renew time.Duration // <0: default (lease/3); 0: off
+	key         KeyFunc
+	onDuplicate func(ctx context.Context, msg *message.Message, key string)
+	lease       time.Duration
+	renew       time.Duration // <0: default (lease/3); 0: off
+}
+
+// WithOnDuplicate calls fn for each message skipped because its key was
+// already processed (for logs and metrics). fn runs on the handler's
+// goroutine before the message is settled and must not block. Default:
+// none.
+func WithOnDuplicate(fn func(ctx context.Context, msg *message.Message, key string)) Option {
+	return func(c *config) error {
+		if fn == nil {
+			return invalidConfig("WithOnDuplicate(nil)")
+		}
+		c.onDuplicate = fn
+		return nil
+	}
 }
 
 // WithKey sets how a message's dedupe key is computed. Default KeyByID.
@@ -179,6 +194,9 @@ func (m *middleware) handle(ctx context.Context, next message.Handler, msg *mess
 	switch res.Status {
 	case Claimed:
 	case Processed:
+		if m.cfg.onDuplicate != nil {
+			m.cfg.onDuplicate(ctx, msg, key)
+		}
 		return nil
 	case InProgress:
 		return fmt.Errorf("%w: key %q", ErrInProgress, key)

@@ -3,6 +3,7 @@ package dedupe_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -45,6 +46,28 @@ func TestMiddleware(t *testing.T) {
 		}
 		if n := runs.Load(); n != 2 {
 			t.Fatalf("handler ran %d times, want 2 (id-1 once, id-2 once)", n)
+		}
+	})
+
+	t.Run("skipped duplicates are reported to WithOnDuplicate", func(t *testing.T) {
+		var skipped []string
+		mw, err := dedupe.New(newMemory(t), dedupe.WithOnDuplicate(func(_ context.Context, m *message.Message, key string) {
+			skipped = append(skipped, m.ID+"="+key)
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := mw(func(context.Context, *message.Message) error { return nil })
+		for _, id := range []string{"a", "b", "a", "a"} {
+			if err := h(ctx, msgWithID(id)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if fmt.Sprint(skipped) != "[a=a a=a]" {
+			t.Fatalf("duplicates reported %v, want the two repeats of a", skipped)
+		}
+		if _, err := dedupe.New(newMemory(t), dedupe.WithOnDuplicate(nil)); !errors.Is(err, message.ErrInvalidConfig) {
+			t.Fatalf("WithOnDuplicate(nil): %v", err)
 		}
 	})
 

@@ -134,7 +134,9 @@ func run(ctx context.Context, out io.Writer, brokerURL string, pace, timeout tim
 		if err != nil {
 			return nil, err
 		}
-		return dedupe.New(skipCounter{Store: store, group: group, story: st})
+		return dedupe.New(store, dedupe.WithOnDuplicate(func(_ context.Context, _ *message.Message, key string) {
+			st.skipped(group, key)
+		}))
 	}
 	inv := newInventory(st)
 	services := []service{

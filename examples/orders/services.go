@@ -8,9 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
-	"github.com/ferrymsg/ferry/dedupe"
 	"github.com/ferrymsg/ferry/message"
 	"github.com/ferrymsg/ferry/retry"
 )
@@ -116,22 +114,6 @@ func (s *story) monitorDLT(ctx context.Context, msg *message.Message) error {
 	s.printf(dltGroup, "  error headers: %s", strings.Join(names, " "))
 	s.changed()
 	return nil
-}
-
-// skipCounter wraps a dedupe store to report the duplicates the dedupe
-// middleware skips: a Claim that finds the key processed.
-type skipCounter struct {
-	dedupe.Store
-	group string
-	story *story
-}
-
-func (c skipCounter) Claim(ctx context.Context, key string, lease time.Duration) (dedupe.ClaimResult, error) {
-	res, err := c.Store.Claim(ctx, key, lease)
-	if err == nil && res.Status == dedupe.Processed {
-		c.story.skipped(c.group, key)
-	}
-	return res, err
 }
 
 // story records what the services did, prints the notable moments, and
