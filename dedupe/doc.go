@@ -92,6 +92,7 @@
 //   - WithKey(f): the dedupe key; default KeyByID (msg.ID).
 //   - WithLease(d): claim lease; default DefaultLease (1 min).
 //   - WithLeaseRenewal(d): renewal interval; default lease/3; 0 turns it off.
+//   - WithOnDuplicate(fn): called for each skipped duplicate (logs, metrics); default none.
 //
 // # Errors
 //
