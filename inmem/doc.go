@@ -48,7 +48,7 @@
 // Subscriber options: WithGroup (default "default"), WithConcurrency
 // (default 1), WithRedeliveryBackoff (default 100ms doubling to 10s),
 // WithDrainTimeout (default 30s), WithMaxPending (default 4096),
-// WithLogger (default slog.Default()).
+// WithLogger (default: no logging).
 //
 // # Errors
 //

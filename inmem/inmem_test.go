@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -233,4 +235,47 @@ func TestInvalidOptions(t *testing.T) {
 	if _, err := NewSubscriber(nil); !errors.Is(err, message.ErrInvalidConfig) {
 		t.Errorf("nil broker: %v", err)
 	}
+}
+
+func TestWithLoggerLogsHandlerErrors(t *testing.T) {
+	b := NewBroker(WithPartitions(1))
+	defer b.Close()
+	var buf syncBuffer
+	s, err := NewSubscriber(b, WithLogger(slog.New(slog.NewTextHandler(&buf, nil))), WithRedeliveryBackoff(time.Millisecond, time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	stop := run(t, s, "t", func(ctx context.Context, m *message.Message) error {
+		if m.Delivery.Attempt == 1 {
+			return errors.New("first attempt fails")
+		}
+		close(done)
+		return nil
+	})
+	publishN(t, b, "t", 0, 1)
+	<-done
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if out := buf.String(); !strings.Contains(out, "handler failed") || !strings.Contains(out, "first attempt fails") || !strings.Contains(out, "attempt=1") {
+		t.Fatalf("log %q lacks the failure", out)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

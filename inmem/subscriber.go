@@ -85,7 +85,10 @@ func WithMaxPending(n int) SubscriberOption {
 	}
 }
 
-// WithLogger sets the logger for handler errors (default slog.Default()).
+// WithLogger logs each handler error (at Warn, with topic, group, ID and
+// attempt) to l before the message is redelivered. Default: no logging,
+// as on the other adapters; the retry middleware's hooks are the place to
+// observe failures in production.
 func WithLogger(l *slog.Logger) SubscriberOption {
 	return func(c *subConfig) error {
 		c.logger = l
@@ -112,7 +115,7 @@ func NewSubscriber(b *Broker, opts ...SubscriberOption) (*Subscriber, error) {
 	if b == nil {
 		return nil, fmt.Errorf("%w: inmem: nil broker", message.ErrInvalidConfig)
 	}
-	c := subConfig{group: DefaultGroup, logger: slog.Default()}
+	c := subConfig{group: DefaultGroup}
 	for _, o := range opts {
 		if err := o(&c); err != nil {
 			return nil, err
@@ -194,10 +197,12 @@ func (s *Subscriber) Subscribe(ctx context.Context, topicName string, h message.
 	t.mu.Unlock()
 
 	cfg := s.conf.cfg
-	cfg.OnError = func(d *dispatch.Delivery, err error) {
-		s.conf.logger.LogAttrs(context.Background(), slog.LevelWarn, "ferry/inmem: handler failed; redelivering",
-			slog.String("topic", topicName), slog.String("group", g.name),
-			slog.String("id", d.Msg.ID), slog.Int("attempt", d.Msg.Delivery.Attempt), slog.Any("error", err))
+	if logger := s.conf.logger; logger != nil {
+		cfg.OnError = func(d *dispatch.Delivery, err error) {
+			logger.LogAttrs(context.Background(), slog.LevelWarn, "ferry/inmem: handler failed; redelivering",
+				slog.String("topic", topicName), slog.String("group", g.name),
+				slog.String("id", d.Msg.ID), slog.Int("attempt", d.Msg.Delivery.Attempt), slog.Any("error", err))
+		}
 	}
 	settled := func(d *dispatch.Delivery) {
 		r := d.Ref.(*ref)
