@@ -44,4 +44,9 @@
 // errors (context.Canceled, context.DeadlineExceeded) are returned
 // unwrapped. Bad input (an empty topic, a nil message, a nil handler) is
 // rejected before anything is published.
+//
+// A handler may return an error wrapping ErrRedeliver to say "not now"
+// (another consumer holds the message, a rate limit): it is redelivered
+// like any failure, but middleware such as retry passes it through instead
+// of retrying it in-process or dead-lettering it.
 package message
