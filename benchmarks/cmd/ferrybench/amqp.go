@@ -100,10 +100,16 @@ func newConfirmer(conn *amqp091.Connection) (*confirmer, error) {
 func (c *confirmer) publish(ctx context.Context, exchange string, ps [][]byte) error {
 	dcs := make([]*amqp091.DeferredConfirmation, len(ps))
 	for i, p := range ps {
-		dc, err := c.ch.PublishWithDeferredConfirmWithContext(ctx, exchange, "", true, false, amqp091.Publishing{
-			DeliveryMode: amqp091.Persistent,
-			Body:         p,
-		})
+		pub := amqp091.Publishing{DeliveryMode: amqp091.Persistent, Body: p}
+		if cfg.rawProps {
+			// diagnostic: the properties ferry sets (message id, timestamp,
+			// a header table with ferry-time)
+			now := time.Now()
+			pub.MessageId = fakeID
+			pub.Timestamp = now
+			pub.Headers = amqp091.Table{"ferry-time": now.UnixMilli()}
+		}
+		dc, err := c.ch.PublishWithDeferredConfirmWithContext(ctx, exchange, "", true, false, pub)
 		if err != nil {
 			return err
 		}
@@ -123,6 +129,9 @@ func (c *confirmer) publish(ctx context.Context, exchange string, ps [][]byte) e
 	}
 	return nil
 }
+
+// fakeID has the length of a ferry message ID (a UUIDv7 string).
+const fakeID = "01900000-0000-7000-8000-000000000000"
 
 func (c *confirmer) close() { _ = c.ch.Close(); <-c.done }
 

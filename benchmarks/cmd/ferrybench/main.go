@@ -93,6 +93,7 @@ type config struct {
 	amqpURL    string
 	only       *regexp.Regexp
 	timeout    time.Duration
+	rawProps   bool
 }
 
 var cfg config
@@ -142,16 +143,18 @@ func main() {
 		rAMQP   = flag.Float64("rate-amqp", 5_000, "offered rate (msgs/s) of RabbitMQ latency cells")
 		sizes   = flag.String("sizes", "100,1024", "payload sizes in bytes")
 		timeout = flag.Duration("cell-timeout", 10*time.Minute, "fail a cell that takes longer")
+		rawProp = flag.Bool("raw-props", false, "diagnostic: raw AMQP publishes carry the properties ferry sets (message id, timestamp, ferry-time header)")
 	)
 	flag.Parse()
 	cfg = config{
 		quick: *quick, rounds: *rounds, batch: *batch,
 		nInmem: *nInmem, nKafka: *nKafka, nAMQP: *nAMQP,
 		wmCap: *wmCap, wmSlowCap: *wmSlow, latSeconds: *latSec,
-		rates:   map[string]float64{"inmem": *rInmem, "kafka": *rKafka, "amqp": *rAMQP},
-		kafka:   strings.Split(*kafkaB, ","),
-		amqpURL: *amqpURL,
-		timeout: *timeout,
+		rates:    map[string]float64{"inmem": *rInmem, "kafka": *rKafka, "amqp": *rAMQP},
+		kafka:    strings.Split(*kafkaB, ","),
+		amqpURL:  *amqpURL,
+		timeout:  *timeout,
+		rawProps: *rawProp,
 	}
 	if *quick {
 		cfg.rounds = 1
