@@ -161,7 +161,8 @@ type subscription struct {
 
 	fatal error
 
-	batch []*dispatch.Delivery // the poll loop's reusable submit buffer
+	batch    []*dispatch.Delivery // the poll loop's reusable submit buffer
+	accepted []int                // and its reusable index buffer
 }
 
 // rec is one record in the dispatcher: the delivery, its message and its
@@ -298,11 +299,20 @@ func (sub *subscription) submitPartition(ctx context.Context, p kgo.FetchTopicPa
 	// last of them is settled or dropped.
 	recs := make([]rec, len(p.Records))
 	batch := sub.batch[:0]
+	// Register the records with the tracker under its lock (cheap), then
+	// build the messages outside it, so settlements from the workers do
+	// not wait for the batch to be built.
+	accepted := sub.accepted[:0]
 	ps.addAll(p.Records, func(i int, seq uint64) {
-		rc := &recs[i]
-		sub.fillRec(rc, p.Records[i], ps, seq)
-		batch = append(batch, &rc.dl)
+		recs[i].seq = seq
+		accepted = append(accepted, i)
 	})
+	sub.accepted = accepted
+	for _, i := range accepted {
+		rc := &recs[i]
+		sub.fillRec(rc, p.Records[i], ps, rc.seq)
+		batch = append(batch, &rc.dl)
+	}
 	defer func() { clear(batch); sub.batch = batch[:0] }()
 
 	// The gate is held for reading across the batch and released only
