@@ -47,7 +47,7 @@ vet:
 	$(GO) vet ./...
 
 # bench starts the brokers and runs the ferry-vs-raw-vs-Watermill benchmark
-# program (benchmarks/, its own module; about 45 minutes on 2 cores). It
+# program (benchmarks/, its own module; about 40 minutes on 2 cores). It
 # writes benchmarks/results/latest.md and regenerates the tables between the
 # ferrybench markers of BENCHMARKS.md. Add -quick via BENCHFLAGS for a short run.
 bench: services
