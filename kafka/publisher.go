@@ -109,35 +109,31 @@ func (p *Publisher) Publish(ctx context.Context, topic string, msgs ...*message.
 		return err
 	}
 
-	if len(msgs) == 1 {
-		done := make(chan error, 1)
-		p.cl.Produce(ctx, toRecord(topic, msgs[0]), func(_ *kgo.Record, err error) { done <- err })
-		if err := <-done; err != nil {
-			return p.failed(ctx, topic, msgs, []error{err})
-		}
-		return nil
-	}
-
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
-	wg.Add(len(msgs))
+	// ProduceSync, not Produce and a wait: it stops the linger of the
+	// partitions it wrote to once the records are buffered, so a caller
+	// waiting for its acks does not also wait out kgo.ProducerLinger.
+	// Concurrent callers still share batches while requests are in flight.
+	recs := make([]*kgo.Record, len(msgs))
 	for i, m := range msgs {
-		p.cl.Produce(ctx, toRecord(topic, m), func(_ *kgo.Record, err error) {
-			if err != nil {
-				mu.Lock()
-				if errs == nil {
-					errs = make([]error, len(msgs))
-				}
-				errs[i] = err
-				mu.Unlock()
-			}
-			wg.Done()
-		})
+		recs[i] = toRecord(topic, m)
 	}
-	wg.Wait()
+	var errs []error
+	for _, r := range p.cl.ProduceSync(ctx, recs...) {
+		if r.Err == nil {
+			continue
+		}
+		if errs == nil {
+			errs = make([]error, len(msgs))
+		}
+		// Results come in completion order: find the record's index
+		// (failures are rare, so a scan is fine).
+		for i, rec := range recs {
+			if rec == r.Record {
+				errs[i] = r.Err
+				break
+			}
+		}
+	}
 	if errs != nil {
 		return p.failed(ctx, topic, msgs, errs)
 	}
