@@ -63,7 +63,7 @@ func FuzzRecordToMessage(f *testing.F) {
 			t.Fatalf("delivery %+v", d)
 		}
 		rb := &rec{}
-		sub.fillRec(rb, toRecord("t", m), nil, 0)
+		sub.fillRec(rb, toRecords("t", []*message.Message{m})[0], nil, 0)
 		back := &rb.msg
 		if back.ID != m.ID || back.Key != m.Key || !bytes.Equal(back.Payload, m.Payload) || !back.Time.Equal(m.Time) {
 			t.Fatalf("round trip changed the message: %+v -> %+v", m, back)

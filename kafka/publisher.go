@@ -113,10 +113,7 @@ func (p *Publisher) Publish(ctx context.Context, topic string, msgs ...*message.
 	// partitions it wrote to once the records are buffered, so a caller
 	// waiting for its acks does not also wait out kgo.ProducerLinger.
 	// Concurrent callers still share batches while requests are in flight.
-	recs := make([]*kgo.Record, len(msgs))
-	for i, m := range msgs {
-		recs[i] = toRecord(topic, m)
-	}
+	recs := toRecords(topic, msgs)
 	var errs []error
 	for _, r := range p.cl.ProduceSync(ctx, recs...) {
 		if r.Err == nil {
@@ -178,28 +175,48 @@ func encodedSize(m *message.Message) int {
 	return n
 }
 
-// toRecord maps a message to a record: Key to the record key (nil when
+// toRecords maps messages to records: Key to the record key (nil when
 // empty, so franz-go's sticky partitioner spreads keyless records), Payload
 // to the value, Time to the timestamp, ID to the HeaderID header and
-// Headers to record headers.
-func toRecord(topic string, m *message.Message) *kgo.Record {
-	r := &kgo.Record{
-		Topic:     topic,
-		Value:     m.Payload,
-		Timestamp: m.Time,
-		Headers:   make([]kgo.RecordHeader, 1, 1+len(m.Headers)),
+// Headers to record headers. It allocates a few times per batch rather
+// than several times per message: the records, their ID headers and the
+// bytes of their keys and IDs each share one backing array (franz-go only
+// reads them).
+func toRecords(topic string, msgs []*message.Message) []*kgo.Record {
+	n := 0
+	for _, m := range msgs {
+		n += len(m.Key) + len(m.ID)
 	}
-	if m.Key != "" {
-		r.Key = []byte(m.Key)
+	buf := make([]byte, 0, n)
+	bytesOf := func(s string) []byte {
+		start := len(buf)
+		buf = append(buf, s...)
+		return buf[start:len(buf):len(buf)]
 	}
-	r.Headers[0] = kgo.RecordHeader{Key: HeaderID, Value: []byte(m.ID)}
-	for k, v := range m.Headers {
-		if k == HeaderID {
-			continue // ours: Message.ID wins
+	recs := make([]kgo.Record, len(msgs))
+	hdrs := make([]kgo.RecordHeader, len(msgs))
+	out := make([]*kgo.Record, len(msgs))
+	for i, m := range msgs {
+		r := &recs[i]
+		r.Topic, r.Value, r.Timestamp = topic, m.Payload, m.Time
+		if m.Key != "" {
+			r.Key = bytesOf(m.Key)
 		}
-		r.Headers = append(r.Headers, kgo.RecordHeader{Key: k, Value: []byte(v)})
+		hdrs[i] = kgo.RecordHeader{Key: HeaderID, Value: bytesOf(m.ID)}
+		r.Headers = hdrs[i : i+1 : i+1] // a user header appends into its own array
+		if len(m.Headers) > 0 {
+			r.Headers = make([]kgo.RecordHeader, 1, 1+len(m.Headers))
+			r.Headers[0] = hdrs[i]
+			for k, v := range m.Headers {
+				if k == HeaderID {
+					continue // ours: Message.ID wins
+				}
+				r.Headers = append(r.Headers, kgo.RecordHeader{Key: k, Value: []byte(v)})
+			}
+		}
+		out[i] = r
 	}
-	return r
+	return out
 }
 
 // failed builds the error of a Publish call from per-message errors (nil
