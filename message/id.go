@@ -1,17 +1,15 @@
 package message
 
 import (
-	"encoding/hex"
 	"math/rand/v2"
-	"sync"
+	"sync/atomic"
 	"time"
 )
 
-var idState struct {
-	sync.Mutex
-	lastMs  int64
-	counter uint16 // 12-bit rand_a counter, monotonic within a millisecond
-}
+// idClock holds the last issued (millisecond << 12 | counter). Adding one
+// past a millisecond's 4096 counter values carries into the millisecond
+// field, which is the "borrow the next millisecond" rule of RFC 9562.
+var idClock atomic.Uint64
 
 // NewID returns a new time-ordered identifier: a UUID version 7 (RFC 9562)
 // in its canonical 36-character form. IDs made in one process sort by
@@ -23,21 +21,19 @@ func NewID() string { return newID(time.Now().UnixMilli()) }
 // newID makes an ID for the millisecond ms (callers making many at once
 // read the clock once).
 func newID(ms int64) string {
-	idState.Lock()
-	if ms <= idState.lastMs {
-		ms = idState.lastMs
-		idState.counter++
-		if idState.counter > 0x0fff {
-			// Counter exhausted: borrow the next millisecond.
-			ms++
-			idState.counter = uint16(rand.Uint32() & 0x01ff)
+	var v uint64
+	for {
+		old := idClock.Load()
+		if uint64(ms) > old>>12 {
+			v = uint64(ms)<<12 | uint64(rand.Uint32()&0x01ff)
+		} else {
+			v = old + 1
 		}
-	} else {
-		idState.counter = uint16(rand.Uint32() & 0x01ff)
+		if idClock.CompareAndSwap(old, v) {
+			break
+		}
 	}
-	idState.lastMs = ms
-	ctr := idState.counter
-	idState.Unlock()
+	ms, ctr := int64(v>>12), v&0x0fff
 
 	var u [16]byte
 	u[0] = byte(ms >> 40)
@@ -54,15 +50,16 @@ func newID(ms int64) string {
 		u[i] = byte(r >> (8 * (15 - i)))
 	}
 
+	const hexdigits = "0123456789abcdef"
 	var s [36]byte
-	hex.Encode(s[0:8], u[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], u[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], u[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], u[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:36], u[10:16])
+	j := 0
+	for i, b := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			s[j] = '-'
+			j++
+		}
+		s[j], s[j+1] = hexdigits[b>>4], hexdigits[b&0x0f]
+		j += 2
+	}
 	return string(s[:])
 }
