@@ -25,17 +25,11 @@ import (
 //
 // Subscribers run with concurrency 4, so duplicates may meet a live claim
 // (dedupe.ErrInProgress) and be redelivered, as after a rebalance.
-// Run calls it after the core tests; call it alone to run just these. Prepare (when
-// set) is called for each topic with the group that consumes it.
+// Run calls it after the core tests; call it alone to run just these.
+// Prepare (when set) is called for each topic with the group that consumes it.
 func RunDedupe(t *testing.T, h Harness) {
 	t.Helper()
-	if h.NewPublisher == nil || h.NewSubscriber == nil {
-		t.Fatal("messagetest: Harness.NewPublisher and Harness.NewSubscriber are required")
-	}
-	s := &suite{h: h, timeout: h.Features.Timeout}
-	if s.timeout <= 0 {
-		s.timeout = DefaultTimeout
-	}
+	s := newSuite(t, h)
 	t.Run("same ID published three times is handled once", s.testDedupeDuplicates)
 	t.Run("message whose first run fails is handled exactly once after it succeeds", s.testDedupeFirstRunFails)
 }

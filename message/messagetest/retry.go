@@ -39,18 +39,12 @@ import (
 //     a second Replay republishes all of them, without dead-letter headers,
 //     and the now-healthy handler gets each one.
 //
-// Run calls it after the core tests; call it alone to run just these. Prepare (when
-// set) is called for each topic and dead-letter topic with the groups that
+// Run calls it after the core tests; call it alone to run just these.
+// Prepare (when set) is called for each topic and dead-letter topic with the groups that
 // consume it.
 func RunRetry(t *testing.T, h Harness) {
 	t.Helper()
-	if h.NewPublisher == nil || h.NewSubscriber == nil {
-		t.Fatal("messagetest: Harness.NewPublisher and Harness.NewSubscriber are required")
-	}
-	s := &suite{h: h, timeout: h.Features.Timeout}
-	if s.timeout <= 0 {
-		s.timeout = DefaultTimeout
-	}
+	s := newSuite(t, h)
 	t.Run("always-failing message is dead-lettered after exactly N attempts while later messages keep flowing", s.testRetryExhausted)
 	t.Run("permanent error goes straight to the dead-letter topic with Spring headers", s.testRetryPermanentSpring)
 	t.Run("failing dead-letter publish redelivers instead of losing the message", s.testRetryDeadLetterPublishFails)

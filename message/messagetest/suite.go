@@ -33,16 +33,7 @@ const (
 // (as subtest "retry and dead-lettering") and RunDedupe (as "dedupe").
 func Run(t *testing.T, h Harness) {
 	t.Helper()
-	if h.NewPublisher == nil || h.NewSubscriber == nil {
-		t.Fatal("messagetest: Harness.NewPublisher and Harness.NewSubscriber are required")
-	}
-	if h.Features.Restart && h.RestartBroker == nil {
-		t.Fatal("messagetest: Features.Restart is set but Harness.RestartBroker is nil")
-	}
-	s := &suite{h: h, timeout: h.Features.Timeout}
-	if s.timeout <= 0 {
-		s.timeout = DefaultTimeout
-	}
+	s := newSuite(t, h)
 	for _, tc := range s.tests() {
 		if tc.needs != nil {
 			if missing := tc.needs(h.Features); missing != "" {
@@ -56,6 +47,22 @@ func Run(t *testing.T, h Harness) {
 	}
 	t.Run("retry and dead-lettering", func(t *testing.T) { RunRetry(t, h) })
 	t.Run("dedupe", func(t *testing.T) { RunDedupe(t, h) })
+}
+
+// newSuite checks the harness and applies the defaults.
+func newSuite(t *testing.T, h Harness) *suite {
+	t.Helper()
+	if h.NewPublisher == nil || h.NewSubscriber == nil {
+		t.Fatal("messagetest: Harness.NewPublisher and Harness.NewSubscriber are required")
+	}
+	if h.Features.Restart && h.RestartBroker == nil {
+		t.Fatal("messagetest: Features.Restart is set but Harness.RestartBroker is nil")
+	}
+	s := &suite{h: h, timeout: h.Features.Timeout}
+	if s.timeout <= 0 {
+		s.timeout = DefaultTimeout
+	}
+	return s
 }
 
 type testCase struct {
