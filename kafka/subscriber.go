@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -359,18 +358,21 @@ func (sub *subscription) fillRec(rc *rec, r *kgo.Record, ps *partState, seq uint
 		}
 		m.Headers[h.Key] = string(h.Value)
 	}
+	// Key and ID share one allocation. A record from a non-ferry producer
+	// gets the ID "<topic>-<partition>-<offset>".
+	var buf [128]byte
+	b := append(buf[:0], r.Key...)
 	if len(id) > 0 {
-		// Key and ID share one allocation.
-		var b strings.Builder
-		b.Grow(len(r.Key) + len(id))
-		b.Write(r.Key)
-		b.Write(id)
-		ki := b.String()
-		m.Key, m.ID = ki[:len(r.Key)], ki[len(r.Key):]
+		b = append(b, id...)
 	} else {
-		m.Key = string(r.Key)
-		m.ID = r.Topic + "-" + strconv.FormatInt(int64(r.Partition), 10) + "-" + strconv.FormatInt(r.Offset, 10)
+		b = append(b, r.Topic...)
+		b = append(b, '-')
+		b = strconv.AppendInt(b, int64(r.Partition), 10)
+		b = append(b, '-')
+		b = strconv.AppendInt(b, r.Offset, 10)
 	}
+	ki := string(b)
+	m.Key, m.ID = ki[:len(r.Key)], ki[len(r.Key):]
 	m.Delivery = message.Delivery{
 		Topic:     r.Topic,
 		Group:     sub.group,
