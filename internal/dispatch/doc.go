@@ -1,0 +1,18 @@
+// Package dispatch is the keyed, ordered dispatcher every ferry adapter uses
+// to run handlers.
+//
+// An adapter submits deliveries in broker order. The dispatcher runs up to
+// Concurrency handlers at once, never two deliveries with the same non-empty
+// key at once, and same-key deliveries strictly in submission order. A
+// handler error or panic makes it run the same delivery again after an
+// exponential backoff, before any later delivery with that key; other keys
+// keep flowing meanwhile (a worker is not held during the backoff). Each
+// delivery whose handler returned nil is reported to the adapter's settle
+// callback, which commits or acks it. Deliveries with an empty key have no
+// ordering constraint.
+//
+// Submit blocks while MaxPending deliveries are accepted but not settled,
+// which is the adapters' backpressure. Remove drops the deliveries of revoked
+// partitions; Shutdown stops intake, lets in-flight handlers finish within
+// the drain timeout, then cancels their context.
+package dispatch
