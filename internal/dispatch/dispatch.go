@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferrymsg/ferry/message"
@@ -22,6 +23,9 @@ const (
 	DefaultMultiplier     = 2.0
 	DefaultDrainTimeout   = 30 * time.Second
 )
+
+// maxClaim bounds how many ready deliveries a worker takes under one lock.
+const maxClaim = 64
 
 // Backoff is the redelivery backoff after a handler error: Initial after the
 // first failure, multiplied by Multiplier after each further failure, capped
@@ -90,7 +94,8 @@ func (c *Config) fill() {
 	}
 }
 
-// Delivery is one message handed to the dispatcher.
+// Delivery is one message handed to the dispatcher. A Delivery must not be
+// submitted again once accepted.
 type Delivery struct {
 	// Msg is passed to the handler. Its Delivery.Attempt is incremented
 	// before each redelivery.
@@ -98,35 +103,50 @@ type Delivery struct {
 	// Ref is the adapter's handle (partition and offset, delivery tag).
 	Ref any
 
-	failures int
-	running  bool
+	q        *queue // its key's queue; nil when the key is empty
+	failures int32
+	gen      uint32      // counts backoffs, so a stale timer is ignored
+	taken    atomic.Bool // a claimed delivery was started, skipped or removed
+	state    uint8
 	dropped  bool // removed while running: do not retry on failure
-	waiters  []*waiter
 }
+
+// Delivery states, changed under the dispatcher's lock.
+const (
+	sQueued  = iota // in its key's queue behind the head
+	sReady          // in the ready list
+	sClaimed        // taken by a worker: running, or about to run
+	sBackoff        // waiting for its redelivery
+	sGone           // settled, removed or abandoned
+)
+
+// queue holds the accepted deliveries of one key in order; only its head
+// is ever ready, claimed or backing off.
+type queue struct {
+	key   string
+	items []*Delivery
+	head  int
+}
+
+// worker is one handler goroutine's claim: the deliveries it took from the
+// ready list under one lock, run in order. An idle worker may steal a
+// delivery another worker claimed but has not started, so a slow handler
+// holds up nothing but its own delivery. Whoever flips a claimed
+// delivery's taken flag first (its worker, a thief or Remove) runs or
+// drops it and completes it.
+type worker struct {
+	items  []*Delivery // nil once completed
+	stolen bool // items is one delivery taken (flag already set) from another worker
+}
+
+// errAbandoned is the result of a claimed delivery not run because
+// shutdown began.
+var errAbandoned = errors.New("abandoned at shutdown")
 
 type waiter struct {
 	remaining int
 	done      chan struct{}
 }
-
-type queue struct {
-	key   string
-	items []*Delivery
-	head  int
-	state int // qReady, qRunning, qBackoff, qDead
-	timer *time.Timer
-	keyed bool
-	gen   uint64 // incremented when the queue is recycled
-
-	prev, next *queue // links in the list of live keyless queues
-}
-
-const (
-	qReady = iota
-	qRunning
-	qBackoff
-	qDead
-)
 
 // Dispatcher runs a handler over submitted deliveries. Create it with New.
 type Dispatcher struct {
@@ -136,17 +156,20 @@ type Dispatcher struct {
 
 	hctx    context.Context
 	hcancel context.CancelFunc
+	stopped atomic.Bool // mirrors stopping for the workers' unlocked checks
 
 	mu       sync.Mutex
 	work     *sync.Cond
+	idleN    int // workers waiting on work
 	keys     map[string]*queue
-	free     []*queue // dead queues for reuse
-	loose    *queue   // list of live keyless queues
-	ready    []*queue
+	free     []*queue // retired queues for reuse
+	ready    []*Delivery
 	readyHd  int
 	pending  int
-	inflight int
-	backoffs map[*queue]struct{}
+	inflight int // claimed deliveries not yet completed
+	workers  []*worker
+	backoffs map[*Delivery]*time.Timer
+	waiting  map[*Delivery][]*waiter // Remove calls waiting for a running delivery
 	stopping bool
 	idle     *sync.Cond // signalled when inflight drops to 0 during shutdown
 	space    chan struct{}
@@ -166,16 +189,21 @@ func New(parent context.Context, h message.Handler, cfg Config, settled func(*De
 		cfg:      cfg,
 		settled:  settled,
 		keys:     make(map[string]*queue),
-		backoffs: make(map[*queue]struct{}),
+		backoffs: make(map[*Delivery]*time.Timer),
+		waiting:  make(map[*Delivery][]*waiter),
 		space:    make(chan struct{}, 1),
 		stopCh:   make(chan struct{}),
 	}
 	d.hctx, d.hcancel = context.WithCancel(context.WithoutCancel(parent))
 	d.work = sync.NewCond(&d.mu)
 	d.idle = sync.NewCond(&d.mu)
+	d.workers = make([]*worker, cfg.Concurrency)
 	d.wg.Add(cfg.Concurrency)
-	for range cfg.Concurrency {
-		go d.worker()
+	for i := range d.workers {
+		d.workers[i] = &worker{}
+	}
+	for _, w := range d.workers {
+		go d.run(w)
 	}
 	return d
 }
@@ -188,29 +216,8 @@ func (d *Dispatcher) Config() Config { return d.cfg }
 // or Shutdown begins (ErrStopped). A delivery with an empty Msg.Key has no
 // ordering constraint.
 func (d *Dispatcher) Submit(ctx context.Context, dl *Delivery) error {
-	for {
-		d.mu.Lock()
-		if d.stopping {
-			d.mu.Unlock()
-			return ErrStopped
-		}
-		if d.pending < d.cfg.MaxPending {
-			d.enqueueLocked(dl)
-			if d.pending < d.cfg.MaxPending {
-				d.signalSpace()
-			}
-			d.mu.Unlock()
-			return nil
-		}
-		d.mu.Unlock()
-		select {
-		case <-d.space:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-d.stopCh:
-			return ErrStopped
-		}
-	}
+	_, err := d.SubmitBatch(ctx, []*Delivery{dl})
+	return err
 }
 
 // SubmitBatch hands over dls in order, taking the lock once for as many as
@@ -232,6 +239,7 @@ func (d *Dispatcher) SubmitBatch(ctx context.Context, dls []*Delivery) (int, err
 		if d.pending < d.cfg.MaxPending {
 			d.signalSpace()
 		}
+		d.wakeLocked()
 		d.mu.Unlock()
 		if n == len(dls) {
 			return n, nil
@@ -267,34 +275,36 @@ func (d *Dispatcher) signalSpace() {
 	}
 }
 
+// wakeLocked wakes an idle worker when there is work for it. A woken
+// worker wakes the next one if work remains after its claim.
+func (d *Dispatcher) wakeLocked() {
+	if d.idleN > 0 && len(d.ready) > d.readyHd {
+		d.work.Signal()
+	}
+}
+
 func (d *Dispatcher) enqueueLocked(dl *Delivery) {
 	d.pending++
 	key := dl.Msg.Key
-	if key != "" {
-		if q := d.keys[key]; q != nil {
-			q.items = append(q.items, dl)
-			return
-		}
+	if key == "" {
+		dl.q = nil
+		d.pushReady(dl)
+		return
+	}
+	if q := d.keys[key]; q != nil {
+		dl.q, dl.state = q, sQueued
+		q.items = append(q.items, dl)
+		return
 	}
 	q := d.newQueue()
+	q.key = key
 	q.items = append(q.items, dl)
-	if key != "" {
-		q.key, q.keyed = key, true
-		d.keys[key] = q
-	} else {
-		q.next = d.loose
-		if d.loose != nil {
-			d.loose.prev = q
-		}
-		d.loose = q
-	}
-	d.pushReady(q)
+	d.keys[key] = q
+	dl.q = q
+	d.pushReady(dl)
 }
 
-// newQueue takes a queue from the free list or allocates one. Recycling is
-// safe although the ready list may still hold a queue that died: popReady
-// runs only queues in state qReady, and a ready queue always has an entry
-// of its own in the list.
+// newQueue takes a queue from the free list or allocates one.
 func (d *Dispatcher) newQueue() *queue {
 	if n := len(d.free); n > 0 {
 		q := d.free[n-1]
@@ -305,8 +315,11 @@ func (d *Dispatcher) newQueue() *queue {
 	return &queue{}
 }
 
-// recycle puts a dead queue on the free list.
-func (d *Dispatcher) recycle(q *queue) {
+// retire forgets an empty queue and keeps it for reuse.
+func (d *Dispatcher) retire(q *queue) {
+	if d.keys[q.key] == q {
+		delete(d.keys, q.key)
+	}
 	if len(d.free) >= d.cfg.MaxPending {
 		return
 	}
@@ -314,123 +327,209 @@ func (d *Dispatcher) recycle(q *queue) {
 	if cap(items) > 64 {
 		items = nil
 	}
-	*q = queue{items: items, state: qDead, gen: q.gen + 1}
+	*q = queue{items: items}
 	d.free = append(d.free, q)
 }
 
-func (d *Dispatcher) pushReady(q *queue) {
-	q.state = qReady
-	d.ready = append(d.ready, q)
-	d.work.Signal()
+func (d *Dispatcher) pushReady(dl *Delivery) {
+	dl.state = sReady
+	d.ready = append(d.ready, dl)
 }
 
-func (d *Dispatcher) popReady() *queue {
-	for d.readyHd < len(d.ready) {
-		q := d.ready[d.readyHd]
-		d.ready[d.readyHd] = nil
-		d.readyHd++
-		if d.readyHd == len(d.ready) {
-			d.ready = d.ready[:0]
-			d.readyHd = 0
-		} else if d.readyHd > 1024 && d.readyHd*2 > len(d.ready) {
-			n := copy(d.ready, d.ready[d.readyHd:])
-			clear(d.ready[n:])
-			d.ready = d.ready[:n]
-			d.readyHd = 0
+func (d *Dispatcher) popReady() *Delivery {
+	dl := d.ready[d.readyHd]
+	d.ready[d.readyHd] = nil
+	d.readyHd++
+	if d.readyHd == len(d.ready) {
+		d.ready = d.ready[:0]
+		d.readyHd = 0
+	} else if d.readyHd > 1024 && d.readyHd*2 > len(d.ready) {
+		n := copy(d.ready, d.ready[d.readyHd:])
+		clear(d.ready[n:])
+		d.ready = d.ready[:n]
+		d.readyHd = 0
+	}
+	return dl
+}
+
+// run is a worker goroutine: it claims ready deliveries, runs them and
+// completes each, taking the lock once per delivery.
+func (d *Dispatcher) run(w *worker) {
+	defer d.wg.Done()
+	d.mu.Lock()
+	for {
+		if d.stopping {
+			d.mu.Unlock()
+			return
 		}
-		if q.state == qReady {
-			return q
+		if !d.claimLocked(w) {
+			d.idleN++
+			d.work.Wait()
+			d.idleN--
+			continue
+		}
+		d.mu.Unlock()
+		d.runClaim(w)
+	}
+}
+
+// claimLocked fills w with ready deliveries, a fair share of what is ready
+// (at most maxClaim), or else with one delivery stolen from another
+// worker's claim. It reports whether w got any.
+func (d *Dispatcher) claimLocked(w *worker) bool {
+	if n := len(d.ready) - d.readyHd; n > 0 {
+		k := min(max(n/d.cfg.Concurrency, 1), maxClaim)
+		for range k {
+			dl := d.popReady()
+			dl.state = sClaimed
+			dl.taken.Store(false)
+			w.items = append(w.items, dl)
+		}
+		d.inflight += k
+	} else if dl := d.stealLocked(w); dl != nil {
+		w.items = append(w.items, dl)
+		w.stolen = true
+	} else {
+		return false
+	}
+	// Wake another worker for what is still ready, or to steal from
+	// this claim if this worker's first handler is slow.
+	if d.idleN > 0 && (len(d.ready) > d.readyHd || len(w.items) > 1) {
+		d.work.Signal()
+	}
+	return true
+}
+
+// stealLocked takes a claimed, not yet started delivery from another worker.
+func (d *Dispatcher) stealLocked(w *worker) *Delivery {
+	for _, o := range d.workers {
+		if o == w || o.stolen {
+			continue
+		}
+		for _, dl := range o.items {
+			if dl != nil && dl.state == sClaimed && !dl.taken.Load() && dl.taken.CompareAndSwap(false, true) {
+				return dl
+			}
 		}
 	}
 	return nil
 }
 
-func (d *Dispatcher) worker() {
-	defer d.wg.Done()
-	d.mu.Lock()
-	for {
-		var q *queue
-		for {
-			if d.stopping {
-				d.mu.Unlock()
-				return
+// runClaim runs w's deliveries, skipping those another took first and all
+// of them once shutdown began. Each is completed as soon as it ran, so the
+// next delivery of its key becomes ready at once. It returns with d.mu
+// held.
+func (d *Dispatcher) runClaim(w *worker) {
+	locked := false
+	for i, dl := range w.items {
+		if locked {
+			d.mu.Unlock()
+			locked = false
+		}
+		var err error
+		switch {
+		case !w.stolen && !dl.taken.CompareAndSwap(false, true):
+			continue
+		case d.stopped.Load():
+			err = errAbandoned
+		default:
+			if dl.Msg.Delivery.Attempt < 1 {
+				dl.Msg.Delivery.Attempt = 1
 			}
-			if q = d.popReady(); q != nil {
-				break
+			err = message.Call(d.hctx, d.h, dl.Msg)
+			if err == nil && d.settled != nil {
+				d.settled(dl)
 			}
-			d.work.Wait()
 		}
-		dl := q.items[q.head]
-		q.state = qRunning
-		dl.running = true
-		d.inflight++
-		d.mu.Unlock()
-
-		if dl.Msg.Delivery.Attempt < 1 {
-			dl.Msg.Delivery.Attempt = 1
-		}
-		err := message.Call(d.hctx, d.h, dl.Msg)
-		if err == nil && d.settled != nil {
-			d.settled(dl)
-		}
-
 		d.mu.Lock()
-		d.inflight--
-		dl.running = false
-		if err != nil && d.cfg.OnError != nil {
+		locked = true
+		d.completeLocked(dl, err)
+		w.items[i] = nil
+	}
+	if !locked {
+		d.mu.Lock()
+	}
+	w.items, w.stolen = w.items[:0], false
+}
+
+// completeLocked applies the outcome of a delivery a worker took:
+// settled ones leave, failed ones back off and come back first in their
+// key, and the next delivery of its key becomes ready.
+func (d *Dispatcher) completeLocked(dl *Delivery, err error) {
+	d.inflight--
+	switch {
+	case err == errAbandoned:
+		d.finishLocked(dl) // not settled: the broker redelivers it later
+	case err != nil:
+		if d.cfg.OnError != nil {
 			d.cfg.OnError(dl, err)
 		}
-		if err != nil && !dl.dropped && !d.stopping {
-			dl.failures++
-			dl.Msg.Delivery.Attempt++
-			q.state = qBackoff
-			d.backoffs[q] = struct{}{}
-			qq, gen := q, q.gen
-			q.timer = time.AfterFunc(d.cfg.Backoff.Delay(dl.failures), func() { d.backoffDone(qq, gen) })
+		if dl.dropped || d.stopping {
+			d.finishLocked(dl)
 		} else {
-			// Settled, dropped by Remove, or abandoned by Shutdown (not
-			// settled: the broker redelivers it later).
-			d.popHeadLocked(q)
+			d.backoffLocked(dl)
 		}
-		for _, w := range dl.waiters {
-			w.remaining--
-			if w.remaining == 0 {
-				close(w.done)
+	default:
+		d.finishLocked(dl)
+	}
+	if len(d.waiting) > 0 {
+		if ws, ok := d.waiting[dl]; ok {
+			delete(d.waiting, dl)
+			for _, wt := range ws {
+				if wt.remaining--; wt.remaining == 0 {
+					close(wt.done)
+				}
 			}
 		}
-		dl.waiters = nil
-		if d.stopping && d.inflight == 0 {
-			d.idle.Broadcast()
-		}
+	}
+	if d.stopping && d.inflight == 0 {
+		d.idle.Broadcast()
 	}
 }
 
-// popHeadLocked removes q's head delivery and schedules q's next one.
-func (d *Dispatcher) popHeadLocked(q *queue) {
+// backoffLocked schedules dl's redelivery. Its key's later deliveries wait
+// behind it; other keys go on.
+func (d *Dispatcher) backoffLocked(dl *Delivery) {
+	dl.failures++
+	dl.Msg.Delivery.Attempt++
+	dl.state = sBackoff
+	dl.gen++
+	gen := dl.gen
+	d.backoffs[dl] = time.AfterFunc(d.cfg.Backoff.Delay(int(dl.failures)), func() { d.backoffDone(dl, gen) })
+}
+
+func (d *Dispatcher) backoffDone(dl *Delivery, gen uint32) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if dl.state != sBackoff || dl.gen != gen {
+		return
+	}
+	delete(d.backoffs, dl)
+	if d.stopping {
+		return
+	}
+	d.pushReady(dl)
+	d.wakeLocked()
+}
+
+// finishLocked lets dl go (settled, dropped or abandoned) and makes the
+// next delivery of its key ready.
+func (d *Dispatcher) finishLocked(dl *Delivery) {
+	dl.state = sGone
+	d.releaseLocked(1)
+	q := dl.q
+	if q == nil {
+		return
+	}
 	q.items[q.head] = nil
 	q.head++
-	d.releaseLocked(1)
 	d.advanceLocked(q)
 }
 
-// advanceLocked makes q ready if it has items, or retires it.
+// advanceLocked makes q's head ready, or retires q when it is empty.
 func (d *Dispatcher) advanceLocked(q *queue) {
 	if q.head >= len(q.items) {
-		q.state = qDead
-		if !q.keyed {
-			if q.prev != nil {
-				q.prev.next = q.next
-			} else if d.loose == q {
-				d.loose = q.next
-			}
-			if q.next != nil {
-				q.next.prev = q.prev
-			}
-			q.prev, q.next = nil, nil
-		} else if d.keys[q.key] == q {
-			delete(d.keys, q.key)
-		}
-		d.recycle(q)
+		d.retire(q)
 		return
 	}
 	if q.head > 64 && q.head*2 > len(q.items) {
@@ -440,7 +539,7 @@ func (d *Dispatcher) advanceLocked(q *queue) {
 		q.head = 0
 	}
 	if !d.stopping {
-		d.pushReady(q)
+		d.pushReady(q.items[q.head])
 	}
 }
 
@@ -454,20 +553,6 @@ func (d *Dispatcher) releaseLocked(n int) {
 	}
 }
 
-func (d *Dispatcher) backoffDone(q *queue, gen uint64) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if q.state != qBackoff || q.gen != gen {
-		return
-	}
-	delete(d.backoffs, q)
-	q.timer = nil
-	if d.stopping {
-		return
-	}
-	d.pushReady(q)
-}
-
 // Remove drops every delivery for which match returns true and that is not
 // running: queued ones and ones waiting for a redelivery backoff. Matching
 // deliveries that are running finish normally (a success is still reported
@@ -479,58 +564,78 @@ func (d *Dispatcher) Remove(match func(*Delivery) bool) <-chan struct{} {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	w := &waiter{done: make(chan struct{})}
-	visit := func(q *queue) {
-		if q.state == qDead {
-			return
-		}
-		head := q.items[q.head]
-		kept := q.items[:q.head]
-		removed := 0
-		for _, dl := range q.items[q.head:] {
-			if !match(dl) {
-				kept = append(kept, dl)
+	var gone []*Delivery // removed keyless deliveries and keyed heads
+
+	// Claimed: take the ones not started yet; wait for the running ones.
+	for _, wk := range d.workers {
+		for _, dl := range wk.items {
+			if dl == nil || dl.state != sClaimed || !match(dl) {
 				continue
 			}
-			if dl.running {
-				dl.dropped = true
-				dl.waiters = append(dl.waiters, w)
-				w.remaining++
-				kept = append(kept, dl)
+			if dl.taken.CompareAndSwap(false, true) {
+				d.inflight--
+				dl.state = sGone
+				gone = append(gone, dl)
 				continue
 			}
-			removed++
-		}
-		clear(q.items[len(kept):])
-		q.items = kept
-		d.releaseLocked(removed)
-		if removed == 0 {
-			return
-		}
-		switch q.state {
-		case qBackoff:
-			// The head was waiting for its redelivery; if it was removed
-			// the queue moves on.
-			if q.head >= len(q.items) || q.items[q.head] != head {
-				if q.timer != nil {
-					q.timer.Stop()
-					q.timer = nil
-				}
-				delete(d.backoffs, q)
-				d.advanceLocked(q)
+			ws := d.waiting[dl]
+			if len(ws) > 0 && ws[len(ws)-1] == w {
+				continue // seen in the claim it was stolen from
 			}
-		case qReady:
-			if q.head >= len(q.items) {
-				d.advanceLocked(q) // retires it; popReady skips dead queues
-			}
+			dl.dropped = true
+			d.waiting[dl] = append(ws, w)
+			w.remaining++
 		}
 	}
+	// Ready.
+	kept := d.ready[:d.readyHd]
+	for _, dl := range d.ready[d.readyHd:] {
+		if match(dl) {
+			dl.state = sGone
+			gone = append(gone, dl)
+			continue
+		}
+		kept = append(kept, dl)
+	}
+	clear(d.ready[len(kept):])
+	d.ready = kept
+	// Backing off.
+	for dl, t := range d.backoffs {
+		if match(dl) {
+			t.Stop()
+			delete(d.backoffs, dl)
+			dl.state = sGone
+			gone = append(gone, dl)
+		}
+	}
+	// Queued behind their key's head.
+	removed := len(gone)
 	for _, q := range d.keys {
-		visit(q)
+		items := q.items[:q.head]
+		for _, dl := range q.items[q.head:] {
+			if dl.state == sGone {
+				continue // a removed head
+			}
+			if dl.state == sQueued && match(dl) {
+				dl.state = sGone
+				removed++
+				continue
+			}
+			items = append(items, dl)
+		}
+		clear(q.items[len(items):])
+		q.items = items
+		switch {
+		case q.head == len(q.items):
+			d.retire(q)
+		case q.items[q.head].state == sQueued && !d.stopping:
+			d.pushReady(q.items[q.head]) // its head was removed
+		}
 	}
-	for q := d.loose; q != nil; {
-		next := q.next // visit may unlink q
-		visit(q)
-		q = next
+	d.releaseLocked(removed)
+	d.wakeLocked()
+	if d.stopping && d.inflight == 0 {
+		d.idle.Broadcast()
 	}
 	if w.remaining == 0 {
 		close(w.done)
@@ -548,12 +653,11 @@ func (d *Dispatcher) Shutdown() {
 	d.shutOnce.Do(func() {
 		d.mu.Lock()
 		d.stopping = true
+		d.stopped.Store(true)
 		close(d.stopCh)
-		for q := range d.backoffs {
-			if q.timer != nil {
-				q.timer.Stop()
-				q.timer = nil
-			}
+		for dl, t := range d.backoffs {
+			t.Stop()
+			delete(d.backoffs, dl)
 		}
 		d.work.Broadcast()
 		drained := make(chan struct{})
