@@ -136,7 +136,7 @@ type queue struct {
 // drops it and completes it.
 type worker struct {
 	items  []*Delivery // nil once completed
-	stolen bool // items is one delivery taken (flag already set) from another worker
+	stolen bool        // items is one delivery taken (flag already set) from another worker
 }
 
 // errAbandoned is the result of a claimed delivery not run because
