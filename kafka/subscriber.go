@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -160,17 +161,9 @@ type subscription struct {
 
 	fatal error
 
-	batch    []*dispatch.Delivery // the poll loop's reusable submit buffer
-	accepted []int                // and its reusable index buffer
-}
-
-// rec is one record in the dispatcher: the delivery, its message and its
-// place in the partition tracker, in one allocation.
-type rec struct {
-	dl  dispatch.Delivery
-	msg message.Message
-	ps  *partState
-	seq uint64
+	batch []*dispatch.Delivery // the poll loop's reusable submit buffer
+	strs  []byte               // and its reusable key and ID buffer
+	ends  []int                // with the end of each record's key and ID in it
 }
 
 func (s *Subscriber) run(ctx context.Context, topic string, h message.Handler) error {
@@ -294,23 +287,14 @@ func (sub *subscription) submitPartition(ctx context.Context, p kgo.FetchTopicPa
 	if ps == nil {
 		return true // not (or no longer) ours
 	}
-	// The records of a fetch share one allocation, which lives until the
-	// last of them is settled or dropped.
-	recs := make([]rec, len(p.Records))
 	batch := sub.batch[:0]
-	// Register the records with the tracker under its lock (cheap), then
-	// build the messages outside it, so settlements from the workers do
-	// not wait for the batch to be built.
-	accepted := sub.accepted[:0]
-	ps.addAll(p.Records, func(i int, seq uint64) {
-		recs[i].seq = seq
-		accepted = append(accepted, i)
-	})
-	sub.accepted = accepted
-	for _, i := range accepted {
-		rc := &recs[i]
-		sub.fillRec(rc, p.Records[i], ps, rc.seq)
-		batch = append(batch, &rc.dl)
+	for rs := p.Records; len(rs) > 0; {
+		n := min(len(rs), recChunk)
+		b := sub.build(rs[:n])
+		rs = rs[n:]
+		for i := ps.add(b); i < len(b.recs); i++ {
+			batch = append(batch, &b.recs[i].dl)
+		}
 	}
 	defer func() { clear(batch); sub.batch = batch[:0] }()
 
@@ -341,52 +325,76 @@ func (sub *subscription) submitPartition(ctx context.Context, p kgo.FetchTopicPa
 	return true
 }
 
-// fillRec builds the delivered message for r in rc.
-func (sub *subscription) fillRec(rc *rec, r *kgo.Record, ps *partState, seq uint64) {
-	rc.ps, rc.seq = ps, seq
-	m := &rc.msg
-	m.Payload = r.Value
-	m.Time = r.Timestamp
-	var id []byte
-	for _, h := range r.Headers {
-		if h.Key == HeaderID && id == nil {
-			id = h.Value
-			continue
+// recChunk is the most records built in one array: the largest that the
+// runtime still allocates as a small object, from memory it recycles
+// without returning it to the operating system in between (large arrays
+// cost page faults on first touch).
+const recChunk = 32 << 10 / int(unsafe.Sizeof(rec{}))
+
+// build turns fetched records of one partition into delivered messages, in
+// one array. The keys and IDs of the batch share one string.
+func (sub *subscription) build(rs []*kgo.Record) *recBatch {
+	b := &recBatch{recs: make([]rec, len(rs))}
+	strs, ends := sub.strs[:0], sub.ends[:0]
+	for i, r := range rs {
+		rc := &b.recs[i]
+		rc.b, rc.offset, rc.epoch = b, r.Offset, r.LeaderEpoch
+		m := &rc.msg
+		m.Payload = r.Value
+		m.Time = r.Timestamp
+		var id []byte
+		for _, h := range r.Headers {
+			if h.Key == HeaderID && id == nil {
+				id = h.Value
+				continue
+			}
+			if m.Headers == nil {
+				m.Headers = make(map[string]string, len(r.Headers))
+			}
+			m.Headers[h.Key] = string(h.Value)
 		}
-		if m.Headers == nil {
-			m.Headers = make(map[string]string, len(r.Headers))
+		strs = append(strs, r.Key...)
+		ends = append(ends, len(strs))
+		if len(id) > 0 {
+			strs = append(strs, id...)
+		} else {
+			// A record from a non-ferry producer gets the ID
+			// "<topic>-<partition>-<offset>".
+			strs = append(strs, r.Topic...)
+			strs = append(strs, '-')
+			strs = strconv.AppendInt(strs, int64(r.Partition), 10)
+			strs = append(strs, '-')
+			strs = strconv.AppendInt(strs, r.Offset, 10)
 		}
-		m.Headers[h.Key] = string(h.Value)
+		ends = append(ends, len(strs))
+		m.Delivery = message.Delivery{
+			Topic:     r.Topic,
+			Group:     sub.group,
+			Partition: r.Partition,
+			Offset:    r.Offset,
+		}
+		rc.dl.Msg = m
+		rc.dl.Ref = rc
 	}
-	// Key and ID share one allocation. A record from a non-ferry producer
-	// gets the ID "<topic>-<partition>-<offset>".
-	var buf [128]byte
-	b := append(buf[:0], r.Key...)
-	if len(id) > 0 {
-		b = append(b, id...)
-	} else {
-		b = append(b, r.Topic...)
-		b = append(b, '-')
-		b = strconv.AppendInt(b, int64(r.Partition), 10)
-		b = append(b, '-')
-		b = strconv.AppendInt(b, r.Offset, 10)
+	all := string(strs)
+	from := 0
+	for i := range b.recs {
+		m := &b.recs[i].msg
+		k, e := ends[2*i], ends[2*i+1]
+		m.Key, m.ID = all[from:k], all[k:e]
+		from = e
 	}
-	ki := string(b)
-	m.Key, m.ID = ki[:len(r.Key)], ki[len(r.Key):]
-	m.Delivery = message.Delivery{
-		Topic:     r.Topic,
-		Group:     sub.group,
-		Partition: r.Partition,
-		Offset:    r.Offset,
+	if cap(strs) > 1<<20 {
+		strs = nil // do not keep a buffer grown by one huge fetch
 	}
-	rc.dl.Msg = m
-	rc.dl.Ref = rc
+	sub.strs, sub.ends = strs[:0], ends[:0]
+	return b
 }
 
 // settled is the dispatcher's settle callback.
 func (sub *subscription) settled(dl *dispatch.Delivery) {
 	rc := dl.Ref.(*rec)
-	rc.ps.settle(rc.seq)
+	rc.b.ps.settle(rc)
 }
 
 // markLoop hands advanced commit points to franz-go's mark-based
@@ -468,7 +476,7 @@ func (sub *subscription) detach(partitions []int32) ([]*partState, <-chan struct
 		set[ps] = struct{}{}
 	}
 	idle := sub.d.Remove(func(dl *dispatch.Delivery) bool {
-		_, ok := set[dl.Ref.(*rec).ps]
+		_, ok := set[dl.Ref.(*rec).b.ps]
 		return ok
 	})
 	sub.gate.Unlock()

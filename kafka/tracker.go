@@ -5,13 +5,37 @@ import (
 	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ferrymsg/ferry/internal/dispatch"
+	"github.com/ferrymsg/ferry/message"
 )
 
-// partState tracks one assignment of one partition: the records handed to
-// the dispatcher in offset order, which of them are settled, and the commit
-// point, which is just past the longest settled prefix. Records of different
-// keys settle out of order; the commit point only moves over a contiguous
-// run of settled records, so a commit never skips unsettled work.
+// rec is one record in the dispatcher: the delivery, its message and its
+// place in the partition tracker. The records of one partition's fetch are
+// built in one array (a recBatch), which lives until the last of them is
+// settled or dropped.
+type rec struct {
+	dl     dispatch.Delivery
+	msg    message.Message
+	b      *recBatch
+	offset int64 // kept apart from msg, which the handler may change
+	epoch  int32
+	done   bool // settled; under the partState lock
+}
+
+// recBatch is the records of one partition from one fetch, in offset order.
+type recBatch struct {
+	ps   *partState
+	recs []rec
+	head int // index of the oldest record not settled
+}
+
+// partState tracks one assignment of one partition: the batches handed to
+// the dispatcher in offset order, which of their records are settled, and
+// the commit point, which is just past the longest settled prefix. Records
+// of different keys settle out of order; the commit point only moves over
+// a contiguous run of settled records, so a commit never skips unsettled
+// work.
 //
 // A partState lives from OnPartitionsAssigned until the partition is
 // revoked or lost; a partition assigned again gets a new one, so late
@@ -26,87 +50,68 @@ type partState struct {
 
 	mu      sync.Mutex
 	dead    bool  // revoked or lost: settlements are ignored
-	last    int64 // offset of the last appended record, -1 before the first
-	entries []entry
-	head    int    // index of the oldest unsettled entry
-	headSeq uint64 // sequence number of entries[head]
+	last    int64 // offset of the last added record, -1 before the first
+	batches []*recBatch
 	point   kgo.EpochOffset
 	has     bool // point is set
 	marked  kgo.EpochOffset
-}
-
-type entry struct {
-	offset int64
-	epoch  int32
-	done   bool
 }
 
 func newPartState(topic string, partition int32) *partState {
 	return &partState{topic: topic, partition: partition, last: -1}
 }
 
-// add appends a record handed to the dispatcher and returns its sequence
-// number. It returns false for a record at or before the last one added
-// (a stale fetch from before a reassignment) and when the state is dead.
-func (ps *partState) add(offset int64, epoch int32) (uint64, bool) {
+// add appends a built batch and returns the index of its first record to
+// hand to the dispatcher: records at or before the last one added (a stale
+// fetch from before a reassignment) are skipped. It returns len(b.recs)
+// when nothing is to be handed over, also when the state is dead.
+func (ps *partState) add(b *recBatch) int {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	return ps.addLocked(offset, epoch)
+	n := len(b.recs)
+	if ps.dead || n == 0 {
+		return n
+	}
+	start := 0
+	for start < n && b.recs[start].offset <= ps.last {
+		start++
+	}
+	if start == n {
+		return n
+	}
+	b.ps, b.head = ps, start
+	ps.last = b.recs[n-1].offset
+	ps.batches = append(ps.batches, b)
+	return start
 }
 
-// addAll is add for a fetched batch under one lock: it calls fn with the
-// index and sequence number of each record it accepts.
-func (ps *partState) addAll(rs []*kgo.Record, fn func(i int, seq uint64)) {
+// settle marks rc as settled and moves the commit point over the settled
+// prefix.
+func (ps *partState) settle(rc *rec) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	for i, r := range rs {
-		if seq, ok := ps.addLocked(r.Offset, r.LeaderEpoch); ok {
-			fn(i, seq)
+	if ps.dead {
+		return
+	}
+	rc.done = true
+	b := rc.b
+	if len(ps.batches) == 0 || ps.batches[0] != b || &b.recs[b.head] != rc {
+		return // an earlier record is still outstanding
+	}
+	for len(ps.batches) > 0 {
+		b := ps.batches[0]
+		for b.head < len(b.recs) && b.recs[b.head].done {
+			r := &b.recs[b.head]
+			ps.point = kgo.EpochOffset{Epoch: r.epoch, Offset: r.offset + 1}
+			ps.has = true
+			b.head++
 		}
-	}
-}
-
-func (ps *partState) addLocked(offset int64, epoch int32) (uint64, bool) {
-	if ps.dead || offset <= ps.last {
-		return 0, false
-	}
-	ps.last = offset
-	seq := ps.headSeq + uint64(len(ps.entries)-ps.head)
-	ps.entries = append(ps.entries, entry{offset: offset, epoch: epoch})
-	return seq, true
-}
-
-// settle marks the record with sequence number seq as settled and moves the
-// commit point over the settled prefix.
-func (ps *partState) settle(seq uint64) {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	if ps.dead || seq < ps.headSeq {
-		return
-	}
-	i := ps.head + int(seq-ps.headSeq)
-	if i >= len(ps.entries) {
-		return
-	}
-	ps.entries[i].done = true
-	if i != ps.head {
-		return
-	}
-	for ps.head < len(ps.entries) && ps.entries[ps.head].done {
-		e := ps.entries[ps.head]
-		ps.point = kgo.EpochOffset{Epoch: e.epoch, Offset: e.offset + 1}
-		ps.has = true
-		ps.head++
-		ps.headSeq++
-	}
-	switch {
-	case ps.head == len(ps.entries):
-		ps.entries = ps.entries[:0]
-		ps.head = 0
-	case ps.head > 1024 && ps.head*2 > len(ps.entries):
-		n := copy(ps.entries, ps.entries[ps.head:])
-		ps.entries = ps.entries[:n]
-		ps.head = 0
+		if b.head < len(b.recs) {
+			return
+		}
+		n := copy(ps.batches, ps.batches[1:])
+		ps.batches[n] = nil
+		ps.batches = ps.batches[:n]
 	}
 }
 
@@ -127,6 +132,7 @@ func (ps *partState) kill() (kgo.EpochOffset, bool) {
 	defer ps.mu.Unlock()
 	ps.revoking.Store(true)
 	ps.dead = true
+	ps.batches = nil
 	return ps.point, ps.has
 }
 
@@ -134,5 +140,13 @@ func (ps *partState) kill() (kgo.EpochOffset, bool) {
 func (ps *partState) outstanding() int {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	return len(ps.entries) - ps.head
+	n := 0
+	for _, b := range ps.batches {
+		for i := b.head; i < len(b.recs); i++ {
+			if !b.recs[i].done {
+				n++
+			}
+		}
+	}
+	return n
 }
