@@ -2,6 +2,7 @@ package message
 
 import (
 	"math/rand/v2"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -11,30 +12,65 @@ import (
 // field, which is the "borrow the next millisecond" rule of RFC 9562.
 var idClock atomic.Uint64
 
+// idLen is the length of the canonical UUID form.
+const idLen = 36
+
 // NewID returns a new time-ordered identifier: a UUID version 7 (RFC 9562)
 // in its canonical 36-character form. IDs made in one process sort by
 // creation time, including within a millisecond (a 12-bit counter seeded
 // randomly at each new millisecond). The random bits come from math/rand/v2's
 // ChaCha8-based generator.
-func NewID() string { return newID(time.Now().UnixMilli()) }
+func NewID() string {
+	var b strings.Builder
+	newIDs(&b, time.Now().UnixMilli(), 1)
+	return b.String()
+}
 
-// newID makes an ID for the millisecond ms (callers making many at once
-// read the clock once).
-func newID(ms int64) string {
-	var v uint64
+// reserveIDs takes n consecutive clock values for the millisecond ms with
+// one compare-and-swap and returns the first.
+func reserveIDs(ms int64, n int) uint64 {
 	for {
 		old := idClock.Load()
+		start := old + 1
 		if uint64(ms) > old>>12 {
-			v = uint64(ms)<<12 | uint64(rand.Uint32()&0x01ff)
-		} else {
-			v = old + 1
+			start = uint64(ms)<<12 | uint64(rand.Uint32()&0x01ff)
 		}
-		if idClock.CompareAndSwap(old, v) {
-			break
+		if idClock.CompareAndSwap(old, start+uint64(n)-1) {
+			return start
 		}
 	}
-	ms, ctr := int64(v>>12), v&0x0fff
+}
 
+// newIDs writes n IDs for the millisecond ms to b, back to back. Callers
+// making many at once share one clock reading and one string.
+func newIDs(b *strings.Builder, ms int64, n int) {
+	b.Grow(n * idLen)
+	v := reserveIDs(ms, n)
+	for i := range n {
+		var s [idLen]byte
+		formatID(&s, v+uint64(i), rand.Uint64())
+		b.Write(s[:])
+	}
+}
+
+// hexPairs holds the two lower-case hex digits of every byte value.
+const hexPairs = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f" +
+	"202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f" +
+	"404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f" +
+	"606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f" +
+	"808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f" +
+	"a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf" +
+	"c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf" +
+	"e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"
+
+// idDigits is where each of the 16 UUID bytes goes in the 36-character
+// form (the dashes sit at 8, 13, 18 and 23).
+var idDigits = [16]uint8{0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34}
+
+// formatID writes the UUIDv7 for clock value v (millisecond << 12 |
+// counter) and random bits r to s.
+func formatID(s *[idLen]byte, v, r uint64) {
+	ms, ctr := v>>12, v&0x0fff
 	var u [16]byte
 	u[0] = byte(ms >> 40)
 	u[1] = byte(ms >> 32)
@@ -44,22 +80,13 @@ func newID(ms int64) string {
 	u[5] = byte(ms)
 	u[6] = 0x70 | byte(ctr>>8)&0x0f
 	u[7] = byte(ctr)
-	r := rand.Uint64()
 	u[8] = 0x80 | byte(r>>56)&0x3f
 	for i := 9; i < 16; i++ {
 		u[i] = byte(r >> (8 * (15 - i)))
 	}
-
-	const hexdigits = "0123456789abcdef"
-	var s [36]byte
-	j := 0
+	s[8], s[13], s[18], s[23] = '-', '-', '-', '-'
 	for i, b := range u {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			s[j] = '-'
-			j++
-		}
-		s[j], s[j+1] = hexdigits[b>>4], hexdigits[b&0x0f]
-		j += 2
+		j := idDigits[i]
+		s[j], s[j+1] = hexPairs[2*int(b)], hexPairs[2*int(b)+1]
 	}
-	return string(s[:])
 }

@@ -3,10 +3,14 @@ package message
 import (
 	"context"
 	"errors"
+	"fmt"
 	"regexp"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestNewIDIsUUIDv7AndOrdered(t *testing.T) {
@@ -107,5 +111,68 @@ func TestCallRecoversPanic(t *testing.T) {
 	var pe *PanicError
 	if !errors.As(err, &pe) || !errors.Is(err, inner) || len(pe.Stack) == 0 {
 		t.Fatalf("got %v", err)
+	}
+}
+
+func TestPrepareIDsAreOrderedUUIDv7s(t *testing.T) {
+	re := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+	var all []string
+	for round := range 50 {
+		msgs := make([]*Message, 1+round*37)
+		for i := range msgs {
+			msgs[i] = &Message{}
+		}
+		msgs[0].ID = "given" // kept as it is
+		before := time.Now().UnixMilli()
+		if err := Prepare("t", msgs); err != nil {
+			t.Fatal(err)
+		}
+		if msgs[0].ID != "given" {
+			t.Fatalf("Prepare replaced a given ID with %q", msgs[0].ID)
+		}
+		for _, m := range msgs[1:] {
+			if !re.MatchString(m.ID) {
+				t.Fatalf("not a UUIDv7: %q", m.ID)
+			}
+			// The first 48 bits are the Unix millisecond (a counter
+			// overflow may borrow a few from the future).
+			ms, err := strconv.ParseInt(strings.ReplaceAll(m.ID[:13], "-", ""), 16, 64)
+			if err != nil || ms < before || ms > time.Now().UnixMilli()+1000 {
+				t.Fatalf("ID %s carries millisecond %d, made at %d", m.ID, ms, before)
+			}
+			all = append(all, m.ID)
+		}
+		all = append(all, NewID()) // single IDs interleave in order
+	}
+	if !sort.StringsAreSorted(all) {
+		t.Fatal("IDs made in sequence, in batches and singly, are not sorted")
+	}
+	seen := map[string]bool{}
+	for _, id := range all {
+		if seen[id] {
+			t.Fatalf("duplicate id %s", id)
+		}
+		seen[id] = true
+	}
+}
+
+func TestFormatIDMatchesTheUUIDLayout(t *testing.T) {
+	for _, c := range []struct{ v, r uint64 }{{0, 0}, {1<<60 - 1, 1<<64 - 1}, {0x0123456789abc<<12 | 0xdef, 0x0011223344556677}} {
+		var s [idLen]byte
+		formatID(&s, c.v, c.r)
+		ms, ctr := c.v>>12, c.v&0xfff
+		var u [16]byte
+		for i := range 6 {
+			u[i] = byte(ms >> (40 - 8*i))
+		}
+		u[6], u[7] = 0x70|byte(ctr>>8), byte(ctr)
+		for i := 8; i < 16; i++ {
+			u[i] = byte(c.r >> (8 * (15 - i)))
+		}
+		u[8] = 0x80 | u[8]&0x3f
+		want := fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+		if string(s[:]) != want {
+			t.Fatalf("formatID(%#x, %#x) = %s, want %s", c.v, c.r, s[:], want)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package message
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -28,6 +29,7 @@ func Prepare(topic string, msgs []*Message) error {
 		}
 	}
 	var now time.Time
+	need := 0
 	for _, m := range msgs {
 		if m.ID != "" && !m.Time.IsZero() {
 			continue
@@ -36,10 +38,22 @@ func Prepare(topic string, msgs []*Message) error {
 			now = time.Now()
 		}
 		if m.ID == "" {
-			m.ID = newID(now.UnixMilli())
+			need++
 		}
 		if m.Time.IsZero() {
 			m.Time = now
+		}
+	}
+	if need == 0 {
+		return nil
+	}
+	// The new IDs share one string: one allocation per call.
+	var b strings.Builder
+	newIDs(&b, now.UnixMilli(), need)
+	ids := b.String()
+	for _, m := range msgs {
+		if m.ID == "" {
+			m.ID, ids = ids[:idLen], ids[idLen:]
 		}
 	}
 	return nil

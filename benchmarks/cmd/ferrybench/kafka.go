@@ -298,6 +298,12 @@ func (s *kafkaSystem) raw() (*kafkaVariant, error) {
 			recs := make([]*kgo.Record, len(ps))
 			for i, p := range ps {
 				recs[i] = &kgo.Record{Topic: topic, Value: p}
+				if cfg.rawProps {
+					// What ferry sends besides the payload: a UUID in
+					// the ferry-id header and the message time.
+					recs[i].Headers = []kgo.RecordHeader{{Key: kafka.HeaderID, Value: []byte(message.NewID())}}
+					recs[i].Timestamp = time.Now()
+				}
 			}
 			return pub.ProduceSync(ctx, recs...).FirstErr()
 		},

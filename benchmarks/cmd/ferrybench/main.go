@@ -143,7 +143,7 @@ func main() {
 		rAMQP   = flag.Float64("rate-amqp", 5_000, "offered rate (msgs/s) of RabbitMQ latency cells")
 		sizes   = flag.String("sizes", "100,1024", "payload sizes in bytes")
 		timeout = flag.Duration("cell-timeout", 10*time.Minute, "fail a cell that takes longer")
-		rawProp = flag.Bool("raw-props", false, "diagnostic: raw AMQP publishes carry the properties ferry sets (message id, timestamp, ferry-time header)")
+		rawProp = flag.Bool("raw-props", false, "diagnostic: raw publishes carry what ferry adds to each message (AMQP: message id, timestamp and ferry-time header; Kafka: the ferry-id header and a timestamp)")
 	)
 	flag.Parse()
 	cfg = config{
