@@ -547,8 +547,11 @@ func (d *Dispatcher) releaseLocked(n int) {
 	if n == 0 {
 		return
 	}
+	full := d.pending >= d.cfg.MaxPending
 	d.pending -= n
-	if d.pending < d.cfg.MaxPending {
+	// Submit and Space users wait only while the dispatcher is full, so
+	// only the step from full to not full needs a signal.
+	if full && d.pending < d.cfg.MaxPending {
 		d.signalSpace()
 	}
 }
