@@ -159,7 +159,8 @@ type subscription struct {
 	submitCancel context.CancelFunc
 	runCtx       context.Context
 
-	fatal error
+	fatal   error
+	recycle bool // build recycles franz-go's records (see recordPool)
 
 	batch []*dispatch.Delivery // the poll loop's reusable submit buffer
 	strs  []byte               // and its reusable key and ID buffer
@@ -209,6 +210,9 @@ func (s *Subscriber) run(ctx context.Context, topic string, h message.Handler) e
 		// before a revocation can never be counted against a partition's
 		// next assignment.
 		kgo.BlockRebalanceOnPoll(),
+		// Fetched records are decoded into recycled arrays: build copies
+		// what it needs and recycles each record.
+		kgo.WithPools(records),
 	}, s.cfg.clientOpts...)
 	cl, err := kgo.NewClient(kopts...)
 	if err != nil {
@@ -216,6 +220,7 @@ func (s *Subscriber) run(ctx context.Context, topic string, h message.Handler) e
 		return fmt.Errorf("kafka: subscribe %q: %w: %w", topic, message.ErrInvalidConfig, err)
 	}
 	sub.cl = cl
+	sub.recycle = recyclable(cl)
 
 	markDone := make(chan struct{})
 	markStopped := make(chan struct{})
@@ -375,6 +380,9 @@ func (sub *subscription) build(rs []*kgo.Record) *recBatch {
 		}
 		rc.dl.Msg = m
 		rc.dl.Ref = rc
+		if sub.recycle {
+			r.Recycle() // nothing of r is used after this
+		}
 	}
 	all := string(strs)
 	from := 0

@@ -61,6 +61,7 @@ func RequireBrokers() bool {
 // connection; otherwise it skips (or fails, see RequireBrokers) t.
 func NeedKafka(t testing.TB) []string {
 	t.Helper()
+	useService(t, "kafka")
 	brokers := KafkaBrokers()
 	var errs []error
 	for _, b := range brokers {
@@ -78,6 +79,7 @@ func NeedKafka(t testing.TB) []string {
 // otherwise it skips (or fails) t.
 func NeedAMQP(t testing.TB) string {
 	t.Helper()
+	useService(t, "rabbitmq")
 	u := AMQPURL()
 	addr, err := hostPort(u, "5672", "5671")
 	if err == nil {
@@ -94,6 +96,7 @@ func NeedAMQP(t testing.TB) string {
 // those credentials; otherwise it skips (or fails) t.
 func NeedPostgres(t testing.TB) string {
 	t.Helper()
+	useService(t, "postgres")
 	dsn := PostgresDSN()
 	if err := pingPostgres(dsn); err != nil {
 		unavailable(t, "PostgreSQL", "FERRY_POSTGRES_DSN", err)
@@ -133,6 +136,9 @@ func RestartService(t testing.TB, name string) {
 	}
 	restartMu.Lock()
 	defer restartMu.Unlock()
+	// Wait until no other test process uses the service (see lock.go).
+	release := exclusive(t, name)
+	defer release()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, "scripts", "services.sh"), "restart", name)
@@ -146,8 +152,9 @@ func RestartService(t testing.TB, name string) {
 }
 
 // restartMu keeps the tests of one package from restarting services at
-// once. Packages run in separate processes; services.sh itself is not
-// meant to be run concurrently for the same service.
+// once; the service locks (lock.go) do the same across packages, which
+// run in separate processes. services.sh itself is not meant to be run
+// concurrently for the same service.
 var restartMu sync.Mutex
 
 // managedByScript reports whether the address of service name is the
