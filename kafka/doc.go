@@ -104,6 +104,14 @@
 //   - WithClientOptions: any kgo.Opt, applied after ferry's own, for TLS
 //     (kgo.DialTLSConfig), SASL (kgo.SASL), linger, buffer and fetch sizes.
 //
+// The Subscriber's client decodes fetched records into recycled arrays
+// (kgo.WithPools with a kgo.PoolRecords): each record is recycled as soon
+// as its message is built, and message payloads point into franz-go's
+// decompressed data, which is not pooled, so a handler may keep a message
+// and its payload. If WithClientOptions adds a kgo.PoolDecompressBytes,
+// ferry stops recycling records, since recycling would hand that data
+// back while payloads still point into it.
+//
 // # Errors
 //
 // Errors match the message sentinels with errors.Is and, where a broker or
