@@ -24,8 +24,6 @@ func BenchmarkConsumePipeline(b *testing.B) {
 			recs := make([]*kgo.Record, fetch)
 			var wg sync.WaitGroup
 			sub := &subscription{topic: "bench-topic-with-a-longish-name", group: "g", parts: map[int32]*partState{}}
-			sub.submitCtx, sub.submitCancel = context.WithCancel(context.Background())
-			defer sub.submitCancel()
 			ps := newPartState(sub.topic, 0)
 			sub.parts[0] = ps
 			sub.d = dispatch.New(context.Background(), func(context.Context, *message.Message) error { return nil },

@@ -148,17 +148,6 @@ type subscription struct {
 	mu    sync.Mutex
 	parts map[int32]*partState
 
-	// gate orders the poll loop's Submit calls against revocations: the
-	// poll loop holds it for reading around each Submit; a revocation
-	// cancels submitCtx (waking a Submit blocked on backpressure) and then
-	// takes it for writing before removing the revoked partitions' records
-	// from the dispatcher, so no record of a revoked partition enters the
-	// dispatcher after that.
-	gate         sync.RWMutex
-	submitCtx    context.Context
-	submitCancel context.CancelFunc
-	runCtx       context.Context
-
 	fatal   error
 	recycle bool // build recycles franz-go's records (see recordPool)
 
@@ -169,14 +158,11 @@ type subscription struct {
 
 func (s *Subscriber) run(ctx context.Context, topic string, h message.Handler) error {
 	sub := &subscription{
-		topic:  topic,
-		group:  s.cfg.group,
-		cfg:    &s.cfg,
-		parts:  make(map[int32]*partState),
-		runCtx: ctx,
+		topic: topic,
+		group: s.cfg.group,
+		cfg:   &s.cfg,
+		parts: make(map[int32]*partState),
 	}
-	sub.submitCtx, sub.submitCancel = context.WithCancel(ctx)
-	defer func() { sub.submitCancel() }()
 
 	dcfg := dispatch.Config{
 		Concurrency:  s.cfg.concurrency,
@@ -303,29 +289,12 @@ func (sub *subscription) submitPartition(ctx context.Context, p kgo.FetchTopicPa
 	}
 	defer func() { clear(batch); sub.batch = batch[:0] }()
 
-	// The gate is held for reading across the batch and released only
-	// when a Submit fails: a revocation first cancels submitCtx, so a
-	// blocked Submit returns, we release the gate, and the revocation
-	// (waiting to take it for writing) goes ahead before we take it again.
-	sub.gate.RLock()
-	defer func() { sub.gate.RUnlock() }()
-	for rest := batch; len(rest) > 0; {
-		if ps.revoking.Load() {
-			return true // the partition went away: its records are dropped
-		}
-		n, err := sub.d.SubmitBatch(sub.submitCtx, rest)
-		rest = rest[n:]
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil || errors.Is(err, dispatch.ErrStopped) {
-			return false
-		}
-		// A revocation cancelled submitCtx to wake us. Let it run, then
-		// try again with the new submitCtx it installed (or drop the
-		// rest if its partition is the revoked one).
-		sub.gate.RUnlock()
-		sub.gate.RLock()
+	// No rebalance callback runs while we are here (kgo.BlockRebalanceOnPoll
+	// holds OnPartitionsRevoked and OnPartitionsLost until the poll loop
+	// calls AllowRebalance), so every record submitted belongs to the
+	// current assignment of its partition.
+	if _, err := sub.d.SubmitBatch(ctx, batch); err != nil {
+		return false // ctx ended or the dispatcher stopped
 	}
 	return true
 }
@@ -467,7 +436,6 @@ func (sub *subscription) detach(partitions []int32) ([]*partState, <-chan struct
 	var gone []*partState
 	for _, p := range partitions {
 		if ps := sub.parts[p]; ps != nil {
-			ps.revoking.Store(true)
 			gone = append(gone, ps)
 			delete(sub.parts, p)
 		}
@@ -476,9 +444,6 @@ func (sub *subscription) detach(partitions []int32) ([]*partState, <-chan struct
 	if len(gone) == 0 {
 		return nil, nil
 	}
-	sub.submitCancel() // wake a Submit blocked on backpressure
-	sub.gate.Lock()
-	sub.submitCtx, sub.submitCancel = context.WithCancel(sub.runCtx)
 	set := make(map[*partState]struct{}, len(gone))
 	for _, ps := range gone {
 		set[ps] = struct{}{}
@@ -487,7 +452,6 @@ func (sub *subscription) detach(partitions []int32) ([]*partState, <-chan struct
 		_, ok := set[dl.Ref.(*rec).b.ps]
 		return ok
 	})
-	sub.gate.Unlock()
 	return gone, idle
 }
 

@@ -2,7 +2,6 @@ package kafka
 
 import (
 	"sync"
-	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -43,10 +42,6 @@ type recBatch struct {
 type partState struct {
 	topic     string
 	partition int32
-
-	// revoking is set when the partition is being revoked or was lost; the
-	// poll loop submits no more records of it.
-	revoking atomic.Bool
 
 	mu      sync.Mutex
 	dead    bool  // revoked or lost: settlements are ignored
@@ -130,7 +125,6 @@ func (ps *partState) unmarked() (kgo.EpochOffset, bool) {
 func (ps *partState) kill() (kgo.EpochOffset, bool) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	ps.revoking.Store(true)
 	ps.dead = true
 	ps.batches = nil
 	return ps.point, ps.has
