@@ -35,7 +35,8 @@ func FuzzRecordToMessage(f *testing.F) {
 		// share one string, so a slicing slip shows up in either.
 		r2 := &kgo.Record{Topic: "t", Partition: 3, Offset: 43, Key: []byte("next"), Value: []byte("v2")}
 		b := sub.build([]*kgo.Record{r, r2})
-		if m2 := &b.recs[1].msg; m2.Key != "next" || m2.ID != "t-3-43" || string(m2.Payload) != "v2" {
+		m2 := &b.recs[1].msg
+		if m2.Key != "next" || m2.ID != "t-3-43" || string(m2.Payload) != "v2" {
 			t.Fatalf("second record of the fetch: key %q ID %q payload %q", m2.Key, m2.ID, m2.Payload)
 		}
 		m := &b.recs[0].msg
@@ -67,13 +68,17 @@ func FuzzRecordToMessage(f *testing.F) {
 		if d := m.Delivery; d.Topic != "t" || d.Partition != 3 || d.Offset != 42 || d.Group != "g" {
 			t.Fatalf("delivery %+v", d)
 		}
-		back := &sub.build(toRecords("t", []*message.Message{m})).recs[0].msg
-		if back.ID != m.ID || back.Key != m.Key || !bytes.Equal(back.Payload, m.Payload) || !back.Time.Equal(m.Time) {
-			t.Fatalf("round trip changed the message: %+v -> %+v", m, back)
-		}
-		for k, v := range want {
-			if back.Headers[k] != v {
-				t.Fatalf("round trip changed header %q: %q -> %q", k, v, back.Headers[k])
+		// Published alone (one allocation) and in a batch (shared arrays).
+		alone := sub.build(toRecords("t", []*message.Message{m})).recs[0].msg
+		inBatch := sub.build(toRecords("t", []*message.Message{m2, m, m2})).recs[1].msg
+		for _, back := range []*message.Message{&alone, &inBatch} {
+			if back.ID != m.ID || back.Key != m.Key || !bytes.Equal(back.Payload, m.Payload) || !back.Time.Equal(m.Time) {
+				t.Fatalf("round trip changed the message: %+v -> %+v", m, back)
+			}
+			for k, v := range want {
+				if back.Headers[k] != v {
+					t.Fatalf("round trip changed header %q: %q -> %q", k, v, back.Headers[k])
+				}
 			}
 		}
 	})

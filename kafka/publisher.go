@@ -181,42 +181,68 @@ func encodedSize(m *message.Message) int {
 // Headers to record headers. It allocates a few times per batch rather
 // than several times per message: the records, their ID headers and the
 // bytes of their keys and IDs each share one backing array (franz-go only
-// reads them).
+// reads them), and a single message takes one allocation.
 func toRecords(topic string, msgs []*message.Message) []*kgo.Record {
+	if len(msgs) == 1 && len(msgs[0].Key)+len(msgs[0].ID) <= len(single{}.buf) {
+		one := &single{}
+		one.out[0] = &one.rec
+		fillRecord(&one.rec, &one.hdr, topic, msgs[0], one.buf[:0])
+		return one.out[:]
+	}
 	n := 0
 	for _, m := range msgs {
 		n += len(m.Key) + len(m.ID)
 	}
 	buf := make([]byte, 0, n)
+	recs := make([]recordWithID, len(msgs))
+	out := make([]*kgo.Record, len(msgs))
+	for i, m := range msgs {
+		r := &recs[i]
+		buf = fillRecord(&r.rec, &r.hdr, topic, m, buf)
+		out[i] = &r.rec
+	}
+	return out
+}
+
+// recordWithID is a record and the array of its ID header.
+type recordWithID struct {
+	rec kgo.Record
+	hdr [1]kgo.RecordHeader
+}
+
+// single is everything a one-message Publish hands franz-go.
+type single struct {
+	recordWithID
+	out [1]*kgo.Record
+	buf [96]byte // the key and ID bytes
+}
+
+// fillRecord maps m to r, with hdr holding its ID header, appending the bytes
+// of the key and ID to buf (which must have room for them, so that earlier
+// records' slices of it stay valid) and returning it.
+func fillRecord(r *kgo.Record, hdr *[1]kgo.RecordHeader, topic string, m *message.Message, buf []byte) []byte {
 	bytesOf := func(s string) []byte {
 		start := len(buf)
 		buf = append(buf, s...)
 		return buf[start:len(buf):len(buf)]
 	}
-	recs := make([]kgo.Record, len(msgs))
-	hdrs := make([]kgo.RecordHeader, len(msgs))
-	out := make([]*kgo.Record, len(msgs))
-	for i, m := range msgs {
-		r := &recs[i]
-		r.Topic, r.Value, r.Timestamp = topic, m.Payload, m.Time
-		if m.Key != "" {
-			r.Key = bytesOf(m.Key)
-		}
-		hdrs[i] = kgo.RecordHeader{Key: HeaderID, Value: bytesOf(m.ID)}
-		r.Headers = hdrs[i : i+1 : i+1] // a user header appends into its own array
-		if len(m.Headers) > 0 {
-			r.Headers = make([]kgo.RecordHeader, 1, 1+len(m.Headers))
-			r.Headers[0] = hdrs[i]
-			for k, v := range m.Headers {
-				if k == HeaderID {
-					continue // ours: Message.ID wins
-				}
-				r.Headers = append(r.Headers, kgo.RecordHeader{Key: k, Value: []byte(v)})
-			}
-		}
-		out[i] = r
+	r.Topic, r.Value, r.Timestamp = topic, m.Payload, m.Time
+	if m.Key != "" {
+		r.Key = bytesOf(m.Key)
 	}
-	return out
+	hdr[0] = kgo.RecordHeader{Key: HeaderID, Value: bytesOf(m.ID)}
+	r.Headers = hdr[:] // capacity 1: user headers go to an array of their own
+	if len(m.Headers) > 0 {
+		r.Headers = make([]kgo.RecordHeader, 1, 1+len(m.Headers))
+		r.Headers[0] = hdr[0]
+		for k, v := range m.Headers {
+			if k == HeaderID {
+				continue // ours: Message.ID wins
+			}
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: k, Value: []byte(v)})
+		}
+	}
+	return buf
 }
 
 // failed builds the error of a Publish call from per-message errors (nil
