@@ -135,9 +135,25 @@ type queue struct {
 // delivery's taken flag first (its worker, a thief or Remove) runs or
 // drops it and completes it.
 type worker struct {
+	idx    int
 	items  []*Delivery // nil once completed
 	stolen bool        // items is one delivery taken (flag already set) from another worker
+	// started counts the deliveries this worker started; seen holds the
+	// other workers' counts and when this worker first saw them, so it can
+	// tell a worker stuck in one handler from one working through its
+	// claim (or merely not scheduled for a moment).
+	started atomic.Uint64
+	seen    []seenCount
 }
+
+type seenCount struct {
+	n  uint64
+	at time.Time
+}
+
+// stallAfter is how long a worker may go without starting a delivery while
+// it holds claimed, unstarted ones before other workers take them.
+const stallAfter = time.Millisecond
 
 // errAbandoned is the result of a claimed delivery not run because
 // shutdown began.
@@ -200,7 +216,7 @@ func New(parent context.Context, h message.Handler, cfg Config, settled func(*De
 	d.workers = make([]*worker, cfg.Concurrency)
 	d.wg.Add(cfg.Concurrency)
 	for i := range d.workers {
-		d.workers[i] = &worker{}
+		d.workers[i] = &worker{idx: i, seen: make([]seenCount, cfg.Concurrency)}
 	}
 	for _, w := range d.workers {
 		go d.run(w)
@@ -377,7 +393,10 @@ func (d *Dispatcher) run(w *worker) {
 // (at most maxClaim), or else with one delivery stolen from another
 // worker's claim. It reports whether w got any.
 func (d *Dispatcher) claimLocked(w *worker) bool {
-	if n := len(d.ready) - d.readyHd; n > 0 {
+	if dl := d.stealStalledLocked(w); dl != nil {
+		w.items = append(w.items, dl)
+		w.stolen = true
+	} else if n := len(d.ready) - d.readyHd; n > 0 {
 		k := min(max(n/d.cfg.Concurrency, 1), maxClaim)
 		for range k {
 			dl := d.popReady()
@@ -398,6 +417,38 @@ func (d *Dispatcher) claimLocked(w *worker) bool {
 		d.work.Signal()
 	}
 	return true
+}
+
+// stealStalledLocked takes a claimed, not yet started delivery from a
+// worker that has started nothing for stallAfter: its handler is slow (or
+// stuck), and what it claimed after that delivery must not wait for it
+// while the other workers keep finding new ready work.
+func (d *Dispatcher) stealStalledLocked(w *worker) *Delivery {
+	if len(d.workers) == 1 {
+		return nil
+	}
+	var now time.Time
+	for i, o := range d.workers {
+		if o == w || o.stolen || len(o.items) == 0 {
+			continue
+		}
+		if now.IsZero() {
+			now = time.Now()
+		}
+		if n := o.started.Load(); n != w.seen[i].n || w.seen[i].at.IsZero() {
+			w.seen[i] = seenCount{n: n, at: now} // it moved on since we last looked
+			continue
+		}
+		if now.Sub(w.seen[i].at) < stallAfter {
+			continue
+		}
+		for _, dl := range o.items {
+			if dl != nil && dl.state == sClaimed && !dl.taken.Load() && dl.taken.CompareAndSwap(false, true) {
+				return dl
+			}
+		}
+	}
+	return nil
 }
 
 // stealLocked takes a claimed, not yet started delivery from another worker.
@@ -433,6 +484,7 @@ func (d *Dispatcher) runClaim(w *worker) {
 		case d.stopped.Load():
 			err = errAbandoned
 		default:
+			w.started.Add(1)
 			if dl.Msg.Delivery.Attempt < 1 {
 				dl.Msg.Delivery.Attempt = 1
 			}

@@ -11,6 +11,12 @@
 // callback, which commits or acks it. Deliveries with an empty key have no
 // ordering constraint.
 //
+// Workers take ready deliveries a fair share at a time (up to 64) under one
+// lock acquisition, so the hand-off costs little per message. A claimed
+// delivery that has not started is not tied to its worker: an idle worker
+// steals it, and Remove and Shutdown drop it, so a slow handler holds up
+// only its own delivery (and later ones of its key).
+//
 // Submit blocks while MaxPending deliveries are accepted but not settled,
 // which is the adapters' backpressure. Remove drops the deliveries of revoked
 // partitions; Shutdown stops intake, lets in-flight handlers finish within

@@ -40,3 +40,42 @@ func TestBlockedHandlerDoesNotHoldClaimedDeliveries(t *testing.T) {
 	<-started
 	<-allDone
 }
+
+// A delivery claimed behind a blocked handler does not wait for the ready
+// list to drain: while the other worker keeps finding new work, it steals
+// from the worker that started nothing for stallAfter.
+func TestClaimedBehindBlockedHandlerIsStolenUnderLoad(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{})
+	var fillers atomic.Int64
+	fillersAtY := make(chan int64, 1)
+	// Far more work than the stall threshold (stallAfter) lets the other
+	// worker do before it steals y.
+	const n = 200000
+	d := New(context.Background(), func(ctx context.Context, m *message.Message) error {
+		switch m.Key {
+		case "slow":
+			close(started)
+			<-release
+		case "y":
+			fillersAtY <- fillers.Load()
+		default:
+			fillers.Add(1)
+		}
+		return nil
+	}, Config{Concurrency: 2, MaxPending: n + 2}, nil)
+	defer d.Shutdown()
+	defer close(release)
+	// slow and y head the ready list, so one claim takes both.
+	batch := []*Delivery{{Msg: msg("slow", 0)}, {Msg: msg("y", 0)}}
+	for i := range n {
+		batch = append(batch, &Delivery{Msg: msg("", i)})
+	}
+	if _, err := d.SubmitBatch(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	if got := <-fillersAtY; got >= n/2 {
+		t.Fatalf("y ran after %d of %d other deliveries: it waited behind the blocked handler", got, n)
+	}
+}
