@@ -2,7 +2,9 @@ package dispatch
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -77,5 +79,65 @@ func TestClaimedBehindBlockedHandlerIsStolenUnderLoad(t *testing.T) {
 	<-started
 	if got := <-fillersAtY; got >= n/2 {
 		t.Fatalf("y ran after %d of %d other deliveries: it waited behind the blocked handler", got, n)
+	}
+}
+
+// Deliveries a worker claimed but has not started are dropped by Remove
+// without waiting for the running handler, and abandoned by Shutdown.
+func TestClaimedUnstartedDeliveriesAreRemovedAndAbandoned(t *testing.T) {
+	for _, how := range []string{"remove", "shutdown"} {
+		t.Run(how, func(t *testing.T) {
+			started := make(chan struct{})
+			finish := make(chan struct{})
+			var mu sync.Mutex
+			ran := map[string]bool{}
+			d := New(context.Background(), func(ctx context.Context, m *message.Message) error {
+				mu.Lock()
+				ran[string(m.Payload)] = true
+				mu.Unlock()
+				if string(m.Payload) == "0" {
+					close(started)
+					<-finish
+				}
+				return nil
+			}, Config{Concurrency: 1}, nil)
+			// One batch: the single worker claims all three at once.
+			batch := []*Delivery{{Msg: msg("", 0), Ref: 1}, {Msg: msg("", 1), Ref: 1}, {Msg: msg("", 2), Ref: 2}}
+			if _, err := d.SubmitBatch(context.Background(), batch); err != nil {
+				t.Fatal(err)
+			}
+			<-started
+			if how == "remove" {
+				done := d.Remove(func(dl *Delivery) bool { return dl.Ref == 1 })
+				select {
+				case <-done:
+					t.Fatal("Remove finished while a matching handler runs")
+				default:
+				}
+				if p := d.Pending(); p != 2 {
+					t.Fatalf("pending %d after Remove, want 2 (the running one and the other ref's)", p)
+				}
+				close(finish)
+				<-done
+				waitFor(t, "the other ref's delivery", func() bool { mu.Lock(); defer mu.Unlock(); return ran["2"] })
+				d.Shutdown()
+			} else {
+				stopped := make(chan struct{})
+				go func() { d.Shutdown(); close(stopped) }()
+				waitFor(t, "intake stopped", func() bool {
+					return errors.Is(d.Submit(context.Background(), &Delivery{Msg: msg("", 9)}), ErrStopped)
+				})
+				close(finish)
+				<-stopped
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if ran["1"] {
+				t.Fatalf("%s: a claimed delivery it should have dropped ran", how)
+			}
+			if how == "shutdown" && ran["2"] {
+				t.Fatal("shutdown: a claimed delivery ran after Shutdown began")
+			}
+		})
 	}
 }
