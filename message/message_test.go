@@ -22,13 +22,19 @@ func TestNewIDIsUUIDv7AndOrdered(t *testing.T) {
 			t.Fatalf("not a UUIDv7: %q", ids[i])
 		}
 	}
+	requireSortedUnique(t, "IDs made in sequence", ids)
+}
+
+// requireSortedUnique fails t unless ids are sorted and distinct.
+func requireSortedUnique(t *testing.T, what string, ids []string) {
+	t.Helper()
 	if !sort.StringsAreSorted(ids) {
-		t.Fatal("IDs made in sequence are not sorted")
+		t.Fatalf("%s are not sorted", what)
 	}
 	seen := map[string]bool{}
 	for _, id := range ids {
 		if seen[id] {
-			t.Fatalf("duplicate id %s", id)
+			t.Fatalf("%s: duplicate id %s", what, id)
 		}
 		seen[id] = true
 	}
@@ -144,16 +150,7 @@ func TestPrepareIDsAreOrderedUUIDv7s(t *testing.T) {
 		}
 		all = append(all, NewID()) // single IDs interleave in order
 	}
-	if !sort.StringsAreSorted(all) {
-		t.Fatal("IDs made in sequence, in batches and singly, are not sorted")
-	}
-	seen := map[string]bool{}
-	for _, id := range all {
-		if seen[id] {
-			t.Fatalf("duplicate id %s", id)
-		}
-		seen[id] = true
-	}
+	requireSortedUnique(t, "IDs made in sequence, in batches and singly,", all)
 }
 
 func TestFormatIDMatchesTheUUIDLayout(t *testing.T) {

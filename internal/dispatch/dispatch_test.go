@@ -210,11 +210,7 @@ func TestShutdownDrainsInFlightAndDropsQueued(t *testing.T) {
 	}
 	<-started
 	<-started
-	done := make(chan struct{})
-	go func() { d.Shutdown(); close(done) }()
-	waitFor(t, "intake stopped", func() bool {
-		return errors.Is(d.Submit(context.Background(), &Delivery{Msg: msg("", 9)}), ErrStopped)
-	})
+	done := shutdownInBackground(t, d)
 	close(finish)
 	<-done
 	if ctxErrSeen.Load() {
@@ -223,6 +219,18 @@ func TestShutdownDrainsInFlightAndDropsQueued(t *testing.T) {
 	if got := settled.Load(); got != 2 {
 		t.Fatalf("settled %d, want the 2 in-flight only", got)
 	}
+}
+
+// shutdownInBackground starts d.Shutdown and returns once intake stopped;
+// the channel is closed when Shutdown returns.
+func shutdownInBackground(t *testing.T, d *Dispatcher) <-chan struct{} {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { d.Shutdown(); close(done) }()
+	waitFor(t, "intake stopped", func() bool {
+		return errors.Is(d.Submit(context.Background(), &Delivery{Msg: msg("", 9)}), ErrStopped)
+	})
+	return done
 }
 
 func TestShutdownCancelsAfterDrainTimeout(t *testing.T) {

@@ -2,7 +2,6 @@ package dispatch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -122,11 +121,7 @@ func TestClaimedUnstartedDeliveriesAreRemovedAndAbandoned(t *testing.T) {
 				waitFor(t, "the other ref's delivery", func() bool { mu.Lock(); defer mu.Unlock(); return ran["2"] })
 				d.Shutdown()
 			} else {
-				stopped := make(chan struct{})
-				go func() { d.Shutdown(); close(stopped) }()
-				waitFor(t, "intake stopped", func() bool {
-					return errors.Is(d.Submit(context.Background(), &Delivery{Msg: msg("", 9)}), ErrStopped)
-				})
+				stopped := shutdownInBackground(t, d)
 				close(finish)
 				<-stopped
 			}
