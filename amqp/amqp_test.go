@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -54,14 +55,32 @@ func deleteNow(url, topic string, queues ...string) {
 		return
 	}
 	defer c.Close()
-	ch, err := c.Channel()
-	if err != nil {
-		return
+	var ch *amqp091.Channel
+	do := func(f func(*amqp091.Channel) error) {
+		if ch == nil || ch.IsClosed() {
+			if ch, err = c.Channel(); err != nil {
+				ch = nil
+				return
+			}
+		}
+		_ = f(ch) // a missing queue or exchange closes the channel; the next call reopens one
 	}
+	// Each name is a group's queue name: its competing-mode queue, or the
+	// base of its sharded topology (shard queues, router, unsharded and
+	// members exchanges).
 	for _, q := range queues {
-		_, _ = ch.QueueDelete(q, false, false, false)
+		names := []string{q}
+		for i := 0; i < amqp.ShardBuckets; i++ {
+			names = append(names, q+"."+strconv.Itoa(i))
+		}
+		for _, n := range names {
+			do(func(ch *amqp091.Channel) error { _, err := ch.QueueDelete(n, false, false, false); return err })
+		}
+		for _, x := range []string{q, q + ".unsharded", q + ".members"} {
+			do(func(ch *amqp091.Channel) error { return ch.ExchangeDelete(x, false, false) })
+		}
 	}
-	_ = ch.ExchangeDelete(topic, false, false)
+	do(func(ch *amqp091.Channel) error { return ch.ExchangeDelete(topic, false, false) })
 }
 
 // collector is a handler that records what it got.
@@ -181,10 +200,14 @@ func TestPublishSubscribeRoundTrip(t *testing.T) {
 	if got.ID != "id-1" || got.Key != "k1" || string(got.Payload) != "hello" || got.Headers["a"] != "b" || !got.Time.Equal(at) {
 		t.Fatalf("got %+v", got)
 	}
-	if _, ok := got.Headers["ferry-key"]; ok {
-		t.Errorf("ferry-key header leaked into Headers: %v", got.Headers)
+	for _, h := range []string{"ferry-key", amqp.TimeHeader, amqp.ShardHeader} {
+		if _, ok := got.Headers[h]; ok {
+			t.Errorf("%s header leaked into Headers: %v", h, got.Headers)
+		}
 	}
-	if got.Delivery.Topic != topic || got.Delivery.Group != "g" || got.Delivery.Attempt != 1 || got.Delivery.DeliveryTag == 0 || got.Delivery.Partition != -1 {
+	// Partition is the shard: bucket of the key modulo the shard count.
+	wantShard := int32(amqp.ShardBucket("k1") % amqp.DefaultShards)
+	if got.Delivery.Topic != topic || got.Delivery.Group != "g" || got.Delivery.Attempt != 1 || got.Delivery.DeliveryTag == 0 || got.Delivery.Partition != wantShard || got.Delivery.Offset != -1 {
 		t.Errorf("delivery metadata %+v", got.Delivery)
 	}
 }

@@ -38,7 +38,7 @@ func (c *config) checkMessage(i, n int, m *message.Message) error {
 // timestamp (seconds) and the ferry-time header (milliseconds), Key to the
 // key header, Headers to the header table; persistent delivery mode.
 func (c *config) publishing(m *message.Message) amqp091.Publishing {
-	h := make(amqp091.Table, len(m.Headers)+2)
+	h := make(amqp091.Table, len(m.Headers)+3)
 	for k, v := range m.Headers {
 		h[k] = v
 	}
@@ -48,6 +48,7 @@ func (c *config) publishing(m *message.Message) amqp091.Publishing {
 		delete(h, c.keyHeader)
 	}
 	h[TimeHeader] = m.Time.UnixMilli()
+	h[ShardHeader] = bucketNames[ShardBucket(shardKey(m.Key, m.ID))]
 	return amqp091.Publishing{
 		Headers:      h,
 		DeliveryMode: amqp091.Persistent,
@@ -87,6 +88,9 @@ func (c *config) toMessage(topic, group string, d *amqp091.Delivery) *message.Me
 	if _, ok := d.Headers[TimeHeader]; ok {
 		user--
 	}
+	if _, ok := d.Headers[ShardHeader]; ok {
+		user--
+	}
 	if user > 0 {
 		m.Headers = make(map[string]string, user)
 	}
@@ -100,6 +104,8 @@ func (c *config) toMessage(topic, group string, d *amqp091.Delivery) *message.Me
 				m.Time = time.UnixMilli(ms)
 				continue
 			}
+		case ShardHeader:
+			continue
 		case deliveryCountHeader:
 			if n, ok := toInt(v); ok && n >= 0 && int(n)+1 > m.Delivery.Attempt {
 				m.Delivery.Attempt = int(n) + 1

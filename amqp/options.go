@@ -27,6 +27,8 @@ const (
 	DefaultDrainTimeout    = 30 * time.Second
 	DefaultPublishChannels = 1
 	DefaultMinPrefetch     = 128
+	DefaultShards          = 16
+	DefaultGroupHeartbeat  = 500 * time.Millisecond
 )
 
 // TimeHeader carries Message.Time as Unix milliseconds (an AMQP long), since
@@ -62,6 +64,9 @@ type config struct {
 	pubChannels    int
 	logger         *slog.Logger
 	onState        func(StateChange)
+	shards         int
+	competing      bool
+	heartbeat      time.Duration
 }
 
 func newConfig(opts []Option) (*config, error) {
@@ -77,6 +82,8 @@ func newConfig(opts []Option) (*config, error) {
 		reconnect:    [2]time.Duration{DefaultInitialBackoff, DefaultMaxBackoff},
 		redelivery:   [2]time.Duration{DefaultInitialBackoff, DefaultMaxBackoff},
 		pubChannels:  DefaultPublishChannels,
+		shards:       DefaultShards,
+		heartbeat:    DefaultGroupHeartbeat,
 	}
 	for _, o := range opts {
 		if o == nil {
@@ -348,4 +355,49 @@ func WithLogger(l *slog.Logger) Option {
 // connection's supervisor goroutine and must not block. Default: none.
 func WithOnStateChange(f func(StateChange)) Option {
 	return func(c *config) error { c.onState = f; return nil }
+}
+
+// WithShards sets how many shard queues a group is split into: at most
+// that many members of the group consume at once, each shard by one member
+// at a time, in order. It must be the same for every member of a group and
+// for Publisher.Declare, and it is fixed when the group is first declared:
+// see the package doc ("Changing the shard count"). Default DefaultShards
+// (16); 1 to ShardBuckets (64), evenly spread when it divides 64. Used by
+// Subscriber and Publisher.Declare; ignored with WithCompetingConsumers.
+func WithShards(n int) Option {
+	return func(c *config) error {
+		if n < 1 || n > ShardBuckets {
+			return invalid("shards %d: want 1..%d", n, ShardBuckets)
+		}
+		c.shards = n
+		return nil
+	}
+}
+
+// WithCompetingConsumers makes a group one queue (WithQueueName) that every
+// member consumes at once, the broker handing deliveries round robin: the
+// classic RabbitMQ work queue. It gives up per-key order across members:
+// two messages of one key can run at the same time on two members, and
+// in any order. Order holds only inside one member. Use it for keyless
+// work where order does not matter, or to consume a queue that other
+// clients also consume. Default: off (a sharded group, which keeps key
+// order across members). Used by Subscriber and Publisher.Declare.
+func WithCompetingConsumers() Option {
+	return func(c *config) error { c.competing = true; return nil }
+}
+
+// WithGroupHeartbeat sets how often the members of a sharded group
+// announce themselves to each other. A member not heard from for four
+// intervals is taken as gone, and its shards are handed to the others, so
+// this bounds how long the shards of a crashed member wait (a member that
+// leaves gracefully says so and is replaced at once). Default
+// DefaultGroupHeartbeat (500 ms); 10 ms to 1 minute. Subscriber only.
+func WithGroupHeartbeat(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 10*time.Millisecond || d > time.Minute {
+			return invalid("group heartbeat %v: want 10ms..1m", d)
+		}
+		c.heartbeat = d
+		return nil
+	}
 }

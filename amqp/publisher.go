@@ -343,7 +343,7 @@ func (p *Publisher) Declare(ctx context.Context, topic string, groups ...string)
 				return err
 			}
 			for _, g := range groups {
-				if _, err := p.cfg.declareQueue(ch, topic, g); err != nil {
+				if _, err := p.cfg.declareGroup(ch, topic, g); err != nil {
 					return err
 				}
 			}

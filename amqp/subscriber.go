@@ -91,7 +91,7 @@ func (s *Subscriber) declare(sess *session, topic string) error {
 	if err := s.cfg.declareExchange(ch, topic); err != nil {
 		return err
 	}
-	_, err = s.cfg.declareQueue(ch, topic, s.cfg.group)
+	_, err = s.cfg.declareGroup(ch, topic, s.cfg.group)
 	return err
 }
 
@@ -130,10 +130,11 @@ func (s *Subscriber) startConsumer(sess *session, topic string) (*consumer, erro
 	if err := s.cfg.declareExchange(ch, topic); err != nil {
 		return fail(err)
 	}
-	q, err := s.cfg.declareQueue(ch, topic, s.cfg.group)
+	t, err := s.cfg.declareGroup(ch, topic, s.cfg.group)
 	if err != nil {
 		return fail(err)
 	}
+	q := t.base
 	var rb [8]byte
 	_, _ = rand.Read(rb[:])
 	tag := "ferry-" + hex.EncodeToString(rb[:])
@@ -159,7 +160,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string, h message.Hand
 	if err := ValidateTopic(topic); err != nil {
 		return err
 	}
-	if _, err := s.cfg.queueFor(topic, s.cfg.group); err != nil {
+	if _, err := s.cfg.topologyFor(topic, s.cfg.group); err != nil {
 		return err
 	}
 	if err := s.begin(); err != nil {
@@ -188,6 +189,19 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string, h message.Hand
 		r := dl.Ref.(*ref)
 		r.c.ack(r.tag)
 	})
+
+	if !s.cfg.competing {
+		err := s.runGroup(rctx, topic, d)
+		d.Shutdown()
+		switch {
+		case err != nil:
+			return err
+		case ctx.Err() != nil:
+			return nil
+		default:
+			return message.ErrClosed
+		}
+	}
 
 	var cur *consumer
 	var fatal error

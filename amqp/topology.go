@@ -3,6 +3,7 @@ package amqp
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
@@ -83,19 +84,90 @@ func (c *config) declareExchange(ch *amqp091.Channel, topic string) error {
 	return nil
 }
 
-// declareQueue declares group's durable queue and binds it to topic.
-func (c *config) declareQueue(ch *amqp091.Channel, topic, group string) (string, error) {
-	q, err := c.queueFor(topic, group)
+// groupTopology names what a group consists of on a topic (see the
+// package doc's Topology section).
+type groupTopology struct {
+	base      string   // WithQueueName(topic, group)
+	shards    []string // shard queues base.0 ... base.N-1; nil in competing mode
+	router    string   // headers exchange routing on ShardHeader to the shards
+	unsharded string   // fanout exchange for messages without ShardHeader: to shard 0
+	members   string   // fanout exchange the members' heartbeats go through
+}
+
+// topologyFor returns the names of group's topology on topic.
+func (c *config) topologyFor(topic, group string) (groupTopology, error) {
+	base, err := c.queueFor(topic, group)
 	if err != nil {
-		return "", err
+		return groupTopology{}, err
 	}
-	if _, err := ch.QueueDeclare(q, true, false, false, false, c.queueDeclareArgs()); err != nil {
-		return "", declareErr(fmt.Sprintf("declare queue %q", q), err)
+	t := groupTopology{base: base}
+	if c.competing {
+		return t, nil
 	}
-	if err := ch.QueueBind(q, c.bindKey(), topic, false, nil); err != nil {
-		return "", declareErr(fmt.Sprintf("bind queue %q to exchange %q with key %q", q, topic, c.bindKey()), err)
+	if base == topic {
+		return groupTopology{}, fmt.Errorf("amqp: %w: the queue name of group %q on topic %q is the topic's own name; a sharded group needs an exchange of that name", message.ErrInvalidConfig, group, topic)
 	}
-	return q, nil
+	longest := base + ".unsharded"
+	if len(longest) > maxNameLen {
+		return groupTopology{}, fmt.Errorf("amqp: %w: group %q on topic %q: the name %q is %d bytes, the limit is %d", message.ErrInvalidConfig, group, topic, longest, len(longest), maxNameLen)
+	}
+	t.router, t.unsharded, t.members = base, base+".unsharded", base+".members"
+	t.shards = make([]string, c.shards)
+	for i := range t.shards {
+		t.shards[i] = base + "." + strconv.Itoa(i)
+	}
+	return t, nil
+}
+
+// declareGroup declares group's durable topology on topic and binds it to
+// the topic's exchange: in competing mode one queue; otherwise the router
+// exchange bound to the topic's exchange with the binding key, the shard
+// queues bound to the router (bucket b of ShardBuckets to shard b mod N),
+// and the unsharded exchange (the router's alternate exchange) bound to
+// shard 0. Every declaration is idempotent.
+func (c *config) declareGroup(ch *amqp091.Channel, topic, group string) (groupTopology, error) {
+	t, err := c.topologyFor(topic, group)
+	if err != nil {
+		return t, err
+	}
+	if t.shards == nil {
+		if _, err := ch.QueueDeclare(t.base, true, false, false, false, c.queueDeclareArgs()); err != nil {
+			return t, declareErr(fmt.Sprintf("declare queue %q", t.base), err)
+		}
+		if err := ch.QueueBind(t.base, c.bindKey(), topic, false, nil); err != nil {
+			return t, declareErr(fmt.Sprintf("bind queue %q to exchange %q with key %q", t.base, topic, c.bindKey()), err)
+		}
+		return t, nil
+	}
+	if err := ch.ExchangeDeclare(t.unsharded, amqp091.ExchangeFanout, true, false, false, false, nil); err != nil {
+		return t, declareErr(fmt.Sprintf("declare fanout exchange %q", t.unsharded), err)
+	}
+	routerArgs := amqp091.Table{"alternate-exchange": t.unsharded}
+	if err := ch.ExchangeDeclare(t.router, amqp091.ExchangeHeaders, true, false, false, false, routerArgs); err != nil {
+		return t, declareErr(fmt.Sprintf("declare headers exchange %q", t.router), err)
+	}
+	args := c.queueDeclareArgs()
+	for i, q := range t.shards {
+		if _, err := ch.QueueDeclare(q, true, false, false, false, args); err != nil {
+			return t, declareErr(fmt.Sprintf("declare queue %q", q), err)
+		}
+		if i == 0 {
+			if err := ch.QueueBind(q, "", t.unsharded, false, nil); err != nil {
+				return t, declareErr(fmt.Sprintf("bind queue %q to exchange %q", q, t.unsharded), err)
+			}
+		}
+	}
+	for b := 0; b < ShardBuckets; b++ {
+		q := t.shards[b%len(t.shards)]
+		spec := amqp091.Table{"x-match": "all", ShardHeader: bucketNames[b]}
+		if err := ch.QueueBind(q, "", t.router, false, spec); err != nil {
+			return t, declareErr(fmt.Sprintf("bind queue %q to exchange %q for bucket %d", q, t.router, b), err)
+		}
+	}
+	if err := ch.ExchangeBind(t.router, c.bindKey(), topic, false, nil); err != nil {
+		return t, declareErr(fmt.Sprintf("bind exchange %q to exchange %q with key %q", t.router, topic, c.bindKey()), err)
+	}
+	return t, nil
 }
 
 // declareErr wraps a declaration error; a PRECONDITION_FAILED (an existing
