@@ -10,27 +10,98 @@
 // # Topology
 //
 // A topic is a durable exchange named after it, of type "topic" by default
-// (WithExchangeKind for "fanout" or "direct"). A group is a durable queue
-// named "<topic>.<group>" (WithQueueName to change) bound to the exchange
-// with the binding key "#" on topic exchanges, that is everything
-// (WithBindingKey for a pattern such as "order.*" or "order.#"). A
-// message's routing key is its Key (WithRoutingKey to change), so with
-// the defaults a subscriber can select keys by pattern.
+// (WithExchangeKind for "fanout" or "direct"). A message's routing key is
+// its Key (WithRoutingKey to change), and a group takes what matches its
+// binding key: "#" on topic exchanges, that is everything (WithBindingKey
+// for a pattern such as "order.*" or "order.#").
+//
+// A group is laid out like a Kafka consumer group, so that its members
+// share the work and still handle each key in order, one message at a
+// time. With base = "<topic>.<group>" (WithQueueName to change):
+//
+//	exchange <topic>  ──binding key──▶  headers exchange <base>  (the router)
+//	router ──ferry-shard = b──▶  durable queue <base>.<b mod N>   (the shards, N = WithShards, default 16)
+//	router ──no ferry-shard──▶  fanout exchange <base>.unsharded (its alternate exchange) ──▶ <base>.0
+//	fanout exchange <base>.members: the members' heartbeats (not durable)
+//
+// Publishers put every message in one of ShardBuckets (64) buckets, the
+// FNV-1a hash of its Key (of its ID when it has no Key), and write the
+// bucket to the ShardHeader ("ferry-shard") header; the router sends
+// bucket b to shard b mod N by 64 header bindings. All messages of a key
+// thus land in one shard, in publish order. Keyless messages spread over
+// all shards. Messages from other producers have no ferry-shard header and
+// all go to shard 0, in the order they were published (a producer in
+// another language can compute ShardBucket and set the header itself to
+// spread its messages).
+//
+// Each shard is consumed by exactly one member at a time: an exclusive
+// consumer, on a channel of its own, so the broker refuses a second one.
+// Members find each other by heartbeats through <base>.members (every
+// WithGroupHeartbeat, 500 ms by default) and each computes the same
+// assignment: members sorted by a random ID, shard s to member s mod M. A
+// group of more members than shards leaves the extra members idle, as a
+// Kafka group with more members than partitions does.
+//
+// # Order while shards move
+//
+// When a member joins or leaves, shards move. A member giving up a shard
+// stops handing its deliveries to handlers, drops the ones that have not
+// started, lets the running ones finish and acks them, and only then
+// closes the shard's channel: the broker puts the prefetched, unacked
+// deliveries back at the head of the queue in their order, and only then
+// lets the next member consume. The new owner therefore starts with the
+// oldest unsettled message of every key of the shard, and no key runs on
+// two members at once. A member that leaves gracefully (ctx cancelled or
+// Close) announces it after closing its shards, so the others take them
+// over at once. A member that crashes or loses its connection frees its
+// shards at once on the broker (its unacked deliveries return to the
+// queue, flagged redelivered), and the others take them over once its
+// heartbeats have been missing for four intervals (2 s by default): those
+// deliveries are handled again, before any later message of their key. A
+// handler of a member that lost its connection but still runs past those
+// four intervals can overlap with the next owner's redelivery of the same
+// message; a crashed process's handlers do not run on.
+//
+// # Changing the shard count
+//
+// Every member of a group, and Publisher.Declare, must use the same
+// WithShards. A member that hears a peer announce another count logs an
+// error. The count is fixed when the group is first declared: more
+// shards would bind more queues into the router (and change the bucket to
+// shard mapping, so that the messages of a key waiting in the old shard
+// would race the new ones). To change it, create a new group with the new
+// count (WithGroup), let the old group's members drain its queues, then
+// stop them and delete the old group's queues and exchanges.
+//
+// # Competing consumers
+//
+// WithCompetingConsumers gives the classic work queue instead: one durable
+// queue <base> bound to the topic's exchange, consumed by every member,
+// the broker handing deliveries round robin. It gives up per-key order
+// across members (order and one-at-a-time per key hold only inside one
+// member). It is also how to consume a queue that ferry versions before
+// sharded groups created: such a queue stays bound to the topic exchange
+// and keeps receiving copies until it is deleted, so delete it once a
+// sharded group has replaced it.
+//
+// # Declaring
 //
 // Publishers declare the exchange on first use of a topic; subscribers
-// declare the exchange, their queue and the binding when Subscribe starts.
+// declare the exchange and their group's topology when Subscribe starts.
 // Both declare idempotently, once per connection, and again after every
 // reconnection. Queues are classic by default; WithQuorumQueues makes them
 // quorum queues, WithQueueArgs adds arguments (x-max-length,
 // x-message-ttl, x-delivery-limit, ...) and WithDeadLetterExchange sets
-// the native x-dead-letter-exchange. Declaring an existing exchange or
-// queue with other settings fails with PRECONDITION_FAILED, reported as an
-// error wrapping message.ErrInvalidConfig.
+// the native x-dead-letter-exchange, on every shard queue. Declaring an
+// existing exchange or queue with other settings fails with
+// PRECONDITION_FAILED, reported as an error wrapping
+// message.ErrInvalidConfig.
 //
 // A queue only receives messages published after it is bound: a new group
 // does not read history, and a message published to a topic with no bound
-// queue is unroutable. Create queues ahead of the first publish with
-// Publisher.Declare(ctx, topic, groups...) or Subscriber.Declare.
+// queue is unroutable. Create a group's topology ahead of the first
+// publish with Publisher.Declare(ctx, topic, groups...) or
+// Subscriber.Declare, with the same options as the subscribers.
 //
 // Topic names are exchange names: 1 to 255 bytes of letters, digits, '-',
 // '_', '.' and ':', not starting with "amq." (reserved by RabbitMQ).
@@ -41,9 +112,10 @@
 // seconds, for other clients) and the "ferry-time" header (Unix
 // milliseconds, an AMQP long), so Time keeps milliseconds; Key is the
 // "ferry-key" header (WithKeyHeader) and, by default, the routing key;
-// Headers are the header table, as strings; messages are persistent
-// (delivery mode 2). On delivery the ferry-key and ferry-time headers
-// become Key and Time and are removed from Headers. A message from another
+// Headers are the header table, as strings, plus the ferry-shard header
+// (see Topology); messages are persistent (delivery mode 2). On delivery
+// the ferry-key and ferry-time headers become Key and Time, and they and
+// ferry-shard are removed from Headers. A message from another
 // producer without ferry-key has an empty Key (no ordering constraint)
 // and, without ferry-time, the timestamp property as Time. Header values
 // of any AMQP type (numbers, booleans, timestamps, byte arrays, and the
@@ -64,9 +136,10 @@
 // message.ErrMessageTooLarge and an invalid batch publishes nothing.
 //
 // Subscribe consumes with manual acknowledgement and a Qos prefetch of
-// max(128, 16×concurrency) (WithPrefetch). Deliveries go to ferry's keyed
-// dispatcher: up to WithConcurrency handlers at once, same-Key messages
-// one at a time in queue order. A handler returning nil acks the delivery
+// max(128, 16×concurrency) (WithPrefetch) on each shard it owns.
+// Deliveries of all its shards go to ferry's keyed dispatcher: up to
+// WithConcurrency handlers at once, same-Key messages one at a time in
+// queue order. A handler returning nil acks the delivery
 // on the channel it came from. A handler error (or panic) redelivers the
 // same message in-process after an exponential backoff
 // (WithRedeliveryBackoff), with Delivery.Attempt one higher, blocking only
@@ -77,7 +150,8 @@
 // Delivery.Attempt starts at 1, at 2 when the broker flags the delivery as
 // redelivered, or at x-delivery-count + 1 on quorum queues.
 // Delivery.DeliveryTag and Delivery.Redelivered are the AMQP values;
-// Partition and Offset are -1.
+// Partition is the shard's number (-1 with WithCompetingConsumers) and
+// Offset is -1.
 //
 // On ctx cancellation Subscribe cancels its consumer, lets in-flight
 // handlers finish (their context is cancelled only after WithDrainTimeout),

@@ -1,7 +1,7 @@
 // Command competing-consumers shows two members of one consumer group
 // splitting a stream of jobs: each job goes to one member only, like two
 // instances of a Spring @KafkaListener with the same groupId, or two
-// consumers on one RabbitMQ queue.
+// RabbitMQ members sharing a group's shard queues (one member per shard).
 //
 //	go run ./examples/competing-consumers [-broker kafka://127.0.0.1:9092 | amqp://guest:guest@127.0.0.1:5672/]
 //
