@@ -2,10 +2,13 @@ package amqp_test
 
 import (
 	"context"
+	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/ferrymsg/ferry/amqp"
 	"github.com/ferrymsg/ferry/internal/testenv"
@@ -17,10 +20,13 @@ import (
 // connects through an in-test TCP proxy, so the restart capability is a
 // cut of every connection (what a broker restart or a network failure
 // does to a client), fast and deterministic. TestBrokerRestart restarts
-// the real broker.
+// the real broker. Each subscriber also dials through a kill switch of its
+// own, so that Kill can take one member off the network, as a crash of its
+// process would.
 func TestConformance(t *testing.T) {
 	url := testenv.NeedAMQP(t)
 	px, purl := testenv.NewURLProxy(t, url, "5672")
+	kills := new(messagetest.KillSwitches)
 	opts := []amqp.Option{amqp.WithReconnectBackoff(20*time.Millisecond, 500*time.Millisecond)}
 	var mu sync.Mutex
 	topics := map[string][]string{} // topic -> queues, deleted at the end
@@ -44,8 +50,25 @@ func TestConformance(t *testing.T) {
 			if cfg.DrainTimeout > 0 {
 				o = append(o, amqp.WithDrainTimeout(cfg.DrainTimeout))
 			}
-			return amqp.NewSubscriber(purl, o...)
+			// The kill switch wraps amqp091's own dialer (which bounds
+			// the handshake with a deadline); connections still go
+			// through the shared proxy, so RestartBroker cuts them too.
+			// A switch rather than a proxy per subscriber: it starts no
+			// goroutines, so the leak test sees none after Close.
+			ks := messagetest.NewKillSwitch(func(_ context.Context, network, addr string) (net.Conn, error) {
+				return amqp091.DefaultDial(30*time.Second)(network, addr)
+			})
+			o = append(o, amqp.WithConfig(amqp091.Config{Dial: ks.Dial}))
+			s, err := amqp.NewSubscriber(purl, o...)
+			if err == nil {
+				kills.Add(t, s, ks)
+			}
+			return s, err
 		},
+		// Kill closes the member's connection and refuses its reconnects:
+		// the broker requeues its unacked deliveries at once and no ack or
+		// heartbeat of it arrives any more.
+		Kill: kills.Kill,
 		Prepare: func(t testing.TB, topic string, groups ...string) {
 			t.Helper()
 			mu.Lock()

@@ -34,8 +34,11 @@
 // another language can compute ShardBucket and set the header itself to
 // spread its messages).
 //
-// Each shard is consumed by exactly one member at a time: an exclusive
-// consumer, on a channel of its own, so the broker refuses a second one.
+// Each shard is consumed by exactly one member at a time, on a channel of
+// its own. Shard queues are declared with x-single-active-consumer, so the
+// broker lets only one consumer of a shard receive at a time (a second one
+// waits as its standby) and activates the next only after the previous
+// one is gone and its unacked deliveries are back in the queue.
 // Members find each other by heartbeats through <base>.members (every
 // WithGroupHeartbeat, 500 ms by default) and each computes the same
 // assignment: members sorted by a random ID, shard s to member s mod M. A

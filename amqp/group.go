@@ -20,18 +20,21 @@ import (
 // A sharded group member: one Subscribe call on a sharded group.
 //
 // The member owns a subset of the group's shard queues and consumes each
-// owned shard on a channel of its own with an exclusive consumer, so the
-// broker itself refuses a second consumer on a shard. Which shards a
+// owned shard on a channel of its own. Shard queues have a single active
+// consumer, so the broker itself never lets two consumers receive from a
+// shard at once. Which shards a
 // member should own follows from the members it knows of: sorted by ID,
 // shard s belongs to member s mod M. Members learn of each other through
 // heartbeats on the group's members exchange. All members compute the same
 // assignment from the same view; while views differ (a member joined or
 // vanished a moment ago) a claim of a shard still held by another member
-// fails and is tried again on the next tick.
+// fails (or waits as the broker's standby) and is settled on a later tick.
 //
 // States of one shard, as this member sees it:
 //
-//	free ──claim: passive declare shows 0 consumers, exclusive consume ok──▶ owned
+//	free ──claim: passive declare shows 0 consumers, consume ok──▶ owned
+//	    (should another member have registered in between, the broker
+//	    keeps this consumer as its standby, receiving nothing)
 //	owned ──not assigned to us any more──▶ releasing
 //	releasing: the feeder stops; queued and backing-off deliveries of the
 //	    shard leave the dispatcher (Remove); running handlers finish and
@@ -280,9 +283,10 @@ func (m *member) claim(rctx context.Context, sess *session, i int) {
 		return
 	}
 	c := &consumer{ch: ch, tag: "ferry-" + m.id + "-" + strconv.Itoa(i)}
-	// Exclusive: the broker refuses (ACCESS_REFUSED, closing the channel)
-	// while another member still holds the shard.
-	c.deliveries, err = ch.Consume(name, c.tag, false, true, false, false, nil)
+	// The shard queue has a single active consumer: should another member
+	// have registered since the check above, this consumer waits as the
+	// standby and receives nothing until that one is gone.
+	c.deliveries, err = ch.Consume(name, c.tag, false, false, false, false, nil)
 	if err != nil {
 		_ = ch.Close()
 		return

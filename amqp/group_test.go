@@ -250,3 +250,70 @@ func TestGroupOptionsAreValidated(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupOnQuorumQueues: shard queues can be quorum queues (which do not
+// enforce exclusive consumers; single active consumer holds) and keep key
+// order.
+func TestGroupOnQuorumQueues(t *testing.T) {
+	url := testenv.NeedAMQP(t)
+	topic := topicName(t)
+	deleteTopology(t, url, topic, topic+".g")
+	opts := append(groupOpts("g"), amqp.WithQuorumQueues(), amqp.WithShards(4), amqp.WithConcurrency(4))
+	p := newPub(t, url, opts...)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := p.Declare(ctx, topic, "g"); err != nil {
+		t.Fatal(err)
+	}
+	l := newOrderLog()
+	var errcs []<-chan error
+	for i := range 2 {
+		stop, errc := startSub(t, newSub(t, url, opts...), topic, l.handler(i, randomLatency))
+		defer stop()
+		errcs = append(errcs, errc)
+	}
+	publishKeyed(t, p, topic, "q", 8, 50)
+	l.waitHandled(t, 8*50, errcs...)
+	l.check(t)
+}
+
+// TestCompetingConsumersShareOneQueue: the explicit round-robin mode keeps
+// the one-queue layout (<topic>.<group>) and splits the work.
+func TestCompetingConsumersShareOneQueue(t *testing.T) {
+	url := testenv.NeedAMQP(t)
+	topic := topicName(t)
+	deleteTopology(t, url, topic, topic+".g")
+	opts := []amqp.Option{amqp.WithGroup("g"), amqp.WithCompetingConsumers(), amqp.WithConcurrency(4)}
+	p := newPub(t, url, opts...)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := p.Declare(ctx, topic, "g"); err != nil {
+		t.Fatal(err)
+	}
+	l := newOrderLog()
+	var errcs []<-chan error
+	for i := range 2 {
+		stop, errc := startSub(t, newSub(t, url, opts...), topic, l.handler(i, func() time.Duration { return time.Millisecond }))
+		defer stop()
+		errcs = append(errcs, errc)
+	}
+	// Keyless-like spread: one key per message.
+	publishKeyed(t, p, topic, "c", 200, 1)
+	l.waitHandled(t, 200, errcs...)
+	if got := l.members(); len(got) != 2 {
+		t.Fatalf("per member %v; want both members of the competing group to get work", got)
+	}
+	// The broker holds exactly the one queue of this mode.
+	conn, err := amqp091.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclarePassive(topic+".g", true, false, false, false, nil); err != nil {
+		t.Fatalf("competing-mode queue %s.g: %v", topic, err)
+	}
+}

@@ -146,7 +146,19 @@ func (c *config) declareGroup(ch *amqp091.Channel, topic, group string) (groupTo
 	if err := ch.ExchangeDeclare(t.router, amqp091.ExchangeHeaders, true, false, false, false, routerArgs); err != nil {
 		return t, declareErr(fmt.Sprintf("declare headers exchange %q", t.router), err)
 	}
-	args := c.queueDeclareArgs()
+	// Single active consumer: the broker lets one consumer of a shard
+	// receive at a time and activates the next one only after the
+	// previous one is gone and its unacked deliveries are back in the
+	// queue. It backs the members' assignment up: two members that both
+	// think a shard is theirs (their views differ for a moment) never
+	// both receive from it. Exclusive consumers would not do: quorum
+	// queues do not enforce them (RabbitMQ 3.10).
+	args := amqp091.Table{"x-single-active-consumer": true}
+	for k, v := range c.queueDeclareArgs() {
+		if k != "x-single-active-consumer" {
+			args[k] = v
+		}
+	}
 	for i, q := range t.shards {
 		if _, err := ch.QueueDeclare(q, true, false, false, false, args); err != nil {
 			return t, declareErr(fmt.Sprintf("declare queue %q", q), err)
