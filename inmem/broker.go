@@ -229,7 +229,13 @@ type groupPart struct {
 	epoch     uint64 // incremented at each ownership change
 	fetched   int64  // next offset to hand to the owner
 	delivered int64  // highest offset ever handed out + 1
-	revoking  bool   // owner must give it up
+	revoking  bool   // the owner should be another member: it must give it up
+	// draining: the owner dropped the partition's queued deliveries and
+	// waits for its running handlers. It fetches nothing of the
+	// partition meanwhile and, once they returned, gives the partition up
+	// (releaseLocked) even if revoking was cleared in between: its fetch
+	// position lies past the dropped offsets.
+	draining bool
 }
 
 func (t *topic) groupLocked(name string) *group {
@@ -250,6 +256,13 @@ func (t *topic) groupLocked(name string) *group {
 // partition owned by another member is first revoked: its owner drops the
 // partition's queued work, waits for its in-flight handlers, and releases
 // it (releaseLocked) to the member it should go to then.
+//
+// A revocation can be cancelled before it completes: a leave (or another
+// join) can make the current owner the wanted one again, and revoking is
+// then cleared. If the owner has not started draining yet, it simply keeps
+// the partition, nothing was dropped. If it has (draining), it still
+// releases the partition when its handlers returned, and releaseLocked
+// hands it back to it, from the commit point and under a new epoch.
 func (t *topic) rebalanceLocked(g *group) {
 	for i, gp := range g.parts {
 		var want *member
@@ -270,22 +283,26 @@ func (t *topic) rebalanceLocked(g *group) {
 	}
 }
 
+// assignLocked makes m (nil: nobody) the owner of partition i from the
+// commit point on, under a new epoch: settlements of deliveries made under
+// an earlier one are ignored, and m fetches from the commit point again.
 func (t *topic) assignLocked(g *group, i int, m *member) {
 	gp := g.parts[i]
 	gp.owner = m
 	gp.epoch++
 	gp.revoking = false
+	gp.draining = false
 	gp.mu.Lock()
 	gp.setOwner, gp.setEpoch = m, gp.epoch
 	gp.fetched = gp.tr.Next()
 	gp.mu.Unlock()
 	if m != nil {
-		m.poke()
+		m.poke() // it may be waiting for new messages, not for this
 	}
 }
 
 // releaseLocked gives up partition i of g and hands it to whoever should
-// own it now.
+// own it now, which may be the member giving it up.
 func (t *topic) releaseLocked(g *group, i int) {
 	gp := g.parts[i]
 	gp.owner = nil

@@ -15,14 +15,36 @@
 //
 // A group keeps a commit point per partition: the offset below which every
 // message is settled (a handler returned nil). Subscribers of one group
-// split the partitions between them (partition i goes to member i mod n);
-// when members join or leave, a partition's old owner drops its queued
-// messages, lets its in-flight handlers finish (up to the drain timeout) and
-// hands the partition over, and the new owner starts at the commit point.
-// Messages that were handed out but not settled are delivered again with
-// Delivery.Redelivered set and Attempt 2. A new group starts from the
-// earliest message still held. A Subscribe call that returns and a new one
-// in the same group resume after what was settled.
+// split the partitions between them (partition i goes to member i mod n).
+// A new group starts from the earliest message still held. A Subscribe call
+// that returns and a new one in the same group resume after what was
+// settled.
+//
+// # Rebalancing and order
+//
+// When members join or leave, each partition that is to move is drained by
+// its owner: the owner stops fetching it, drops its queued messages and
+// lets its running handlers finish. Once the drain timeout
+// (WithDrainTimeout) has passed it cancels their context, and it waits
+// until they have returned. Only then does the partition move, and its new
+// owner starts at the commit point. A partition therefore never has
+// handlers running on two members at once, and a handler that ignores its
+// cancelled context keeps its partition where it is until it returns. The
+// owner keeps handling its other partitions while it drains one. A move can
+// be called off while the partition drains (the member it was to go to
+// leaves again, or another join makes the owner the rightful one again);
+// the owner then takes the partition back, also from the commit point, so
+// the messages it dropped are delivered again in order rather than
+// skipped.
+//
+// So per key, order holds across rebalances: each message of a key is
+// first handled successfully after every earlier message of that key, and
+// two handlers of one key never run at the same time, on one member or on
+// two. Delivery is at least once: the new owner of a partition gets again
+// every message from the commit point on. That includes messages of other
+// keys that were already settled beyond it, since the commit point only
+// passes a contiguous run of settled messages. Messages that were handed
+// out before are marked with Delivery.Redelivered and Attempt 2.
 //
 // Within a Subscribe call, the shared keyed dispatcher runs up to
 // WithConcurrency handlers at once, never two with the same key, same-key

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferrymsg/ferry/internal/dispatch"
@@ -61,8 +62,11 @@ func WithRedeliveryBackoff(initial, max time.Duration) SubscriberOption {
 	}
 }
 
-// WithDrainTimeout sets how long a stopping subscriber lets in-flight
-// handlers run before cancelling their context (default 30s).
+// WithDrainTimeout sets how long in-flight handlers may run before their
+// context is cancelled when the subscriber stops, or when a partition is
+// taken from it in a rebalance (then only the handlers of that partition)
+// (default 30s). Either way the handlers' partitions stay with the
+// subscriber until the handlers have returned.
 func WithDrainTimeout(d time.Duration) SubscriberOption {
 	return func(c *subConfig) error {
 		if d <= 0 {
@@ -221,24 +225,37 @@ func (s *Subscriber) Subscribe(ctx context.Context, topicName string, h message.
 			t.mu.Unlock()
 		}
 	}
-	disp := dispatch.New(ctx, h, cfg, settled)
+	// Each partition's handlers get a context of their own, so that a
+	// revocation can cancel them after the drain timeout (drainer.wait).
+	pcs := &partCtxs{slots: make([]partCtxSlot, len(g.parts))}
+	disp := dispatch.New(ctx, func(hctx context.Context, msg *message.Message) error {
+		return h(pcs.get(hctx, int(msg.Delivery.Partition)), msg)
+	}, cfg, settled)
 	maxPending := disp.Config().MaxPending
+	dr := drainer{t: t, g: g, m: m, disp: disp, pcs: pcs, timeout: disp.Config().DrainTimeout, quit: make(chan struct{})}
 
 	var result error
 	raw := make([]fetched, 0, 256)
 	batch := make([]*delivery, 0, 256)
+	var revoked []int
 loop:
 	for {
 		t.mu.Lock()
-		var revoked []int
+		revoked = revoked[:0]
 		for i, gp := range g.parts {
-			if gp.owner == m && gp.revoking {
+			if gp.owner == m && gp.revoking && !gp.draining {
+				gp.draining = true // fetch nothing more of it
 				revoked = append(revoked, i)
 			}
 		}
 		if len(revoked) > 0 {
 			t.mu.Unlock()
-			s.revoke(t, g, m, disp, revoked)
+			// Everything fetched of these partitions is in the
+			// dispatcher (a batch is submitted before the loop comes
+			// back here), so this drops all of their queued work.
+			for _, i := range revoked {
+				dr.start(i)
+			}
 			continue
 		}
 		room := maxPending - disp.Pending()
@@ -289,11 +306,17 @@ loop:
 		}
 	}
 
+	// Shutdown returns once no handler runs, those of draining
+	// partitions included; the drains then end (or are told to) before
+	// the partitions are handed on.
 	disp.Shutdown()
+	close(dr.quit)
+	dr.wg.Wait()
+	pcs.resetAll()
 	t.mu.Lock()
 	for _, gp := range g.parts {
 		if gp.owner == m {
-			gp.owner = nil
+			gp.owner = nil // released below, which also ends a drain
 		}
 	}
 	for i, mm := range g.members {
@@ -325,7 +348,7 @@ type fetched struct {
 // fetchLocked collects up to n messages from m's partitions.
 func fetchLocked(t *topic, g *group, m *member, n int, out []fetched) []fetched {
 	for i, gp := range g.parts {
-		if gp.owner != m || gp.revoking {
+		if gp.owner != m || gp.revoking || gp.draining {
 			continue
 		}
 		p := t.parts[i]
@@ -372,26 +395,135 @@ func makeDeliveries(raw []fetched, topicName, group string, batch []*delivery) [
 	return batch
 }
 
-// revoke gives up partitions: their queued deliveries are dropped, their
-// in-flight handlers may finish within the drain timeout, what settled is
-// kept, and the partitions go to the members that should own them now.
-func (s *Subscriber) revoke(t *topic, g *group, m *member, disp *dispatch.Dispatcher, parts []int) {
-	set := make(map[int]bool, len(parts))
-	for _, i := range parts {
-		set[i] = true
-	}
-	done := disp.Remove(func(d *dispatch.Delivery) bool { return set[d.Ref.(*ref).part] })
-	timer := time.NewTimer(disp.Config().DrainTimeout)
+// drainer gives up partitions of one Subscribe call. Each revoked
+// partition is drained on its own, so that a slow handler holds up nothing
+// but its partition: the member goes on fetching and handling the others.
+type drainer struct {
+	t       *topic
+	g       *group
+	m       *member
+	disp    *dispatch.Dispatcher
+	pcs     *partCtxs
+	timeout time.Duration
+	quit    chan struct{} // closed when Subscribe returns
+	wg      sync.WaitGroup
+}
+
+// start drops partition i's queued deliveries, which were all submitted
+// already, and waits in the background for its running handlers. The
+// caller marked the partition draining.
+func (dr *drainer) start(i int) {
+	done := dr.disp.Remove(func(d *dispatch.Delivery) bool { return d.Ref.(*ref).part == i })
+	dr.wg.Go(func() { dr.wait(i, done) })
+}
+
+// wait waits for done (no handler of partition i runs any more), cancels
+// the handlers' context once the drain timeout expired, and then releases
+// the partition: to the member that should own it now, or back to this
+// member if the revocation was cancelled meanwhile. Either way the owner
+// starts at the commit point under a new epoch, so the dropped deliveries
+// are fetched again and the key order holds.
+//
+// A handler that ignores its cancelled context keeps the partition here:
+// it is not handed to another member while one of its handlers runs, so a
+// key never runs on two members at once. If the Subscribe call stops
+// meanwhile (quit), its shutdown waits for the handlers and hands the
+// partition on.
+func (dr *drainer) wait(i int, done <-chan struct{}) {
+	timer := time.NewTimer(dr.timeout)
+	defer timer.Stop()
 	select {
 	case <-done:
 	case <-timer.C:
-	}
-	timer.Stop()
-	t.mu.Lock()
-	for _, i := range parts {
-		if gp := g.parts[i]; gp.owner == m && gp.revoking {
-			t.releaseLocked(g, i)
+		dr.pcs.cancel(i)
+		select {
+		case <-done:
+		case <-dr.quit:
+			return
 		}
+	case <-dr.quit:
+		return
 	}
-	t.mu.Unlock()
+	dr.pcs.reset(i) // before a delivery of the next epoch can run
+	dr.t.mu.Lock()
+	if gp := dr.g.parts[i]; gp.owner == dr.m && gp.draining {
+		dr.t.releaseLocked(dr.g, i)
+	}
+	dr.t.mu.Unlock()
+}
+
+// partCtxs holds, per partition, the context of one Subscribe call's
+// handlers of that partition: a child of the dispatcher's handler context
+// (cancelled by Shutdown after the drain timeout), which a drain can
+// cancel on its own. A partition's context lives from its first handler
+// after an assignment to the end of the drain that gives it up.
+type partCtxs struct {
+	slots []partCtxSlot
+}
+
+type partCtxSlot struct {
+	cur       atomic.Pointer[partCtx]
+	cancelled atomic.Bool // handlers are to see a cancelled context
+}
+
+type partCtx struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// get returns the context for a handler of partition i. parent is the
+// dispatcher's handler context, the same for every call. i comes from the
+// message's Delivery.Partition; a value out of range (a handler rewrote
+// it before a retry) gets parent.
+func (p *partCtxs) get(parent context.Context, i int) context.Context {
+	if i < 0 || i >= len(p.slots) {
+		return parent
+	}
+	s := &p.slots[i]
+	for {
+		pc := s.cur.Load()
+		if pc == nil {
+			ctx, cancel := context.WithCancel(parent)
+			pc = &partCtx{ctx, cancel}
+			if !s.cur.CompareAndSwap(nil, pc) {
+				cancel() // another handler of the partition was first
+				continue
+			}
+		}
+		// cancel stores the flag, then loads cur; we store cur, then load
+		// the flag. Atomics are sequentially consistent, so one of us
+		// sees the other: a handler starting as its drain times out
+		// cannot miss the cancellation.
+		if s.cancelled.Load() {
+			pc.cancel()
+		}
+		return pc.ctx
+	}
+}
+
+// cancel cancels the context of partition i's running handlers, and of
+// any that starts before reset.
+func (p *partCtxs) cancel(i int) {
+	s := &p.slots[i]
+	s.cancelled.Store(true)
+	if pc := s.cur.Load(); pc != nil {
+		pc.cancel()
+	}
+}
+
+// reset forgets partition i's context; the next handler gets a new one.
+// No handler of the partition may run.
+func (p *partCtxs) reset(i int) {
+	s := &p.slots[i]
+	if pc := s.cur.Swap(nil); pc != nil {
+		pc.cancel()
+	}
+	s.cancelled.Store(false)
+}
+
+// resetAll releases every partition's context; no handler runs.
+func (p *partCtxs) resetAll() {
+	for i := range p.slots {
+		p.reset(i)
+	}
 }
