@@ -28,13 +28,13 @@ import (
 // heartbeats on the group's members exchange. All members compute the same
 // assignment from the same view; while views differ (a member joined or
 // vanished a moment ago) a claim of a shard still held by another member
-// fails (or waits as the broker's standby) and is settled on a later tick.
+// waits as the broker's standby consumer until the holder lets go.
 //
 // States of one shard, as this member sees it:
 //
-//	free ──claim: passive declare shows 0 consumers, consume ok──▶ owned
-//	    (should another member have registered in between, the broker
-//	    keeps this consumer as its standby, receiving nothing)
+//	free ──claim: consume ok──▶ owned (while another member still holds
+//	    the shard, the broker keeps this consumer as its standby, receiving
+//	    nothing, and activates it when the other lets go)
 //	owned ──not assigned to us any more──▶ releasing
 //	releasing: the feeder stops; queued and backing-off deliveries of the
 //	    shard leave the dispatcher (Remove); running handlers finish and
@@ -266,16 +266,11 @@ func (m *member) rebalance(rctx context.Context, sess *session) {
 	}
 }
 
-// claim tries to take shard i: it succeeds when no one consumes it.
+// claim registers a consumer on shard i.
 func (m *member) claim(rctx context.Context, sess *session, i int) {
 	name := m.topo.shards[i]
 	ch, err := sess.conn.Channel()
 	if err != nil {
-		return
-	}
-	q, err := ch.QueueDeclarePassive(name, true, false, false, false, nil)
-	if err != nil || q.Consumers > 0 {
-		_ = ch.Close()
 		return
 	}
 	if err := ch.Qos(m.s.cfg.prefetchCount(), 0, false); err != nil {
@@ -283,9 +278,10 @@ func (m *member) claim(rctx context.Context, sess *session, i int) {
 		return
 	}
 	c := &consumer{ch: ch, tag: "ferry-" + m.id + "-" + strconv.Itoa(i)}
-	// The shard queue has a single active consumer: should another member
-	// have registered since the check above, this consumer waits as the
-	// standby and receives nothing until that one is gone.
+	// The shard queue has a single active consumer: while another member
+	// still holds the shard (it is draining it, or its view of the group
+	// is behind), this consumer waits as the standby and receives nothing;
+	// the broker activates it the moment the other one lets go.
 	c.deliveries, err = ch.Consume(name, c.tag, false, false, false, false, nil)
 	if err != nil {
 		_ = ch.Close()
