@@ -45,6 +45,8 @@ func fastGroup() kafka.Option {
 }
 
 func harness(brokers []string, partitions int32, restart func(testing.TB)) messagetest.Harness {
+	// Each subscriber dials through a kill switch of its own, for Kill.
+	kills := new(messagetest.KillSwitches)
 	return messagetest.Harness{
 		NewPublisher: func(t testing.TB) (message.Publisher, error) {
 			return kafka.NewPublisher(brokers, kafka.WithTopicCreation(partitions, -1), kafka.WithClientOptions(kgo.ProducerLinger(time.Millisecond)))
@@ -61,8 +63,22 @@ func harness(brokers []string, partitions int32, restart func(testing.TB)) messa
 			if c.DrainTimeout > 0 {
 				opts = append(opts, kafka.WithDrainTimeout(c.DrainTimeout))
 			}
-			return kafka.NewSubscriber(brokers, opts...)
+			ks := messagetest.NewKillSwitch(nil)
+			opts = append(opts, kafka.WithClientOptions(kgo.Dialer(ks.DialContext)))
+			s, err := kafka.NewSubscriber(brokers, opts...)
+			if err == nil {
+				kills.Add(t, s, ks)
+			}
+			return s, err
 		},
+		// Kill closes every connection of the subscriber (group
+		// coordinator, fetch and commit connections alike) and refuses new
+		// ones: no heartbeat, commit or LeaveGroup reaches the cluster, so
+		// the group moves the member's partitions only when its session
+		// times out, as after a real crash. A dialer rather than a TCP
+		// proxy, because the client connects to the addresses the
+		// cluster advertises, not only to the seed.
+		Kill:          kills.Kill,
 		RestartBroker: restart,
 		Features: messagetest.Features{
 			NewGroupReadsHistory: true,

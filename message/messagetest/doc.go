@@ -42,6 +42,25 @@
 //     random handler delays; each key in publish order, exactly once, never
 //     two of a key at once; the most handlers seen running at once is more
 //     than 1 and at most 8.
+//   - members of one group keep per-key order and never overlap a key:
+//     three members (concurrency 8 each) start; warm-up rounds of messages
+//     with keys of their own are published until every member has handled
+//     one; then 32 keys × 100 messages, handlers taking 0 to 2 ms at random.
+//     Every message is handled; each key's messages are first handled in
+//     publish order across all members; no two calls of a key run at once,
+//     on one member or on two; at least two members handle some. Repeated
+//     calls (redeliveries) are logged.
+//   - per-key order holds while members join, leave and crash: 16 keys are
+//     published continuously (at most 600 messages unhandled) while the
+//     group changes, each step triggered by progress, not by time: member
+//     1 starts; members 2 and 3 join (each step waits until the new member
+//     handled 50 messages); member 1 leaves (context cancelled, Subscribe
+//     must return nil); member 2 crashes while one of its handlers runs
+//     (Harness.Kill, see below); member 4 joins; member 5 joins and
+//     leaves again at once. Nothing is lost; no message is first handled
+//     before an earlier one of its key; no two calls of a key run at once
+//     on live members. Redeliveries of messages handled before are allowed
+//     and logged, counted per step.
 //   - handler error redelivers with growing attempt before later same-key
 //     messages: a failing message comes back as the same message with
 //     Delivery.Attempt 2, 3, ... before the next message of its key; other
@@ -108,6 +127,17 @@
 // says what was expected and what was seen; a Subscribe that returns while
 // a test waits fails the test at once with its error. Publishers and
 // subscribers are closed when each test ends.
+//
+// A crash is Harness.Kill when set: the suite first marks the member dead
+// (its handler records nothing and fails at once from then on, and its
+// calls still running are no longer counted, as a crashed process's
+// handlers do not run on), then calls Kill, then closes the subscriber.
+// Without Kill the crash is that gate plus Close: the adapter's graceful
+// shutdown then runs, so redelivery after a real crash is not exercised.
+// KillSwitch is a dialer wrapper for writing Kill: a harness gives each
+// subscriber's client a switch's dialer and passes KillSwitches.Kill as
+// Harness.Kill; killing closes every connection of that client at once and
+// refuses new ones, without starting goroutines.
 //
 // The goroutine-leak test ignores goroutines running when it starts, so a
 // harness may share a broker or cluster across tests; a harness must not

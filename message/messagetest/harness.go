@@ -32,6 +32,20 @@ type Harness struct {
 	// connection and lets them back in). Used when Features.Restart is set.
 	RestartBroker func(t testing.TB)
 
+	// Kill, when set, ends s as a process crash would: its connection is
+	// gone at once and no further acknowledgement reaches the broker. s is
+	// a subscriber that NewSubscriber returned, with a Subscribe running.
+	// Kill must return promptly; the suite then closes s (in the
+	// background, since closing a crashed client may wait for timeouts)
+	// and waits for Close and Subscribe to return before the test ends.
+	// Before calling Kill the suite marks the member dead: its handler
+	// records nothing and fails at once from then on, and calls still
+	// running no longer count (a killed process's handlers do not run on).
+	// When Kill is nil the suite emulates the crash with that gate and
+	// Close alone, so the adapter's graceful shutdown runs, which is a
+	// weaker test of redelivery after a crash.
+	Kill func(t testing.TB, s message.Subscriber)
+
 	// Features declares optional capabilities.
 	Features Features
 }

@@ -9,9 +9,12 @@ package messagetest_test
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -70,13 +73,15 @@ func wrapHandler(s message.Subscriber, w func(message.Handler) message.Handler) 
 }
 
 // mutant breaks one promise; fails lists the suite's subtests that must
-// fail on it (as named in Run).
+// fail on it (as named in Run), passes those that must still pass on it
+// (showing that the failing ones catch what these cannot).
 type mutant struct {
-	name  string
-	fails []string
-	pub   func(p message.Publisher) message.Publisher
-	sub   func(s message.Subscriber, cfg *messagetest.SubscriberConfig) message.Subscriber
-	group func(cfg *messagetest.SubscriberConfig) // changes the config before the subscriber is built
+	name   string
+	fails  []string
+	passes []string
+	pub    func(p message.Publisher) message.Publisher
+	sub    func(s message.Subscriber, cfg *messagetest.SubscriberConfig) message.Subscriber
+	group  func(cfg *messagetest.SubscriberConfig) // changes the config before the subscriber is built
 	// lieDuringOutage makes Publish return nil without publishing while
 	// the simulated broker restart is under way.
 	lieDuringOutage bool
@@ -207,6 +212,25 @@ var mutants = []mutant{
 		},
 	},
 	{
+		// Like a work queue that every member consumes (RabbitMQ's round
+		// robin): each member keeps key order inside itself, but a key's
+		// messages run on several members at once and in any order.
+		name: "dispatcher ignores keys across members",
+		fails: []string{
+			"members of one group keep per-key order and never overlap a key",
+			"per-key order holds while members join, leave and crash",
+		},
+		// One subscriber alone keeps key order.
+		passes: []string{"same-key messages are handled in order and never concurrently, up to the concurrency limit"},
+		group: func(cfg *messagetest.SubscriberConfig) {
+			cfg.Group += crossSuffix + strconv.FormatInt(groupSeq.Add(1), 10)
+		},
+		sub: func(s message.Subscriber, cfg *messagetest.SubscriberConfig) message.Subscriber {
+			claims := crossClaims(cfg.Group[:strings.Index(cfg.Group, crossSuffix)])
+			return wrapHandler(s, claims.handler)
+		},
+	},
+	{
 		name:  "reports attempt 1 on every delivery",
 		fails: []string{"handler error redelivers with growing attempt before later same-key messages", "handler panic is treated as an error and the subscriber keeps running"},
 		sub: func(s message.Subscriber, _ *messagetest.SubscriberConfig) message.Subscriber {
@@ -304,6 +328,54 @@ var mutants = []mutant{
 	},
 }
 
+// crossSuffix separates a group's name from the member's private group of
+// the "dispatcher ignores keys across members" mutant.
+const crossSuffix = "/member-"
+
+// claimSet is shared by the members of one group under the "dispatcher
+// ignores keys across members" mutant. Each member consumes every message
+// (a private group of its own, so its dispatcher keeps key order inside
+// the member) and handles those that no other member has claimed: the
+// first member to reach a message claims it; the others skip it (settle it
+// unhandled) and go on to the key's next message, which then runs while
+// the claimed one still runs elsewhere. A failed call gives its claim up.
+// A claimant takes up to half a millisecond to start the handler (as a
+// delivery waits in a member's prefetch buffer), so a later message of the
+// key, claimed by another member, may even start first.
+type claimSet struct {
+	mu     sync.Mutex
+	claims map[string]bool // message ID -> done (false: running)
+}
+
+var claimSets sync.Map // group name -> *claimSet
+
+func crossClaims(group string) *claimSet {
+	c, _ := claimSets.LoadOrStore(group, &claimSet{claims: make(map[string]bool)})
+	return c.(*claimSet)
+}
+
+func (c *claimSet) handler(h message.Handler) message.Handler {
+	return func(ctx context.Context, m *message.Message) error {
+		c.mu.Lock()
+		if _, taken := c.claims[m.ID]; taken {
+			c.mu.Unlock()
+			return nil
+		}
+		c.claims[m.ID] = false
+		c.mu.Unlock()
+		time.Sleep(time.Duration(rand.IntN(500)) * time.Microsecond)
+		err := h(ctx, m)
+		c.mu.Lock()
+		if err != nil {
+			delete(c.claims, m.ID)
+		} else {
+			c.claims[m.ID] = true
+		}
+		c.mu.Unlock()
+		return err
+	}
+}
+
 // harness builds the inmem harness, with the mutant applied when m is set.
 func harness(t *testing.T, m *mutant) messagetest.Harness {
 	b := inmem.NewBroker(inmem.WithPartitions(4), inmem.WithRetention(1<<20, 0))
@@ -398,9 +470,9 @@ func TestSuiteCatchesMutants(t *testing.T) {
 	for _, m := range mutants {
 		t.Run(subtestName(m.name), func(t *testing.T) {
 			t.Parallel()
-			parts := make([]string, len(m.fails))
-			for i, f := range m.fails {
-				parts[i] = regexp.QuoteMeta(subtestName(f))
+			var parts []string
+			for _, f := range append(slices.Clone(m.fails), m.passes...) {
+				parts = append(parts, regexp.QuoteMeta(subtestName(f)))
 			}
 			run := "^TestMutantChild$/^(" + strings.Join(parts, "|") + ")$"
 			cmd := exec.Command(exe, "-test.run="+run, "-test.v", "-test.count=1")
@@ -413,6 +485,11 @@ func TestSuiteCatchesMutants(t *testing.T) {
 			for _, f := range m.fails {
 				if want := "--- FAIL: TestMutantChild/" + subtestName(f) + " "; !strings.Contains(string(out), want) {
 					t.Errorf("subtest %q did not fail on this mutant; child output:\n%s", f, out)
+				}
+			}
+			for _, f := range m.passes {
+				if want := "--- PASS: TestMutantChild/" + subtestName(f) + " "; !strings.Contains(string(out), want) {
+					t.Errorf("subtest %q did not pass on this mutant, which it cannot detect; child output:\n%s", f, out)
 				}
 			}
 		})

@@ -83,6 +83,8 @@ func (s *suite) tests() []testCase {
 		{"two groups each receive every message", s.testTwoGroups, nil},
 		{"subscribers of one group split the messages without overlap", s.testGroupSplit, nil},
 		{"same-key messages are handled in order and never concurrently, up to the concurrency limit", s.testKeyOrder, nil},
+		{"members of one group keep per-key order and never overlap a key", s.testGroupKeyOrder, nil},
+		{"per-key order holds while members join, leave and crash", s.testGroupKeyOrderChurn, nil},
 		{"handler error redelivers with growing attempt before later same-key messages", s.testHandlerError, nil},
 		{"handler panic is treated as an error and the subscriber keeps running", s.testHandlerPanic, nil},
 		{"resumed subscriber does not get settled messages again", s.testResume, nil},
