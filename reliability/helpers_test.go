@@ -18,11 +18,20 @@ import (
 	"github.com/ferrymsg/ferry/message"
 )
 
-// TestMain runs the crash test's child consumer when the test binary is
-// re-executed as one (see crash_test.go), and otherwise the tests, failing
-// the package if any of them leaves a goroutine behind.
+// TestMain runs a child process when the test binary is re-executed as
+// one (the crash test's consumer, see crash_test.go; the group-order
+// test's members, see grouporder_test.go), and otherwise the tests,
+// failing the package if any of them leaves a goroutine behind.
 func TestMain(m *testing.M) {
-	if role := os.Getenv(childEnv); role != "" {
+	switch role := os.Getenv(childEnv); role {
+	case "":
+	case orderMemberRole:
+		if err := orderMember(); err != nil {
+			fmt.Fprintf(os.Stderr, "child %s: %v\n", role, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	default:
 		os.Exit(runChild(role))
 	}
 	goleak.VerifyTestMain(m,
