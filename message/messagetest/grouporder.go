@@ -50,6 +50,7 @@ type groupOrder struct {
 	overlaps    violations
 	disorder    violations
 	unknown     []string
+	checked     bool // check ran
 
 	// progress gets a token (non-blocking) whenever a message is handled
 	// for the first time.
@@ -122,6 +123,20 @@ func (v *violations) describe() string {
 		s += fmt.Sprintf("; and %d more", v.n-len(ex))
 	}
 	return s
+}
+
+// checkOnFailure makes a test that fails before its own check (a wait that
+// timed out) still report the violations seen so far, with examples.
+func (g *groupOrder) checkOnFailure(t *testing.T) {
+	t.Cleanup(func() {
+		g.mu.Lock()
+		checked := g.checked
+		g.mu.Unlock()
+		if t.Failed() && !checked {
+			t.Log("violations seen before the failure:")
+			g.check(t)
+		}
+	})
 }
 
 func newGroupOrder() *groupOrder {
@@ -415,6 +430,7 @@ func (g *groupOrder) check(t *testing.T) {
 	t.Helper()
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.checked = true
 	if g.overlaps.n > 0 {
 		t.Errorf("%d handler calls began while a call for the same key was still running on a live member (%d of %d keys affected); want never two calls of a key at once, across all members: %s",
 			g.overlaps.n, len(g.overlaps.keys), len(g.keys), g.overlaps.describe())
@@ -453,6 +469,7 @@ func (s *suite) testGroupKeyOrder(t *testing.T) {
 	pub := e.publisher()
 
 	g := newGroupOrder()
+	g.checkOnFailure(t)
 	runs := make([]*subscription, members)
 	mbs := make([]*groupMember, members)
 	for i := range mbs {
@@ -579,6 +596,7 @@ func (s *suite) testGroupKeyOrderChurn(t *testing.T) {
 	pub := e.publisher()
 
 	g := newGroupOrder()
+	g.checkOnFailure(t)
 	type live struct {
 		m   *groupMember
 		sub message.Subscriber
