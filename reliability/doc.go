@@ -13,6 +13,10 @@
 //   - a consumer in a child process killed with SIGKILL and restarted, with
 //     the SQL dedupe store on PostgreSQL making its side effect (a row per
 //     message) happen exactly once, on Kafka and on RabbitMQ;
+//   - per-key order across the members of one group, each member its own
+//     process, while members join, leave (SIGTERM) and are SIGKILLed, on
+//     Kafka and on RabbitMQ (no order violation, no same-key overlap
+//     between members, nothing lost; redeliveries after a kill counted);
 //   - produce errors, fetch errors, commit failures and coordinator moves
 //     injected with kfake's ControlKey;
 //   - malformed messages from producers that are not ferry (raw franz-go
