@@ -7,10 +7,12 @@ import (
 
 // Message is the unit that ferry publishes and delivers.
 //
-// A Message is owned by the caller until it is passed to Publish, and by the
-// subscriber while a Handler runs. Handlers must not keep or modify a
-// delivered Message after they return: a redelivery passes the same value
-// to the handler again.
+// A Message is owned by the caller until it is passed to Publish. A
+// delivered Message is read-only for its handler: a redelivery passes the
+// same value to the handler again, so a change made by one attempt would be
+// seen by the next (use Clone for a copy to change). A handler may keep a
+// delivered Message, its Payload and its Headers after it returns: no
+// adapter reuses them for another delivery.
 type Message struct {
 	// ID identifies the message. Publish fills in a time-ordered ID (NewID)
 	// when it is empty. It is the default key of the dedupe middleware.

@@ -18,9 +18,13 @@
 // # Delivery semantics
 //
 // Retries happen in process: after a failure the middleware waits for the
-// backoff and calls the handler again with the same message, holding the
-// message's key (later messages of the key wait, other keys keep flowing,
-// as with Spring's blocking retries). A panic in the handler counts as a
+// backoff and calls the handler again with the same message, as with
+// Spring's blocking retries. The wait happens inside the handler call, so
+// it holds the message's key (later messages of the key wait) and also
+// one of the subscriber's WithConcurrency workers: other keys keep flowing
+// only on the other workers. At the default concurrency of 1 a retrying
+// message stops every key of the subscriber for the whole backoff; raise
+// the concurrency above the number of keys you expect to fail at once. A panic in the handler counts as a
 // failure (message.Call). The message then ends in exactly one of these
 // ways:
 //
