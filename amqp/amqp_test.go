@@ -275,13 +275,13 @@ func TestWildcardBindings(t *testing.T) {
 			t.Errorf("order.# did not get %q: %v", k, gotHash)
 		}
 	}
-	gotStar := keys(cs.waitN(t, 1))
+	cs.waitN(t, 1)
 	// Publish a marker that only order.* gets, so we know nothing else
 	// is still on its way to it.
 	if err := p.Publish(ctx, topic, &message.Message{Key: "order.marker"}); err != nil {
 		t.Fatal(err)
 	}
-	gotStar = keys(cs.waitN(t, 2))
+	gotStar := keys(cs.waitN(t, 2))
 	if !gotStar["order.created"] || !gotStar["order.marker"] || len(gotStar) != 2 {
 		t.Errorf("order.* got %v, want order.created and order.marker only", gotStar)
 	}

@@ -293,12 +293,3 @@ func (c *conn) close() {
 	c.closeOnce.Do(func() { close(c.closed) })
 	<-c.done
 }
-
-func (c *conn) isClosed() bool {
-	select {
-	case <-c.stopping:
-		return true
-	default:
-		return false
-	}
-}

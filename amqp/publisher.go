@@ -1,9 +1,11 @@
 package amqp
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -454,11 +456,7 @@ func (p *Publisher) Publish(ctx context.Context, topic string, msgs ...*message.
 }
 
 func sortFailed(f []message.FailedMessage) {
-	for i := 1; i < len(f); i++ {
-		for j := i; j > 0 && f[j].Index < f[j-1].Index; j-- {
-			f[j], f[j-1] = f[j-1], f[j]
-		}
-	}
+	slices.SortFunc(f, func(a, b message.FailedMessage) int { return cmp.Compare(a.Index, b.Index) })
 }
 
 // publishRound publishes msgs[todo] on one channel and waits for their
