@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ferrymsg/ferry/internal/offsets"
+	"github.com/ferrymsg/ferry/adapter/offsets"
 	"github.com/ferrymsg/ferry/message"
 )
 
