@@ -12,6 +12,7 @@ import (
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
+	"github.com/ferrymsg/ferry/adapter"
 	"github.com/ferrymsg/ferry/message"
 )
 
@@ -373,7 +374,7 @@ func (p *Publisher) Publish(ctx context.Context, topic string, msgs ...*message.
 		}
 	}
 	rks := make([]string, len(msgs))
-	if err := message.Prepare(topic, msgs); err != nil {
+	if err := adapter.Prepare(topic, msgs); err != nil {
 		return fmt.Errorf("amqp: %w", err)
 	}
 	for i, m := range msgs {

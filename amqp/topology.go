@@ -8,6 +8,7 @@ import (
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
+	"github.com/ferrymsg/ferry/adapter"
 	"github.com/ferrymsg/ferry/message"
 )
 
@@ -19,7 +20,7 @@ const maxNameLen = 255
 // bytes of letters, digits, '-', '_', '.' and ':', not starting with the
 // reserved "amq." prefix. Errors wrap message.ErrInvalidTopic.
 func ValidateTopic(topic string) error {
-	if err := message.ValidateTopic(topic); err != nil {
+	if err := adapter.ValidateTopic(topic); err != nil {
 		return fmt.Errorf("amqp: %w", err)
 	}
 	if len(topic) > maxNameLen {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferrymsg/ferry/adapter"
 	"github.com/ferrymsg/ferry/message"
 )
 
@@ -209,7 +210,7 @@ func (m *middleware) handle(ctx context.Context, next message.Handler, msg *mess
 		r = m.renewers.Get().(*renewer)
 		r.start(key, res.Token)
 	}
-	err = message.Call(ctx, next, msg)
+	err = adapter.Call(ctx, next, msg)
 	if r != nil {
 		r.stop()
 		m.renewers.Put(r)

@@ -1,7 +1,6 @@
 package inmem
 
 import (
-	"fmt"
 	"sync"
 	"time"
 
@@ -103,27 +102,6 @@ func (b *Broker) topic(name string) (*topic, error) {
 		b.topics[name] = t
 	}
 	return t, nil
-}
-
-// validateTopic applies Kafka's topic rules, so code tested on inmem runs
-// unchanged on Kafka: 1 to 249 of [a-zA-Z0-9._-], not "." or "..".
-func validateTopic(name string) error {
-	if err := message.ValidateTopic(name); err != nil {
-		return err
-	}
-	if len(name) > 249 {
-		return fmt.Errorf("%w: topic name is %d characters long, the limit is 249", message.ErrInvalidTopic, len(name))
-	}
-	if name == "." || name == ".." {
-		return fmt.Errorf("%w: topic name %q is reserved", message.ErrInvalidTopic, name)
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("%w: topic name %q has %q at byte %d; use letters, digits, '.', '_' and '-'", message.ErrInvalidTopic, name, c, i)
-		}
-	}
-	return nil
 }
 
 type topic struct {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 
+	"github.com/ferrymsg/ferry/adapter"
 	"github.com/ferrymsg/ferry/message"
 )
 
@@ -35,10 +36,10 @@ func (p *Publisher) Publish(ctx context.Context, topicName string, msgs ...*mess
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := validateTopic(topicName); err != nil {
+	if err := adapter.ValidateLogTopic(topicName); err != nil {
 		return fmt.Errorf("inmem: publish: %w", err)
 	}
-	if err := message.Prepare(topicName, msgs); err != nil {
+	if err := adapter.Prepare(topicName, msgs); err != nil {
 		return fmt.Errorf("inmem: publish %q: %w", topicName, err)
 	}
 	t, err := p.b.topic(topicName)

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferrymsg/ferry/adapter"
 	"github.com/ferrymsg/ferry/adapter/dispatch"
 	"github.com/ferrymsg/ferry/message"
 )
@@ -177,7 +178,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topicName string, h message.
 	if h == nil {
 		return fmt.Errorf("inmem: subscribe %q: %w", topicName, message.ErrNilHandler)
 	}
-	if err := validateTopic(topicName); err != nil {
+	if err := adapter.ValidateLogTopic(topicName); err != nil {
 		return fmt.Errorf("inmem: subscribe: %w", err)
 	}
 	s.mu.Lock()

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ferrymsg/ferry/adapter"
 	"github.com/ferrymsg/ferry/message"
 )
 
@@ -102,7 +103,7 @@ func (p *Publisher) Publish(ctx context.Context, topic string, msgs ...*message.
 	if len(msgs) == 0 {
 		return nil
 	}
-	if err := message.Prepare(topic, msgs); err != nil {
+	if err := adapter.Prepare(topic, msgs); err != nil {
 		return fmt.Errorf("kafka: %w", err)
 	}
 	if err := p.topics.ensure(ctx, topic); err != nil {

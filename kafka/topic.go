@@ -9,32 +9,17 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/ferrymsg/ferry/adapter"
 	"github.com/ferrymsg/ferry/message"
 )
 
-// maxTopicLen is Kafka's limit on topic name length.
-const maxTopicLen = 249
-
 // ValidateTopic reports whether topic is a legal Kafka topic name: 1 to 249
-// characters from [a-zA-Z0-9._-], and not "." or "..". The error matches
+// characters from [a-zA-Z0-9._-], and not "." or ".." (the kit's
+// adapter.ValidateLogTopic, which inmem applies too). The error matches
 // message.ErrInvalidTopic and names the problem.
 func ValidateTopic(topic string) error {
-	if err := message.ValidateTopic(topic); err != nil {
+	if err := adapter.ValidateLogTopic(topic); err != nil {
 		return fmt.Errorf("kafka: %w", err)
-	}
-	if len(topic) > maxTopicLen {
-		return fmt.Errorf("kafka: %w: topic name is %d characters, Kafka allows at most %d", message.ErrInvalidTopic, len(topic), maxTopicLen)
-	}
-	if topic == "." || topic == ".." {
-		return fmt.Errorf("kafka: %w: topic name %q is reserved by Kafka", message.ErrInvalidTopic, topic)
-	}
-	for i := 0; i < len(topic); i++ {
-		c := topic[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
-		default:
-			return fmt.Errorf("kafka: %w: topic name %q has illegal character %q at byte %d (Kafka allows letters, digits, '.', '_' and '-')", message.ErrInvalidTopic, topic, rune(c), i)
-		}
 	}
 	return nil
 }

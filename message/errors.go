@@ -1,10 +1,8 @@
 package message
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"strings"
 )
 
@@ -99,8 +97,9 @@ func (e *PublishError) Messages() []*Message {
 	return msgs
 }
 
-// PanicError is the error a recovered handler panic turns into. The message
-// is redelivered like after any other handler error.
+// PanicError is the error a recovered handler panic turns into (every
+// subscriber recovers handler panics). The message is redelivered like
+// after any other handler error.
 type PanicError struct {
 	// Value is what the handler panicked with.
 	Value any
@@ -119,16 +118,4 @@ func (e *PanicError) Unwrap() error {
 		return err
 	}
 	return nil
-}
-
-// Call runs h and turns a panic into a *PanicError, so a panicking handler
-// is treated as a failed one. Subscribers and middleware that must observe a
-// handler's outcome use it.
-func Call(ctx context.Context, h Handler, msg *Message) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = &PanicError{Value: v, Stack: debug.Stack()}
-		}
-	}()
-	return h(ctx, msg)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/ferrymsg/ferry/message"
 )
@@ -56,18 +55,15 @@ func ExamplePublishError() {
 	// true
 }
 
-// A panicking handler becomes an error, so the message is redelivered.
-func ExampleCall() {
-	err := message.Call(context.Background(), func(ctx context.Context, m *message.Message) error {
-		panic("nil pointer in business code")
-	}, &message.Message{})
-	var pe *message.PanicError
-	fmt.Println(errors.As(err, &pe), strings.Contains(err.Error(), "nil pointer in business code"))
-	// Output: true true
-}
-
 func ExampleNewID() {
 	a, b := message.NewID(), message.NewID()
 	fmt.Println(len(a), a < b, a[14] == '7')
 	// Output: 36 true true
+}
+
+// A batch's IDs in one call, in order.
+func ExampleAppendIDs() {
+	ids := message.AppendIDs(nil, 3)
+	fmt.Println(len(ids), ids[0] < ids[1] && ids[1] < ids[2])
+	// Output: 3 true
 }

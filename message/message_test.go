@@ -1,7 +1,6 @@
 package message
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"regexp"
@@ -63,27 +62,6 @@ func TestNewIDConcurrentUnique(t *testing.T) {
 	wg.Wait()
 }
 
-func TestPrepareRejectsWithoutChanging(t *testing.T) {
-	a := &Message{}
-	err := Prepare("t", []*Message{a, nil})
-	if !errors.Is(err, ErrInvalidMessage) {
-		t.Fatalf("got %v, want ErrInvalidMessage", err)
-	}
-	if a.ID != "" || !a.Time.IsZero() {
-		t.Fatal("a rejected batch changed its valid message")
-	}
-	if err := Prepare("", []*Message{a}); !errors.Is(err, ErrInvalidTopic) {
-		t.Fatalf("empty topic: got %v", err)
-	}
-	if err := Prepare("t", []*Message{a}); err != nil || a.ID == "" || a.Time.IsZero() {
-		t.Fatalf("Prepare did not fill ID/Time: %v %+v", err, a)
-	}
-	id := a.ID
-	if err := Prepare("t", []*Message{a}); err != nil || a.ID != id {
-		t.Fatal("Prepare replaced an existing ID")
-	}
-}
-
 func TestCloneIsDeep(t *testing.T) {
 	m := &Message{ID: "1", Payload: []byte("x"), Headers: map[string]string{"a": "b"}, Delivery: Delivery{Topic: "t", Attempt: 3}}
 	c := m.Clone()
@@ -111,42 +89,26 @@ func TestPublishErrorUnwrapsEachFailure(t *testing.T) {
 	}
 }
 
-func TestCallRecoversPanic(t *testing.T) {
-	inner := errors.New("inner")
-	err := Call(context.Background(), func(context.Context, *Message) error { panic(inner) }, &Message{})
-	var pe *PanicError
-	if !errors.As(err, &pe) || !errors.Is(err, inner) || len(pe.Stack) == 0 {
-		t.Fatalf("got %v", err)
-	}
-}
-
-func TestPrepareIDsAreOrderedUUIDv7s(t *testing.T) {
+func TestAppendIDsAreOrderedUUIDv7s(t *testing.T) {
 	re := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 	var all []string
 	for round := range 50 {
-		msgs := make([]*Message, 1+round*37)
-		for i := range msgs {
-			msgs[i] = &Message{}
-		}
-		msgs[0].ID = "given" // kept as it is
 		before := time.Now().UnixMilli()
-		if err := Prepare("t", msgs); err != nil {
-			t.Fatal(err)
+		ids := AppendIDs([]string{"given"}, round*37)
+		if len(ids) != 1+round*37 || ids[0] != "given" {
+			t.Fatalf("AppendIDs(1 element, %d) returned %d elements starting %q", round*37, len(ids), ids[0])
 		}
-		if msgs[0].ID != "given" {
-			t.Fatalf("Prepare replaced a given ID with %q", msgs[0].ID)
-		}
-		for _, m := range msgs[1:] {
-			if !re.MatchString(m.ID) {
-				t.Fatalf("not a UUIDv7: %q", m.ID)
+		for _, id := range ids[1:] {
+			if !re.MatchString(id) {
+				t.Fatalf("not a UUIDv7: %q", id)
 			}
 			// The first 48 bits are the Unix millisecond (a counter
 			// overflow may borrow a few from the future).
-			ms, err := strconv.ParseInt(strings.ReplaceAll(m.ID[:13], "-", ""), 16, 64)
+			ms, err := strconv.ParseInt(strings.ReplaceAll(id[:13], "-", ""), 16, 64)
 			if err != nil || ms < before || ms > time.Now().UnixMilli()+1000 {
-				t.Fatalf("ID %s carries millisecond %d, made at %d", m.ID, ms, before)
+				t.Fatalf("ID %s carries millisecond %d, made at %d", id, ms, before)
 			}
-			all = append(all, m.ID)
+			all = append(all, id)
 		}
 		all = append(all, NewID()) // single IDs interleave in order
 	}

@@ -25,7 +25,7 @@
 // only on the other workers. At the default concurrency of 1 a retrying
 // message stops every key of the subscriber for the whole backoff; raise
 // the concurrency above the number of keys you expect to fail at once. A panic in the handler counts as a
-// failure (message.Call). The message then ends in exactly one of these
+// failure (adapter.Call). The message then ends in exactly one of these
 // ways:
 //
 //   - an attempt succeeds: nil is returned and the message is settled;

@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/ferrymsg/ferry/adapter"
 	"github.com/ferrymsg/ferry/message"
 )
 
@@ -26,7 +27,7 @@ type fakePublisher struct {
 var errFail = errors.New("fake: publish failed")
 
 func (p *fakePublisher) Publish(ctx context.Context, topic string, msgs ...*message.Message) error {
-	if err := message.Prepare(topic, msgs); err != nil {
+	if err := adapter.Prepare(topic, msgs); err != nil {
 		return err
 	}
 	p.mu.Lock()
@@ -70,7 +71,7 @@ func (s *fakeSubscriber) Subscribe(ctx context.Context, topic string, h message.
 			s.mu.Lock()
 			s.calls++
 			s.mu.Unlock()
-			if err := message.Call(ctx, h, m); err == nil {
+			if err := adapter.Call(ctx, h, m); err == nil {
 				s.mu.Lock()
 				s.settled = append(s.settled, m.ID)
 				s.mu.Unlock()

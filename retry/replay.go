@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferrymsg/ferry/adapter"
 	"github.com/ferrymsg/ferry/message"
 )
 
@@ -117,7 +118,7 @@ func Replay(ctx context.Context, sub message.Subscriber, pub message.Publisher, 
 	if sub == nil || pub == nil {
 		return ReplayStats{}, invalid("Replay: subscriber and publisher must not be nil")
 	}
-	if err := message.ValidateTopic(dltTopic); err != nil {
+	if err := adapter.ValidateTopic(dltTopic); err != nil {
 		return ReplayStats{}, fmt.Errorf("retry: replay: %w", err)
 	}
 

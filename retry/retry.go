@@ -9,6 +9,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 
+	"github.com/ferrymsg/ferry/adapter"
 	"github.com/ferrymsg/ferry/message"
 )
 
@@ -95,7 +96,7 @@ func (r *retrier) wrap(next message.Handler) message.Handler {
 				return r.deadLetter(ctx, msg, f)
 			}
 		}
-		err := message.Call(ctx, next, msg)
+		err := adapter.Call(ctx, next, msg)
 		if err == nil {
 			return nil
 		}
@@ -147,7 +148,7 @@ func (r *retrier) failed(ctx context.Context, next message.Handler, msg *message
 		if serr := r.sleep(ctx, d); serr != nil {
 			return serr
 		}
-		err = message.Call(ctx, next, msg)
+		err = adapter.Call(ctx, next, msg)
 		if err == nil {
 			return nil
 		}

@@ -7,20 +7,22 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferrymsg/ferry/adapter"
 	"github.com/ferrymsg/ferry/message"
 )
 
 // ErrStopped is returned by Submit after Shutdown began.
 var ErrStopped = errors.New("dispatch: stopped")
 
-// Defaults for Config's zero values.
+// Defaults for Config's zero values: those of adapter.SubscriberConfig,
+// and a backoff that doubles.
 const (
-	DefaultConcurrency    = 1
-	DefaultMaxPending     = 4096
-	DefaultInitialBackoff = 100 * time.Millisecond
-	DefaultMaxBackoff     = 10 * time.Second
+	DefaultConcurrency    = adapter.DefaultConcurrency
+	DefaultMaxPending     = adapter.DefaultMaxPending
+	DefaultInitialBackoff = adapter.DefaultInitialBackoff
+	DefaultMaxBackoff     = adapter.DefaultMaxBackoff
 	DefaultMultiplier     = 2.0
-	DefaultDrainTimeout   = 30 * time.Second
+	DefaultDrainTimeout   = adapter.DefaultDrainTimeout
 )
 
 // Config configures a Dispatcher. Zero values take the defaults above.
@@ -36,9 +38,9 @@ type Config struct {
 	// DefaultInitialBackoff, DefaultMaxBackoff and DefaultMultiplier.
 	Backoff Backoff
 	// DrainTimeout is how long Shutdown lets in-flight handlers run before
-	// it cancels their context. Remove does not use it and cancels nothing;
-	// an adapter that bounds a revocation's drain itself reads it back
-	// from Dispatcher.Config. Default DefaultDrainTimeout (30s).
+	// it cancels their context, and Drain the handlers of a scope. Remove
+	// does not use it and cancels nothing. Default DefaultDrainTimeout
+	// (30s).
 	DrainTimeout time.Duration
 	// OnError, when set, observes each handler error (for logging); nil by
 	// default. It runs on the worker goroutine right after the handler
@@ -52,6 +54,19 @@ type Config struct {
 	// but other workers and Submit go on. It is not called for deliveries
 	// abandoned at shutdown, which never ran.
 	OnError func(d *Delivery, err error)
+}
+
+// ConfigFor returns the dispatcher configuration of a subscriber
+// configured by sc: its concurrency, max pending, drain timeout, and a
+// redelivery backoff doubling from sc.InitialBackoff to sc.MaxBackoff.
+// Zero values of sc take the defaults, as in Config. OnError is left nil.
+func ConfigFor(sc adapter.SubscriberConfig) Config {
+	return Config{
+		Concurrency:  sc.Concurrency,
+		MaxPending:   sc.MaxPending,
+		Backoff:      Backoff{Initial: sc.InitialBackoff, Max: sc.MaxBackoff, Multiplier: DefaultMultiplier},
+		DrainTimeout: sc.DrainTimeout,
+	}
 }
 
 func (c *Config) fill() {
@@ -89,6 +104,12 @@ type Delivery struct {
 	Msg *message.Message
 	// Ref is the adapter's handle (partition and offset, delivery tag).
 	Ref any
+	// Scope, when set, is the group of deliveries this one belongs to
+	// (one assignment of a partition, one channel's deliveries): its
+	// handler runs with the scope's context, and Drain acts on the scope's
+	// deliveries together. Nil: the handler runs with the dispatcher's
+	// context. It must come from this Dispatcher's NewScope.
+	Scope *Scope
 
 	// Guarded by Dispatcher.mu (see "Locks and ownership" in the package
 	// doc).
@@ -136,7 +157,8 @@ type Dispatcher struct {
 
 // New starts a Dispatcher with cfg.Concurrency workers. Handlers run with a
 // context that carries parent's values but is cancelled only by Shutdown
-// after the drain timeout. settled is called, on a worker goroutine and
+// after the drain timeout (or, for a delivery with a Scope, also by Drain
+// after the drain timeout). settled is called, on a worker goroutine and
 // outside the dispatcher's lock, for each delivery whose handler returned
 // nil; it may be nil.
 func New(parent context.Context, h message.Handler, cfg Config, settled func(*Delivery)) *Dispatcher {

@@ -29,6 +29,22 @@
 // context. Shutdown stops intake, lets in-flight handlers finish within
 // the drain timeout, then cancels their context and waits for them.
 //
+// # Scopes: revoking a partition
+//
+// A Scope (NewScope) groups the deliveries of one assignment of a
+// partition, or of one channel or shard queue: the unit a rebalance takes
+// away. A delivery with a Scope runs its handler with the scope's
+// context, a child of the handler context. Drain(scope) is the
+// revocation: it removes the scope's deliveries that are not running
+// (like Remove), lets its running handlers finish with their context
+// intact for the drain timeout, then cancels the scope's context (only
+// that one; other partitions' handlers go on), and closes its channel
+// once none of them runs any more. The adapter hands the partition on
+// (commits, releases the shard, lets the rebalance go on) only after
+// that, so a key never runs on two members at once. Every ferry adapter
+// revokes this way: Kafka in its OnPartitionsRevoked callback, inmem in a
+// background drain per partition, amqp when a shard queue moves.
+//
 // # Delivery states
 //
 // The code keeps a delivery's state in Delivery.state (the s* constants in
@@ -75,6 +91,10 @@
 //
 // # Remove and Shutdown, per state
 //
+// Drain acts as Remove on the scope's deliveries, and cancels the
+// context of the running ones once the drain timeout passed (they still
+// run to the end, as for Shutdown).
+//
 //	state        Remove (matching deliveries)             Shutdown
 //	queued       gone, not settled                        left in place, never run
 //	ready        gone, not settled                        left in place, never run
@@ -85,8 +105,9 @@
 //	backing off  gone (timer stopped), not settled        timer stopped; left in place, never run
 //	gone         -                                        -
 //
-// Remove's channel is closed when every delivery that was running and
-// matched has completed. Shutdown returns when no delivery is claimed or
+// Remove's (and Drain's) channel is closed when every delivery that was
+// running and matched has completed; Drain then stops its timer and
+// releases the scope's context, under the lock (waiter.finish). Shutdown returns when no delivery is claimed or
 // running and every worker has exited; it leaves what it did not run in
 // place (Pending still counts it), since the Dispatcher is finished and
 // the broker redelivers whatever was not settled.

@@ -3,7 +3,7 @@ package dispatch
 import (
 	"errors"
 
-	"github.com/ferrymsg/ferry/message"
+	"github.com/ferrymsg/ferry/adapter"
 )
 
 // errAbandoned is the result of a claimed delivery not run because
@@ -60,7 +60,11 @@ func (d *Dispatcher) runClaim(w *worker) {
 			if dl.Msg.Delivery.Attempt < 1 {
 				dl.Msg.Delivery.Attempt = 1
 			}
-			err = message.Call(d.hctx, d.h, dl.Msg)
+			hctx := d.hctx
+			if dl.Scope != nil {
+				hctx = dl.Scope.ctx
+			}
+			err = adapter.Call(hctx, d.h, dl.Msg)
 			if err == nil {
 				if d.settled != nil {
 					d.settled(dl)
@@ -104,7 +108,7 @@ func (d *Dispatcher) completeLocked(dl *Delivery, err error) {
 			delete(d.waiting, dl)
 			for _, wt := range ws {
 				if wt.remaining--; wt.remaining == 0 {
-					close(wt.done)
+					wt.finish()
 				}
 			}
 		}

@@ -7,6 +7,16 @@ import "time"
 type waiter struct {
 	remaining int
 	done      chan struct{}
+	then      func() // run when done is closed, under Dispatcher.mu; may be nil
+}
+
+// finish closes done and runs then. It is called once, under
+// Dispatcher.mu, when remaining reached 0.
+func (w *waiter) finish() {
+	close(w.done)
+	if w.then != nil {
+		w.then()
+	}
 }
 
 // Remove drops every delivery for which match returns true and that is not
@@ -26,9 +36,15 @@ type waiter struct {
 // should read only Ref and what no handler writes (a running handler may
 // be changing Msg).
 func (d *Dispatcher) Remove(match func(*Delivery) bool) <-chan struct{} {
+	return d.remove(match, nil)
+}
+
+// remove is Remove, running then (under d.mu; it must be quick and must
+// not call the Dispatcher) when the returned channel is closed.
+func (d *Dispatcher) remove(match func(*Delivery) bool, then func()) <-chan struct{} {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	w := &waiter{done: make(chan struct{})}
+	w := &waiter{done: make(chan struct{}), then: then}
 	var gone []*Delivery // removed keyless deliveries and keyed heads
 
 	// Claimed: take the ones not started yet (claimed -> gone); wait for
@@ -106,7 +122,7 @@ func (d *Dispatcher) Remove(match func(*Delivery) bool) <-chan struct{} {
 		d.idle.Broadcast()
 	}
 	if w.remaining == 0 {
-		close(w.done)
+		w.finish()
 	}
 	return w.done
 }
