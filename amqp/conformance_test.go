@@ -11,12 +11,15 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/ferrymsg/ferry/amqp"
+	"github.com/ferrymsg/ferry/dedupe/dedupetest"
 	"github.com/ferrymsg/ferry/internal/testenv"
 	"github.com/ferrymsg/ferry/message"
 	"github.com/ferrymsg/ferry/message/messagetest"
+	"github.com/ferrymsg/ferry/retry/retrytest"
 )
 
-// TestConformance runs the shared suite on the real RabbitMQ. Every client
+// TestConformance runs the shared suites (the adapter contract, retry and
+// dedupe) on the real RabbitMQ, with one harness. Every client
 // connects through an in-test TCP proxy, so the restart capability is a
 // cut of every connection (what a broker restart or a network failure
 // does to a client), fast and deterministic. TestBrokerRestart restarts
@@ -27,7 +30,7 @@ func TestConformance(t *testing.T) {
 	url := testenv.NeedAMQP(t)
 	px, purl := testenv.NewURLProxy(t, url, "5672")
 	kills := new(messagetest.KillSwitches)
-	opts := []amqp.Option{amqp.WithReconnectBackoff(20*time.Millisecond, 500*time.Millisecond)}
+	opts := amqp.WithReconnectBackoff(20*time.Millisecond, 500*time.Millisecond)
 	var mu sync.Mutex
 	topics := map[string][]string{} // topic -> queues, deleted at the end
 	t.Cleanup(func() {
@@ -35,15 +38,16 @@ func TestConformance(t *testing.T) {
 			deleteNow(url, topic, queues...)
 		}
 	})
-	messagetest.Run(t, messagetest.Harness{
+	h := messagetest.Harness{
 		NewPublisher: func(t testing.TB) (message.Publisher, error) {
-			return amqp.NewPublisher(purl, opts...)
+			return amqp.NewPublisher(purl, opts)
 		},
 		NewSubscriber: func(t testing.TB, cfg messagetest.SubscriberConfig) (message.Subscriber, error) {
-			o := append([]amqp.Option{
+			o := []amqp.SubscriberOption{
 				amqp.WithGroup(cfg.Group),
 				amqp.WithConcurrency(max(cfg.Concurrency, 1)),
-			}, opts...)
+				opts,
+			}
 			if cfg.InitialBackoff > 0 {
 				o = append(o, amqp.WithRedeliveryBackoff(cfg.InitialBackoff, max(cfg.MaxBackoff, cfg.InitialBackoff)))
 			}
@@ -94,5 +98,8 @@ func TestConformance(t *testing.T) {
 			InvalidTopics:        []string{"amq.reserved", "has space", "slash/name", strings.Repeat("x", 256), "star*"},
 			Timeout:              60 * time.Second,
 		},
-	})
+	}
+	messagetest.Run(t, h)
+	t.Run("retry and dead-lettering", func(t *testing.T) { retrytest.Run(t, h) })
+	t.Run("dedupe", func(t *testing.T) { dedupetest.RunMiddleware(t, h) })
 }

@@ -7,10 +7,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ferrymsg/ferry/dedupe/dedupetest"
 	"github.com/ferrymsg/ferry/internal/testenv"
 	"github.com/ferrymsg/ferry/kafka"
 	"github.com/ferrymsg/ferry/message"
 	"github.com/ferrymsg/ferry/message/messagetest"
+	"github.com/ferrymsg/ferry/retry/retrytest"
 )
 
 // newFake starts an in-process kfake cluster for the test and returns its
@@ -52,7 +54,7 @@ func harness(brokers []string, partitions int32, restart func(testing.TB)) messa
 			return kafka.NewPublisher(brokers, kafka.WithTopicCreation(partitions, -1), kafka.WithClientOptions(kgo.ProducerLinger(time.Millisecond)))
 		},
 		NewSubscriber: func(t testing.TB, c messagetest.SubscriberConfig) (message.Subscriber, error) {
-			opts := []kafka.Option{kafka.WithGroup(c.Group), kafka.WithTopicCreation(partitions, -1), fastGroup(),
+			opts := []kafka.SubscriberOption{kafka.WithGroup(c.Group), kafka.WithTopicCreation(partitions, -1), fastGroup(),
 				kafka.WithCommitInterval(200 * time.Millisecond)}
 			if c.Concurrency > 0 {
 				opts = append(opts, kafka.WithConcurrency(c.Concurrency))
@@ -90,11 +92,19 @@ func harness(brokers []string, partitions int32, restart func(testing.TB)) messa
 	}
 }
 
+// conformance runs the adapter contract and the middleware suites on one
+// harness.
+func conformance(t *testing.T, h messagetest.Harness) {
+	messagetest.Run(t, h)
+	t.Run("retry and dead-lettering", func(t *testing.T) { retrytest.Run(t, h) })
+	t.Run("dedupe", func(t *testing.T) { dedupetest.RunMiddleware(t, h) })
+}
+
 func TestConformanceKfake(t *testing.T) {
-	messagetest.Run(t, harness(newFake(t), 4, nil))
+	conformance(t, harness(newFake(t), 4, nil))
 }
 
 func TestConformanceBroker(t *testing.T) {
 	brokers := testenv.NeedKafka(t)
-	messagetest.Run(t, harness(brokers, 4, func(t testing.TB) { testenv.RestartService(t, "kafka") }))
+	conformance(t, harness(brokers, 4, func(t testing.TB) { testenv.RestartService(t, "kafka") }))
 }

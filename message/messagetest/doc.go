@@ -1,14 +1,22 @@
 // Package messagetest is the conformance suite every ferry adapter runs, like
 // net/http/httptest or testing/fstest: an adapter's conformance_test.go
 // builds a Harness (how to make publishers and subscribers, what the adapter
-// can do) and calls Run.
+// can do) and calls Run. Run holds the adapter contract only, and the
+// package imports nothing of ferry but package message. The middleware
+// suites take the same Harness and live with their middleware: package
+// retry/retrytest (retrytest.Run: retries, dead-lettering, replay) and
+// package dedupe/dedupetest (dedupetest.RunMiddleware: the idempotent
+// consumer). An adapter calls all three:
 //
 //	func TestConformance(t *testing.T) {
-//		messagetest.Run(t, messagetest.Harness{
+//		h := messagetest.Harness{
 //			NewPublisher:  func(t testing.TB) (message.Publisher, error) { ... },
 //			NewSubscriber: func(t testing.TB, cfg messagetest.SubscriberConfig) (message.Subscriber, error) { ... },
 //			Features:      messagetest.Features{NewGroupReadsHistory: true},
-//		})
+//		}
+//		messagetest.Run(t, h)
+//		t.Run("retry and dead-lettering", func(t *testing.T) { retrytest.Run(t, h) })
+//		t.Run("dedupe", func(t *testing.T) { dedupetest.RunMiddleware(t, h) })
 //	}
 //
 // # Tests
@@ -96,15 +104,6 @@
 //     failed calls, while RestartBroker runs; every message whose Publish
 //     returned nil is handled at least once.
 //
-// Run then runs the middleware suites on the same adapter, so that retry
-// and dedupe are proven on every broker: "retry and dead-lettering"
-// (RunRetry: exhausted attempts land on the DLT with their headers while
-// later messages flow; a permanent error goes straight there; a failing
-// DLT publish redelivers instead of losing; replay brings messages back)
-// and "dedupe" (RunDedupe: the same ID published three times is handled
-// once; a message whose first run fails is handled exactly once after it
-// succeeds).
-//
 // Tests needing a capability the adapter lacks are not run; Run logs their
 // names and the missing Features field.
 //
@@ -147,4 +146,19 @@
 // Received headers whose keys start with "ferry-" (reserved by ferry) are
 // ignored when comparing a round trip, so adapters may carry ID, Key or Time
 // in such headers.
+//
+// # Writing a suite on a Harness
+//
+// Suites for what sits on top of an adapter (middleware, batches, an
+// outbox relay) take a Harness too, so that they run on every adapter
+// that passes Run, and build their tests with the kit Run itself uses:
+// NewEnv gives each test an Env (fresh topics and groups, Prepare,
+// publishers and subscribers closed when the test ends, Subscribe watched
+// in the background, Eventually bounded by Features.Timeout and failing
+// with what was expected and what was seen); a Collector records handler
+// calls by ID and waits for them. A suite built on the kit makes the same
+// assumptions of a harness as Run (above). See the example; packages
+// retry/retrytest and dedupe/dedupetest are written this way. Give such a
+// suite a test of its own that proves it can fail on a broken adapter, as
+// this package's mutants_test.go does for Run.
 package messagetest

@@ -387,14 +387,14 @@ func (g *groupOrder) status() string {
 // handled before the next, until each of mbs has handled one: then every
 // member is running and has a share of the group's work. It returns the
 // number of rounds and warm-up messages.
-func (g *groupOrder) warmUp(e *env, pub message.Publisher, topic string, mbs ...*groupMember) (rounds, n int) {
+func (g *groupOrder) warmUp(e *Env, pub message.Publisher, topic string, mbs ...*groupMember) (rounds, n int) {
 	e.t.Helper()
 	deadline := time.Now().Add(e.timeout)
 	for round := 0; ; round++ {
 		msgs := g.addWarm(round, 16)
-		e.publish(pub, topic, msgs...)
+		e.Publish(pub, topic, msgs...)
 		n += len(msgs)
-		e.eventually(fmt.Sprintf("warm-up round %d: all %d messages", round, len(msgs)), func() (bool, string) {
+		e.Eventually(fmt.Sprintf("warm-up round %d: all %d messages", round, len(msgs)), func() (bool, string) {
 			g.mu.Lock()
 			defer g.mu.Unlock()
 			got := 0
@@ -464,9 +464,9 @@ func (g *groupOrder) check(t *testing.T) {
 func (s *suite) testGroupKeyOrder(t *testing.T) {
 	const members, concurrency, keys, perKey = 3, 8, 32, 100
 	e := s.env(t)
-	topic, group := e.topic(), e.group("g")
-	e.prepare(topic, group)
-	pub := e.publisher()
+	topic, group := e.Topic(), e.Group("g")
+	e.Prepare(topic, group)
+	pub := e.Publisher()
 
 	g := newGroupOrder()
 	g.checkOnFailure(t)
@@ -474,15 +474,15 @@ func (s *suite) testGroupKeyOrder(t *testing.T) {
 	mbs := make([]*groupMember, members)
 	for i := range mbs {
 		mbs[i] = g.member()
-		runs[i] = e.subscribe(e.subscriber(e.config(group, concurrency)), topic, g.handler(mbs[i]))
+		runs[i] = e.subscribe(e.Subscriber(e.Config(group, concurrency)), topic, g.handler(mbs[i]))
 	}
 	rounds, warm := g.warmUp(e, pub, topic, mbs...)
 
 	msgs := g.add(keys, perKey)
 	for i := 0; i < len(msgs); i += 400 {
-		e.publish(pub, topic, msgs[i:min(i+400, len(msgs))]...)
+		e.Publish(pub, topic, msgs[i:min(i+400, len(msgs))]...)
 	}
-	e.eventually(fmt.Sprintf("%d messages (%d keys × %d) handled by the group's %d members", len(msgs), keys, perKey, members), func() (bool, string) {
+	e.Eventually(fmt.Sprintf("%d messages (%d keys × %d) handled by the group's %d members", len(msgs), keys, perKey, members), func() (bool, string) {
 		return g.allHandled(), g.status()
 	})
 	for _, r := range runs {
@@ -518,7 +518,7 @@ type feeder struct {
 	batches int
 }
 
-func (e *env) feed(g *groupOrder, pub message.Publisher, topic string, keys, perKey, window int) *feeder {
+func (e *Env) feed(g *groupOrder, pub message.Publisher, topic string, keys, perKey, window int) *feeder {
 	f := &feeder{stopCh: make(chan struct{}), done: make(chan struct{})}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*e.timeout)
 	go func() {
@@ -565,7 +565,7 @@ func (f *feeder) failed() error {
 
 // stop stops the feeder after its current batch and fails the test if
 // publishing failed.
-func (f *feeder) stop(e *env) {
+func (f *feeder) stop(e *Env) {
 	e.t.Helper()
 	f.stopOnce.Do(func() { close(f.stopCh) })
 	select {
@@ -591,9 +591,9 @@ func (f *feeder) stop(e *env) {
 func (s *suite) testGroupKeyOrderChurn(t *testing.T) {
 	const concurrency, keys, perBatch, window = 8, 16, 4, 600
 	e := s.env(t)
-	topic, group := e.topic(), e.group("g")
-	e.prepare(topic, group)
-	pub := e.publisher()
+	topic, group := e.Topic(), e.Group("g")
+	e.Prepare(topic, group)
+	pub := e.Publisher()
 
 	g := newGroupOrder()
 	g.checkOnFailure(t)
@@ -604,13 +604,13 @@ func (s *suite) testGroupKeyOrderChurn(t *testing.T) {
 	}
 	start := func() *live {
 		m := g.member()
-		sub := e.subscriber(e.config(group, concurrency))
+		sub := e.Subscriber(e.Config(group, concurrency))
 		return &live{m: m, sub: sub, run: e.subscribe(sub, topic, g.handler(m))}
 	}
 	var f *feeder
 	wait := func(what string, cond func() bool) {
 		t.Helper()
-		e.eventually(what, func() (bool, string) {
+		e.Eventually(what, func() (bool, string) {
 			if err := f.failed(); err != nil {
 				t.Fatalf("while waiting for %s: publishing: %v", what, err)
 			}
@@ -648,7 +648,7 @@ func (s *suite) testGroupKeyOrderChurn(t *testing.T) {
 	// Crash member 2 while one of its handlers runs.
 	m2.run.setStopping()
 	g.step("member 2 crashes")
-	e.eventually("member 2 to run a handler, to crash it mid-work", func() (bool, string) {
+	e.Eventually("member 2 to run a handler, to crash it mid-work", func() (bool, string) {
 		return g.killIfActive(m2.m), g.status()
 	})
 	how := "emulated (Harness.Kill is nil): its handler fails every call and it is closed"

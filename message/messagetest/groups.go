@@ -11,18 +11,18 @@ import (
 
 func (s *suite) testTwoGroups(t *testing.T) {
 	e := s.env(t)
-	topic, g1, g2 := e.topic(), e.group("g1"), e.group("g2")
-	e.prepare(topic, g1, g2)
-	pub := e.publisher()
+	topic, g1, g2 := e.Topic(), e.Group("g1"), e.Group("g2")
+	e.Prepare(topic, g1, g2)
+	pub := e.Publisher()
 
 	msgs := newMessages(100, "m", distinctKeys("k"))
-	e.publish(pub, topic, msgs...)
+	e.Publish(pub, topic, msgs...)
 
-	c1, c2 := newCollector(), newCollector()
-	run1 := e.subscribe(e.subscriber(e.config(g1, 4)), topic, c1.handler(0))
-	run2 := e.subscribe(e.subscriber(e.config(g2, 4)), topic, c2.handler(0))
-	c1.waitAll(e, "group 1", ids(msgs))
-	c2.waitAll(e, "group 2", ids(msgs))
+	c1, c2 := NewCollector(), NewCollector()
+	run1 := e.subscribe(e.Subscriber(e.Config(g1, 4)), topic, c1.handler(0))
+	run2 := e.subscribe(e.Subscriber(e.Config(g2, 4)), topic, c2.handler(0))
+	c1.WaitAll(e, "group 1", ids(msgs))
+	c2.WaitAll(e, "group 2", ids(msgs))
 	e.stop(run1)
 	e.stop(run2)
 	c1.checkOnly(e, "group 1", ids(msgs))
@@ -37,17 +37,17 @@ func (s *suite) testTwoGroups(t *testing.T) {
 // message handled exactly once, by one member, and both members get some.
 func (s *suite) testGroupSplit(t *testing.T) {
 	e := s.env(t)
-	topic, group := e.topic(), e.group("shared")
-	e.prepare(topic, group)
-	pub := e.publisher()
+	topic, group := e.Topic(), e.Group("shared")
+	e.Prepare(topic, group)
+	pub := e.Publisher()
 
 	// Each member records a message into the warm-up or the steady-state
 	// collector depending on which batch it belongs to. steadyIDs is
 	// written before ready is closed and only read after.
-	warm, steady := newCollector(), newCollector()
+	warm, steady := NewCollector(), NewCollector()
 	steadyIDs := make(map[string]bool)
 	ready := make(chan struct{})
-	pick := func(id string) *collector {
+	pick := func(id string) *Collector {
 		select {
 		case <-ready:
 			if steadyIDs[id] {
@@ -59,7 +59,7 @@ func (s *suite) testGroupSplit(t *testing.T) {
 	}
 	runs := make([]*subscription, 2)
 	for i := range runs {
-		runs[i] = e.subscribe(e.subscriber(e.config(group, 4)), topic, func(_ context.Context, m *message.Message) error {
+		runs[i] = e.subscribe(e.Subscriber(e.Config(group, 4)), topic, func(_ context.Context, m *message.Message) error {
 			pick(m.ID).record(i, m)
 			return nil
 		})
@@ -69,9 +69,9 @@ func (s *suite) testGroupSplit(t *testing.T) {
 	var warmIDs []string
 	for round := 0; ; round++ {
 		msgs := newMessages(16, fmt.Sprintf("warm%d", round), distinctKeys(fmt.Sprintf("w%d", round)))
-		e.publish(pub, topic, msgs...)
+		e.Publish(pub, topic, msgs...)
 		warmIDs = append(warmIDs, ids(msgs)...)
-		warm.waitAll(e, fmt.Sprintf("warm-up round %d", round), ids(msgs))
+		warm.WaitAll(e, fmt.Sprintf("warm-up round %d", round), ids(msgs))
 		if warm.count(0) > 0 && warm.count(1) > 0 {
 			break
 		}
@@ -95,8 +95,8 @@ func (s *suite) testGroupSplit(t *testing.T) {
 		steadyIDs[id] = true
 	}
 	close(ready) // publishes steadyIDs to the handlers
-	e.publish(pub, topic, msgs...)
-	steady.waitAll(e, "steady state", ids(msgs))
+	e.Publish(pub, topic, msgs...)
+	steady.WaitAll(e, "steady state", ids(msgs))
 	for _, r := range runs {
 		e.stop(r)
 	}

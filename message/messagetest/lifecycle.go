@@ -14,28 +14,28 @@ import (
 
 // subscribeNow calls Subscribe in the test goroutine with a context that
 // ends after the suite's timeout, for calls that must return at once.
-func (e *env) subscribeNow(sub message.Subscriber, topic string, h message.Handler) error {
-	return sub.Subscribe(e.ctx(), topic, h)
+func (e *Env) subscribeNow(sub message.Subscriber, topic string, h message.Handler) error {
+	return sub.Subscribe(e.Context(), topic, h)
 }
 
 func nopHandler(context.Context, *message.Message) error { return nil }
 
 // waitRunning publishes one message and waits until it was handled, which
 // shows the subscription is running.
-func (e *env) waitRunning(pub message.Publisher, topic string, c *collector) {
+func (e *Env) waitRunning(pub message.Publisher, topic string, c *Collector) {
 	e.t.Helper()
 	m := newMessages(1, "ping", nil)
-	e.publish(pub, topic, m...)
-	c.waitAll(e, "a message showing the subscription runs", ids(m))
+	e.Publish(pub, topic, m...)
+	c.WaitAll(e, "a message showing the subscription runs", ids(m))
 }
 
 func (s *suite) testCancelIdle(t *testing.T) {
 	e := s.env(t)
-	topic, group := e.topic(), e.group("g")
-	e.prepare(topic, group)
-	pub := e.publisher()
-	c := newCollector()
-	run := e.subscribe(e.subscriber(e.config(group, 1)), topic, c.handler(0))
+	topic, group := e.Topic(), e.Group("g")
+	e.Prepare(topic, group)
+	pub := e.Publisher()
+	c := NewCollector()
+	run := e.subscribe(e.Subscriber(e.Config(group, 1)), topic, c.handler(0))
 	e.waitRunning(pub, topic, c)
 	// Nothing left to handle: the subscription is idle.
 	e.stop(run)
@@ -43,11 +43,11 @@ func (s *suite) testCancelIdle(t *testing.T) {
 
 func (s *suite) testCloseIdempotent(t *testing.T) {
 	e := s.env(t)
-	topic, group := e.topic(), e.group("g")
-	e.prepare(topic, group)
-	pub := e.publisher()
-	sub := e.subscriber(e.config(group, 1))
-	c := newCollector()
+	topic, group := e.Topic(), e.Group("g")
+	e.Prepare(topic, group)
+	pub := e.Publisher()
+	sub := e.Subscriber(e.Config(group, 1))
+	c := NewCollector()
 	run := e.subscribe(sub, topic, c.handler(0))
 	e.waitRunning(pub, topic, c)
 	e.stop(run)
@@ -63,17 +63,17 @@ func (s *suite) testCloseIdempotent(t *testing.T) {
 
 func (s *suite) testUseAfterClose(t *testing.T) {
 	e := s.env(t)
-	topic, group := e.topic(), e.group("g")
-	e.prepare(topic, group)
-	pub := e.publisher()
-	sub := e.subscriber(e.config(group, 1))
+	topic, group := e.Topic(), e.Group("g")
+	e.Prepare(topic, group)
+	pub := e.Publisher()
+	sub := e.Subscriber(e.Config(group, 1))
 	if err := pub.Close(); err != nil {
 		t.Fatalf("Publisher.Close: %v", err)
 	}
 	if err := sub.Close(); err != nil {
 		t.Fatalf("Subscriber.Close: %v", err)
 	}
-	err := pub.Publish(e.ctx(), topic, &message.Message{Payload: []byte("after close")})
+	err := pub.Publish(e.Context(), topic, &message.Message{Payload: []byte("after close")})
 	e.isErr("Publish after Close", err, message.ErrClosed)
 	err = e.subscribeNow(sub, topic, nopHandler)
 	e.isErr("Subscribe after Close", err, message.ErrClosed)
@@ -81,11 +81,11 @@ func (s *suite) testUseAfterClose(t *testing.T) {
 
 func (s *suite) testCloseUnblocksSubscribe(t *testing.T) {
 	e := s.env(t)
-	topic, group := e.topic(), e.group("g")
-	e.prepare(topic, group)
-	pub := e.publisher()
-	sub := e.subscriber(e.config(group, 1))
-	c := newCollector()
+	topic, group := e.Topic(), e.Group("g")
+	e.Prepare(topic, group)
+	pub := e.Publisher()
+	sub := e.Subscriber(e.Config(group, 1))
+	c := NewCollector()
 	run := e.subscribe(sub, topic, c.handler(0))
 	e.waitRunning(pub, topic, c)
 	run.setStopping()
@@ -99,31 +99,31 @@ func (s *suite) testCloseUnblocksSubscribe(t *testing.T) {
 func (s *suite) testBadInput(t *testing.T) {
 	t.Run("empty topic", func(t *testing.T) {
 		e := s.env(t)
-		pub := e.publisher()
-		err := pub.Publish(e.ctx(), "", &message.Message{Payload: []byte("x")})
+		pub := e.Publisher()
+		err := pub.Publish(e.Context(), "", &message.Message{Payload: []byte("x")})
 		e.isErr(`Publish to ""`, err, message.ErrInvalidTopic)
-		sub := e.subscriber(e.config(e.group("g"), 1))
+		sub := e.Subscriber(e.Config(e.Group("g"), 1))
 		err = e.subscribeNow(sub, "", nopHandler)
 		e.isErr(`Subscribe to ""`, err, message.ErrInvalidTopic)
 	})
 
 	t.Run("nil message in a batch publishes none of the batch", func(t *testing.T) {
 		e := s.env(t)
-		topic, group := e.topic(), e.group("g")
-		e.prepare(topic, group)
-		pub := e.publisher()
+		topic, group := e.Topic(), e.Group("g")
+		e.Prepare(topic, group)
+		pub := e.Publisher()
 		// Same key throughout: had the valid messages of the rejected
 		// batch been published, they would arrive before the marker.
 		a := &message.Message{ID: message.NewID(), Key: "k", Payload: []byte("valid before nil")}
 		b := &message.Message{ID: message.NewID(), Key: "k", Payload: []byte("valid after nil")}
-		err := pub.Publish(e.ctx(), topic, a, nil, b)
+		err := pub.Publish(e.Context(), topic, a, nil, b)
 		e.isErr("Publish of a batch with a nil message", err, message.ErrInvalidMessage)
 
 		marker := &message.Message{ID: message.NewID(), Key: "k", Payload: []byte("marker")}
-		e.publish(pub, topic, marker)
-		c := newCollector()
-		run := e.subscribe(e.subscriber(e.config(group, 1)), topic, c.handler(0))
-		c.waitAll(e, "marker published after the rejected batch", []string{marker.ID})
+		e.Publish(pub, topic, marker)
+		c := NewCollector()
+		run := e.subscribe(e.Subscriber(e.Config(group, 1)), topic, c.handler(0))
+		c.WaitAll(e, "marker published after the rejected batch", []string{marker.ID})
 		e.stop(run)
 		for _, m := range []*message.Message{a, b} {
 			if m.ID != "" && len(c.get(m.ID)) > 0 {
@@ -135,9 +135,9 @@ func (s *suite) testBadInput(t *testing.T) {
 
 	t.Run("nil handler", func(t *testing.T) {
 		e := s.env(t)
-		topic, group := e.topic(), e.group("g")
-		e.prepare(topic, group)
-		sub := e.subscriber(e.config(group, 1))
+		topic, group := e.Topic(), e.Group("g")
+		e.Prepare(topic, group)
+		sub := e.Subscriber(e.Config(group, 1))
 		err := e.subscribeNow(sub, topic, nil)
 		e.isErr("Subscribe with a nil handler", err, message.ErrNilHandler)
 	})
@@ -145,11 +145,11 @@ func (s *suite) testBadInput(t *testing.T) {
 	for _, name := range s.h.Features.InvalidTopics {
 		t.Run("invalid topic "+describeTopic(name), func(t *testing.T) {
 			e := s.env(t)
-			pub := e.publisher()
-			err := pub.Publish(e.ctx(), name, &message.Message{Payload: []byte("x")})
+			pub := e.Publisher()
+			err := pub.Publish(e.Context(), name, &message.Message{Payload: []byte("x")})
 			e.isErr(fmt.Sprintf("Publish to %q", name), err, message.ErrInvalidTopic)
 			checkNames(t, err, name)
-			sub := e.subscriber(e.config(e.group("g"), 1))
+			sub := e.Subscriber(e.Config(e.Group("g"), 1))
 			err = e.subscribeNow(sub, name, nopHandler)
 			e.isErr(fmt.Sprintf("Subscribe to %q", name), err, message.ErrInvalidTopic)
 			checkNames(t, err, name)
@@ -181,14 +181,14 @@ func checkNames(t *testing.T, err error, name string) {
 func (s *suite) testNoLeaks(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	e := s.env(t)
-	topic, group := e.topic(), e.group("g")
-	e.prepare(topic, group)
-	pub := e.publisher()
-	sub := e.subscriber(e.config(group, 4))
+	topic, group := e.Topic(), e.Group("g")
+	e.Prepare(topic, group)
+	pub := e.Publisher()
+	sub := e.Subscriber(e.Config(group, 4))
 
 	// Exercise publishing, consuming and a redelivery (backoff timers).
 	msgs := keyedMessages([]string{"a", "b"}, 5)
-	e.publish(pub, topic, msgs...)
+	e.Publish(pub, topic, msgs...)
 	l := newKeyedLog()
 	run := e.subscribe(sub, topic, l.handler(func(key string, seq, attempt int) error {
 		if key == "a" && seq == 1 && attempt == 1 {

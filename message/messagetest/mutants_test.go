@@ -378,7 +378,10 @@ func (c *claimSet) handler(h message.Handler) message.Handler {
 
 // harness builds the inmem harness, with the mutant applied when m is set.
 func harness(t *testing.T, m *mutant) messagetest.Harness {
-	b := inmem.NewBroker(inmem.WithPartitions(4), inmem.WithRetention(1<<20, 0))
+	b, err := inmem.NewBroker(inmem.WithPartitions(4), inmem.WithRetention(1<<20, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { _ = b.Close() })
 	timeout := 20 * time.Second
 	if m != nil {
@@ -389,7 +392,11 @@ func harness(t *testing.T, m *mutant) messagetest.Harness {
 	var down atomic.Bool
 	return messagetest.Harness{
 		NewPublisher: func(testing.TB) (message.Publisher, error) {
-			var p message.Publisher = inmem.NewPublisher(b)
+			ip, err := inmem.NewPublisher(b)
+			if err != nil {
+				return nil, err
+			}
+			var p message.Publisher = ip
 			if m != nil && m.pub != nil {
 				p = m.pub(p)
 			}

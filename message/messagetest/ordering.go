@@ -20,9 +20,9 @@ import (
 func (s *suite) testKeyOrder(t *testing.T) {
 	const keys, perKey, concurrency = 16, 200, 8
 	e := s.env(t)
-	topic, group := e.topic(), e.group("g")
-	e.prepare(topic, group)
-	pub := e.publisher()
+	topic, group := e.Topic(), e.Group("g")
+	e.Prepare(topic, group)
+	pub := e.Publisher()
 
 	type pos struct {
 		key string
@@ -42,7 +42,7 @@ func (s *suite) testKeyOrder(t *testing.T) {
 		}
 	}
 	for i := 0; i < len(msgs); i += 400 {
-		e.publish(pub, topic, msgs[i:min(i+400, len(msgs))]...)
+		e.Publish(pub, topic, msgs[i:min(i+400, len(msgs))]...)
 	}
 
 	var (
@@ -91,8 +91,8 @@ func (s *suite) testKeyOrder(t *testing.T) {
 		mu.Unlock()
 		return nil
 	}
-	run := e.subscribe(e.subscriber(e.config(group, concurrency)), topic, h)
-	e.eventually(fmt.Sprintf("%d messages (%d keys × %d)", len(msgs), keys, perKey), func() (bool, string) {
+	run := e.subscribe(e.Subscriber(e.Config(group, concurrency)), topic, h)
+	e.Eventually(fmt.Sprintf("%d messages (%d keys × %d)", len(msgs), keys, perKey), func() (bool, string) {
 		mu.Lock()
 		defer mu.Unlock()
 		return handled >= len(msgs), fmt.Sprintf("%d handled", handled)

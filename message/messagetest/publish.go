@@ -55,8 +55,8 @@ func preview(b []byte) string {
 
 func (s *suite) testRoundTrip(t *testing.T) {
 	e := s.env(t)
-	topic, group := e.topic(), e.group("g")
-	e.prepare(topic, group)
+	topic, group := e.Topic(), e.Group("g")
+	e.Prepare(topic, group)
 
 	size := s.h.Features.MaxPayload
 	if size <= 0 {
@@ -92,17 +92,17 @@ func (s *suite) testRoundTrip(t *testing.T) {
 		{ID: message.NewID(), Payload: []byte("no key, no headers"), Time: time.Now().Add(-time.Hour)},
 	}
 	want := make([]*message.Message, len(sent))
-	pub := e.publisher()
+	pub := e.Publisher()
 	for i, m := range sent {
 		// One message per call, so that a size limit shows up on its own.
-		e.publish(pub, topic, m)
-		want[i] = copyMessage(m) // ID and Time as Publish left them
+		e.Publish(pub, topic, m)
+		want[i] = m.Clone() // ID and Time as Publish left them
 	}
 
-	c := newCollector()
-	sub := e.subscriber(e.config(group, 1))
+	c := NewCollector()
+	sub := e.Subscriber(e.Config(group, 1))
 	run := e.subscribe(sub, topic, c.handler(0))
-	c.waitAll(e, "round trip", ids(sent))
+	c.WaitAll(e, "round trip", ids(sent))
 	e.stop(run)
 
 	for _, w := range want {
@@ -126,16 +126,16 @@ func (s *suite) testRoundTrip(t *testing.T) {
 
 func (s *suite) testPublishFillsIDAndTime(t *testing.T) {
 	e := s.env(t)
-	topic, group := e.topic(), e.group("g")
-	e.prepare(topic, group)
-	pub := e.publisher()
+	topic, group := e.Topic(), e.Group("g")
+	e.Prepare(topic, group)
+	pub := e.Publisher()
 
 	msgs := []*message.Message{
 		{Key: "k", Payload: []byte("first")},
 		{Key: "k", Payload: []byte("second")},
 	}
 	before := time.Now()
-	e.publish(pub, topic, msgs...)
+	e.Publish(pub, topic, msgs...)
 	after := time.Now()
 	for i, m := range msgs {
 		if m.ID == "" {
@@ -154,10 +154,10 @@ func (s *suite) testPublishFillsIDAndTime(t *testing.T) {
 		t.Errorf("Publish gave two messages the same ID %q", msgs[0].ID)
 	}
 
-	c := newCollector()
-	sub := e.subscriber(e.config(group, 1))
+	c := NewCollector()
+	sub := e.Subscriber(e.Config(group, 1))
 	run := e.subscribe(sub, topic, c.handler(0))
-	c.waitAll(e, "messages with IDs filled in by Publish", ids(msgs))
+	c.WaitAll(e, "messages with IDs filled in by Publish", ids(msgs))
 	e.stop(run)
 	for _, m := range msgs {
 		got := c.get(m.ID)[0].msg
@@ -170,17 +170,17 @@ func (s *suite) testPublishFillsIDAndTime(t *testing.T) {
 
 func (s *suite) testBatchPublish(t *testing.T) {
 	e := s.env(t)
-	topic, group := e.topic(), e.group("g")
-	e.prepare(topic, group)
-	pub := e.publisher()
+	topic, group := e.Topic(), e.Group("g")
+	e.Prepare(topic, group)
+	pub := e.Publisher()
 
 	msgs := newMessages(1000, "batch", distinctKeys("k"))
-	e.publish(pub, topic, msgs...)
+	e.Publish(pub, topic, msgs...)
 
-	c := newCollector()
-	sub := e.subscriber(e.config(group, 8))
+	c := NewCollector()
+	sub := e.Subscriber(e.Config(group, 8))
 	run := e.subscribe(sub, topic, c.handler(0))
-	c.waitAll(e, "batch of 1000", ids(msgs))
+	c.WaitAll(e, "batch of 1000", ids(msgs))
 	e.stop(run)
 	c.checkOnly(e, "batch of 1000", ids(msgs))
 }
@@ -188,12 +188,12 @@ func (s *suite) testBatchPublish(t *testing.T) {
 func (s *suite) testConcurrentPublish(t *testing.T) {
 	const goroutines, perGoroutine = 20, 500
 	e := s.env(t)
-	topic, group := e.topic(), e.group("g")
-	e.prepare(topic, group)
-	pub := e.publisher()
+	topic, group := e.Topic(), e.Group("g")
+	e.Prepare(topic, group)
+	pub := e.Publisher()
 
-	c := newCollector()
-	sub := e.subscriber(e.config(group, 8))
+	c := NewCollector()
+	sub := e.Subscriber(e.Config(group, 8))
 	run := e.subscribe(sub, topic, c.handler(0))
 
 	batches := make([][]*message.Message, goroutines)
@@ -202,7 +202,7 @@ func (s *suite) testConcurrentPublish(t *testing.T) {
 		batches[g] = newMessages(perGoroutine, fmt.Sprintf("g%d", g), distinctKeys(fmt.Sprintf("g%d", g)))
 		all = append(all, ids(batches[g])...)
 	}
-	ctx := e.ctx()
+	ctx := e.Context()
 	errs := make(chan error, goroutines)
 	var wg sync.WaitGroup
 	for g, msgs := range batches {
@@ -223,34 +223,34 @@ func (s *suite) testConcurrentPublish(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c.waitAll(e, "concurrent publishes", all)
+	c.WaitAll(e, "concurrent publishes", all)
 	e.stop(run)
 	c.checkOnly(e, "concurrent publishes", all)
 }
 
 func (s *suite) testTopicIsolation(t *testing.T) {
 	e := s.env(t)
-	topicA, topicB, group := e.topic(), e.topic(), e.group("g")
+	topicA, topicB, group := e.Topic(), e.Topic(), e.Group("g")
 	if topicA == topicB {
 		t.Fatalf("Harness.NewTopic returned %q twice", topicA)
 	}
-	e.prepare(topicA, group)
-	e.prepare(topicB, group)
-	pub := e.publisher()
+	e.Prepare(topicA, group)
+	e.Prepare(topicB, group)
+	pub := e.Publisher()
 
 	// Same keys on both topics, interleaved.
 	msgsA := newMessages(50, "a", distinctKeys("k"))
 	msgsB := newMessages(50, "b", distinctKeys("k"))
 	for i := range msgsA {
-		e.publish(pub, topicA, msgsA[i])
-		e.publish(pub, topicB, msgsB[i])
+		e.Publish(pub, topicA, msgsA[i])
+		e.Publish(pub, topicB, msgsB[i])
 	}
 
-	ca, cb := newCollector(), newCollector()
-	runA := e.subscribe(e.subscriber(e.config(group, 4)), topicA, ca.handler(0))
-	runB := e.subscribe(e.subscriber(e.config(group, 4)), topicB, cb.handler(0))
-	ca.waitAll(e, "topic A", ids(msgsA))
-	cb.waitAll(e, "topic B", ids(msgsB))
+	ca, cb := NewCollector(), NewCollector()
+	runA := e.subscribe(e.Subscriber(e.Config(group, 4)), topicA, ca.handler(0))
+	runB := e.subscribe(e.Subscriber(e.Config(group, 4)), topicB, cb.handler(0))
+	ca.WaitAll(e, "topic A", ids(msgsA))
+	cb.WaitAll(e, "topic B", ids(msgsB))
 	e.stop(runA)
 	e.stop(runB)
 	ca.checkOnly(e, "subscriber of topic A", ids(msgsA))

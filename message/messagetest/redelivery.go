@@ -67,9 +67,9 @@ func (l *keyedLog) handler(fail func(key string, seq, attempt int) error) messag
 }
 
 // waitSettled waits until every message's handler returned nil.
-func (l *keyedLog) waitSettled(e *env, what string, msgs []*message.Message) {
+func (l *keyedLog) waitSettled(e *Env, what string, msgs []*message.Message) {
 	e.t.Helper()
-	e.eventually(what, func() (bool, string) {
+	e.Eventually(what, func() (bool, string) {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		var miss []string
@@ -134,12 +134,12 @@ var errTestFailure = errors.New("messagetest: handler failure on purpose")
 func (s *suite) testHandlerError(t *testing.T) {
 	const perKey = 10
 	e := s.env(t)
-	topic, group := e.topic(), e.group("g")
-	e.prepare(topic, group)
-	pub := e.publisher()
+	topic, group := e.Topic(), e.Group("g")
+	e.Prepare(topic, group)
+	pub := e.Publisher()
 
 	msgs := keyedMessages([]string{"a", "b", "c"}, perKey)
-	e.publish(pub, topic, msgs...)
+	e.Publish(pub, topic, msgs...)
 
 	// a#3 fails twice, b#5 once; c never fails.
 	l := newKeyedLog()
@@ -150,7 +150,7 @@ func (s *suite) testHandlerError(t *testing.T) {
 		}
 		return nil
 	})
-	run := e.subscribe(e.subscriber(e.config(group, 4)), topic, h)
+	run := e.subscribe(e.Subscriber(e.Config(group, 4)), topic, h)
 	l.waitSettled(e, "every message settled despite handler errors", msgs)
 	e.stop(run)
 
@@ -162,12 +162,12 @@ func (s *suite) testHandlerError(t *testing.T) {
 func (s *suite) testHandlerPanic(t *testing.T) {
 	const perKey = 10
 	e := s.env(t)
-	topic, group := e.topic(), e.group("g")
-	e.prepare(topic, group)
-	pub := e.publisher()
+	topic, group := e.Topic(), e.Group("g")
+	e.Prepare(topic, group)
+	pub := e.Publisher()
 
 	msgs := keyedMessages([]string{"p", "q"}, perKey)
-	e.publish(pub, topic, msgs...)
+	e.Publish(pub, topic, msgs...)
 
 	l := newKeyedLog()
 	h := l.handler(func(key string, seq, attempt int) error {
@@ -176,12 +176,12 @@ func (s *suite) testHandlerPanic(t *testing.T) {
 		}
 		return nil
 	})
-	run := e.subscribe(e.subscriber(e.config(group, 2)), topic, h)
+	run := e.subscribe(e.Subscriber(e.Config(group, 2)), topic, h)
 	l.waitSettled(e, "every message settled despite a handler panic", msgs)
 
 	// The subscriber keeps running: later messages are handled too.
 	more := keyedMessages([]string{"r"}, 3)
-	e.publish(pub, topic, more...)
+	e.Publish(pub, topic, more...)
 	l.waitSettled(e, "messages published after the panic", more)
 	e.stop(run)
 

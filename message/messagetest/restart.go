@@ -15,12 +15,12 @@ import (
 func (s *suite) testRestart(t *testing.T) {
 	const total, beforeRestart = 300, 100
 	e := s.env(t)
-	topic, group := e.topic(), e.group("g")
-	e.prepare(topic, group)
-	pub := e.publisher()
+	topic, group := e.Topic(), e.Group("g")
+	e.Prepare(topic, group)
+	pub := e.Publisher()
 
-	c := newCollector()
-	run := e.subscribe(e.subscriber(e.config(group, 4)), topic, c.handler(0))
+	c := NewCollector()
+	run := e.subscribe(e.Subscriber(e.Config(group, 4)), topic, c.handler(0))
 
 	msgs := newMessages(total, "r", distinctKeys("k"))
 	restarting := make(chan struct{})
@@ -75,7 +75,7 @@ func (s *suite) testRestart(t *testing.T) {
 	}
 
 	// Restart once consumption is under way.
-	e.eventually("some messages consumed before the restart", func() (bool, string) {
+	e.Eventually("some messages consumed before the restart", func() (bool, string) {
 		n := len(ackedIDs())
 		got := n - len(c.missing(ackedIDs()))
 		return n >= beforeRestart && got >= beforeRestart/2, fmt.Sprintf("%d published, %d received", n, got)
@@ -91,7 +91,7 @@ func (s *suite) testRestart(t *testing.T) {
 	case <-time.After(4 * e.timeout):
 		t.Fatalf("publishing did not finish within %v after the restart", 4*e.timeout)
 	}
-	c.waitAll(e, "every message whose Publish returned nil", ackedIDs())
+	c.WaitAll(e, "every message whose Publish returned nil", ackedIDs())
 	e.stop(run)
 	var dups int
 	for _, id := range ackedIDs() {

@@ -18,17 +18,17 @@ import (
 // ends.
 func (s *suite) testResume(t *testing.T) {
 	e := s.env(t)
-	topic, group := e.topic(), e.group("g")
-	e.prepare(topic, group)
-	pub := e.publisher()
+	topic, group := e.Topic(), e.Group("g")
+	e.Prepare(topic, group)
+	pub := e.Publisher()
 	keys := []string{"k0", "k1", "k2", "k3"}
 
 	first := keyedMessages(keys, 5)
-	e.publish(pub, topic, first...)
-	c1 := newCollector()
-	sub1 := e.subscriber(e.config(group, 4))
+	e.Publish(pub, topic, first...)
+	c1 := NewCollector()
+	sub1 := e.Subscriber(e.Config(group, 4))
 	run1 := e.subscribe(sub1, topic, c1.handler(0))
-	c1.waitAll(e, "first batch", ids(first))
+	c1.WaitAll(e, "first batch", ids(first))
 	e.stop(run1)
 	if err := sub1.Close(); err != nil {
 		t.Errorf("Close of the first subscriber: %v", err)
@@ -36,10 +36,10 @@ func (s *suite) testResume(t *testing.T) {
 	c1.checkOnly(e, "first subscriber", ids(first))
 
 	second := keyedMessages(keys, 5)
-	e.publish(pub, topic, second...)
-	c2 := newCollector()
-	run2 := e.subscribe(e.subscriber(e.config(group, 4)), topic, c2.handler(0))
-	c2.waitAll(e, "second batch in the resumed group", ids(second))
+	e.Publish(pub, topic, second...)
+	c2 := NewCollector()
+	run2 := e.subscribe(e.Subscriber(e.Config(group, 4)), topic, c2.handler(0))
+	c2.WaitAll(e, "second batch in the resumed group", ids(second))
 	e.stop(run2)
 	for _, m := range first {
 		if n := len(c2.get(m.ID)); n > 0 {
@@ -56,20 +56,20 @@ func (s *suite) testResume(t *testing.T) {
 // adapter which drops settled history in chunks is caught.
 func (s *suite) testNewGroupReadsHistory(t *testing.T) {
 	e := s.env(t)
-	topic, old := e.topic(), e.group("old")
-	e.prepare(topic, old)
-	pub := e.publisher()
+	topic, old := e.Topic(), e.Group("old")
+	e.Prepare(topic, old)
+	pub := e.Publisher()
 
 	msgs := newMessages(4096, "m", distinctKeys("k"))
-	e.publish(pub, topic, msgs...)
-	c1 := newCollector()
-	run1 := e.subscribe(e.subscriber(e.config(old, 8)), topic, c1.handler(0))
-	c1.waitAll(e, "existing group", ids(msgs))
+	e.Publish(pub, topic, msgs...)
+	c1 := NewCollector()
+	run1 := e.subscribe(e.Subscriber(e.Config(old, 8)), topic, c1.handler(0))
+	c1.WaitAll(e, "existing group", ids(msgs))
 	e.stop(run1)
 
-	c2 := newCollector()
-	run2 := e.subscribe(e.subscriber(e.config(e.group("new"), 8)), topic, c2.handler(0))
-	c2.waitAll(e, "group created after publishing, reading from the start", ids(msgs))
+	c2 := NewCollector()
+	run2 := e.subscribe(e.Subscriber(e.Config(e.Group("new"), 8)), topic, c2.handler(0))
+	c2.WaitAll(e, "group created after publishing, reading from the start", ids(msgs))
 	e.stop(run2)
 	c2.checkOnly(e, "new group", ids(msgs))
 }
@@ -83,15 +83,15 @@ func (s *suite) testNewGroupReadsHistory(t *testing.T) {
 func (s *suite) testGracefulShutdown(t *testing.T) {
 	const concurrency = 4
 	e := s.env(t)
-	topic, group := e.topic(), e.group("g")
-	e.prepare(topic, group)
-	pub := e.publisher()
+	topic, group := e.Topic(), e.Group("g")
+	e.Prepare(topic, group)
+	pub := e.Publisher()
 
 	// One message per key in flight at a time; later messages of a key
 	// prove per key that nothing settled comes back (see testResume).
 	keys := []string{"k0", "k1", "k2", "k3"}
 	msgs := keyedMessages(keys, 3)
-	e.publish(pub, topic, msgs...)
+	e.Publish(pub, topic, msgs...)
 
 	var (
 		mu        sync.Mutex
@@ -118,9 +118,9 @@ func (s *suite) testGracefulShutdown(t *testing.T) {
 		finished[m.ID] = true
 		return nil
 	}
-	sub1 := e.subscriber(e.config(group, concurrency))
+	sub1 := e.Subscriber(e.Config(group, concurrency))
 	run1 := e.subscribe(sub1, topic, h)
-	e.eventually(fmt.Sprintf("%d handlers in flight", concurrency), func() (bool, string) {
+	e.Eventually(fmt.Sprintf("%d handlers in flight", concurrency), func() (bool, string) {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(started) >= concurrency, fmt.Sprintf("%d started", len(started))
@@ -146,15 +146,15 @@ func (s *suite) testGracefulShutdown(t *testing.T) {
 		t.Errorf("Close of the first subscriber: %v", err)
 	}
 
-	c2 := newCollector()
-	run2 := e.subscribe(e.subscriber(e.config(group, concurrency)), topic, c2.handler(0))
+	c2 := NewCollector()
+	run2 := e.subscribe(e.Subscriber(e.Config(group, concurrency)), topic, c2.handler(0))
 	var rest []string
 	for _, m := range msgs {
 		if !done[m.ID] {
 			rest = append(rest, m.ID)
 		}
 	}
-	c2.waitAll(e, fmt.Sprintf("the %d messages not handled before shutdown, in the resumed subscriber", len(rest)), rest)
+	c2.WaitAll(e, fmt.Sprintf("the %d messages not handled before shutdown, in the resumed subscriber", len(rest)), rest)
 	e.stop(run2)
 	var again []string
 	for _, m := range msgs {

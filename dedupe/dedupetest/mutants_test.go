@@ -1,0 +1,276 @@
+package dedupetest_test
+
+// These tests check that the suites can fail: each mutant breaks one
+// promise, of an adapter (wrapping inmem) or of a store (wrapping the
+// memory store), and the subtests that guard it must fail on it. Each
+// mutant runs in a child process (this test binary, re-run with
+// FERRY_DEDUPETEST_MUTANT set), because a failing subtest cannot be
+// observed from inside the same test. The machinery is the one of
+// message/messagetest's mutants_test.go, cut down to what these mutants
+// need.
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferrymsg/ferry/dedupe"
+	"github.com/ferrymsg/ferry/dedupe/dedupetest"
+	"github.com/ferrymsg/ferry/inmem"
+	"github.com/ferrymsg/ferry/message"
+	"github.com/ferrymsg/ferry/message/messagetest"
+)
+
+const mutantEnv = "FERRY_DEDUPETEST_MUTANT"
+
+// Subtests of RunMiddleware and RunStoreTests, as named there.
+const (
+	duplicates    = "same ID published three times is handled once"
+	firstRunFails = "message whose first run fails is handled exactly once after it succeeds"
+
+	claimCycle       = "new key is claimed, then in progress, then processed after complete"
+	releaseFrees     = "release frees the key for a redelivery"
+	staleRelease     = "stale release does not free a newer claim"
+	extendKeepsAlive = "extend keeps a claim alive past its first lease"
+	extendLost       = "extend of a released or unknown key reports lease lost"
+	oneWins          = "concurrent claims of one key: exactly one wins"
+)
+
+// mutant breaks one promise; fails lists the subtests that must fail on it,
+// passes those that must still pass on it (showing that the failing ones
+// catch what these cannot).
+type mutant struct {
+	name   string
+	fails  []string
+	passes []string
+	// publish changes each message a publisher sends (a clone of it).
+	publish func(m *message.Message)
+	// handle wraps the handler of every Subscribe.
+	handle func(h message.Handler) message.Handler
+	// store wraps every store the store suite builds.
+	store func(s dedupe.Store) dedupe.Store
+}
+
+var mutants = []mutant{
+	{
+		// The dedupe key is the message ID: an adapter that does not carry
+		// it end to end makes every copy look new.
+		name:    "gives every published message a fresh ID",
+		fails:   []string{duplicates, firstRunFails},
+		publish: func(m *message.Message) { m.ID = message.NewID() },
+	},
+	{
+		// A failed run releases the key; the redelivery must run it.
+		name:  "settles failed messages",
+		fails: []string{firstRunFails},
+		handle: func(h message.Handler) message.Handler {
+			return func(ctx context.Context, m *message.Message) error {
+				_ = h(ctx, m)
+				return nil
+			}
+		},
+	},
+	{
+		name:   "release does nothing",
+		fails:  []string{releaseFrees, staleRelease},
+		passes: []string{claimCycle},
+		store:  func(s dedupe.Store) dedupe.Store { return &mutatedStore{Store: s, noRelease: true} },
+	},
+	{
+		name:  "claim ignores live claims",
+		fails: []string{claimCycle, oneWins},
+		store: func(s dedupe.Store) dedupe.Store { return &mutatedStore{Store: s, claimAlways: true} },
+	},
+	{
+		name:   "extend does nothing",
+		fails:  []string{extendKeepsAlive, extendLost},
+		passes: []string{releaseFrees},
+		store:  func(s dedupe.Store) dedupe.Store { return &mutatedStore{Store: s, noExtend: true} },
+	},
+}
+
+// mutatedStore breaks a store as its flags say.
+type mutatedStore struct {
+	dedupe.Store
+	noRelease   bool // Release returns nil and frees nothing
+	claimAlways bool // Claim of a key in progress claims it too
+	noExtend    bool // Extend returns nil and extends nothing
+}
+
+func (s *mutatedStore) Claim(ctx context.Context, key string, lease time.Duration) (dedupe.ClaimResult, error) {
+	res, err := s.Store.Claim(ctx, key, lease)
+	if err == nil && s.claimAlways && res.Status == dedupe.InProgress {
+		return dedupe.ClaimResult{Status: dedupe.Claimed, Token: dedupe.Token(rand.Int64N(1<<62) + 1)}, nil
+	}
+	return res, err
+}
+
+func (s *mutatedStore) Release(ctx context.Context, key string, token dedupe.Token) error {
+	if s.noRelease {
+		return nil
+	}
+	return s.Store.Release(ctx, key, token)
+}
+
+func (s *mutatedStore) Extend(ctx context.Context, key string, token dedupe.Token, lease time.Duration) error {
+	if s.noExtend {
+		return nil
+	}
+	return s.Store.Extend(ctx, key, token, lease)
+}
+
+type mutatedPublisher struct {
+	message.Publisher
+	change func(m *message.Message)
+}
+
+func (p mutatedPublisher) Publish(ctx context.Context, topic string, msgs ...*message.Message) error {
+	cs := make([]*message.Message, len(msgs))
+	for i, m := range msgs {
+		if m != nil {
+			cs[i] = m.Clone()
+			p.change(cs[i])
+		}
+	}
+	return p.Publisher.Publish(ctx, topic, cs...)
+}
+
+type mutatedSubscriber struct {
+	message.Subscriber
+	wrap func(message.Handler) message.Handler
+}
+
+func (s mutatedSubscriber) Subscribe(ctx context.Context, topic string, h message.Handler) error {
+	if h != nil {
+		h = s.wrap(h)
+	}
+	return s.Subscriber.Subscribe(ctx, topic, h)
+}
+
+// harness builds the inmem harness, with the mutant applied when m is set.
+func harness(t *testing.T, m *mutant) messagetest.Harness {
+	b, err := inmem.NewBroker(inmem.WithPartitions(4), inmem.WithRetention(1<<20, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	timeout := 20 * time.Second
+	if m != nil {
+		timeout = 2 * time.Second // mutants that lose messages fail by timing out
+	}
+	return messagetest.Harness{
+		NewPublisher: func(testing.TB) (message.Publisher, error) {
+			ip, err := inmem.NewPublisher(b)
+			if err != nil {
+				return nil, err
+			}
+			var p message.Publisher = ip
+			if m != nil && m.publish != nil {
+				p = mutatedPublisher{Publisher: p, change: m.publish}
+			}
+			return p, nil
+		},
+		NewSubscriber: func(_ testing.TB, cfg messagetest.SubscriberConfig) (message.Subscriber, error) {
+			s, err := inmem.NewSubscriber(b,
+				inmem.WithGroup(cfg.Group),
+				inmem.WithConcurrency(cfg.Concurrency),
+				inmem.WithRedeliveryBackoff(cfg.InitialBackoff, cfg.MaxBackoff),
+				inmem.WithDrainTimeout(cfg.DrainTimeout))
+			if err != nil {
+				return nil, err
+			}
+			if m != nil && m.handle != nil {
+				return mutatedSubscriber{Subscriber: s, wrap: m.handle}, nil
+			}
+			return s, nil
+		},
+		Features: messagetest.Features{Timeout: timeout},
+	}
+}
+
+// runSuites runs both suites: the store suite on the memory store and the
+// middleware suite on inmem, broken by m when it is set.
+func runSuites(t *testing.T, m *mutant) {
+	dedupetest.RunStoreTests(t, func(t *testing.T, cfg dedupetest.Config) dedupe.Store {
+		s, err := dedupe.NewMemoryStore(dedupe.WithClock(cfg.Now), dedupe.WithTTL(cfg.TTL))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		if m != nil && m.store != nil {
+			return m.store(s)
+		}
+		return s
+	})
+	dedupetest.RunMiddleware(t, harness(t, m))
+}
+
+// TestMutantChild runs the suites, broken as FERRY_DEDUPETEST_MUTANT says.
+// It is the child process of TestSuiteCatchesMutants, and on its own (the
+// variable unset) runs them on the healthy memory store and adapter.
+func TestMutantChild(t *testing.T) {
+	name := os.Getenv(mutantEnv)
+	if name == "" {
+		runSuites(t, nil)
+		return
+	}
+	for i := range mutants {
+		if mutants[i].name == name {
+			runSuites(t, &mutants[i])
+			return
+		}
+	}
+	t.Fatalf("unknown mutant %q", name)
+}
+
+// subtestName is the name go test gives t.Run(name).
+func subtestName(name string) string {
+	return strings.ReplaceAll(name, " ", "_")
+}
+
+func TestSuiteCatchesMutants(t *testing.T) {
+	if os.Getenv(mutantEnv) != "" {
+		t.Skip("running as a mutant child process")
+	}
+	if testing.Short() {
+		t.Skip("runs the suite in child processes; skipped with -short")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range mutants {
+		t.Run(subtestName(m.name), func(t *testing.T) {
+			t.Parallel()
+			var parts []string
+			for _, f := range append(slices.Clone(m.fails), m.passes...) {
+				parts = append(parts, regexp.QuoteMeta(subtestName(f)))
+			}
+			run := "^TestMutantChild$/^(" + strings.Join(parts, "|") + ")$"
+			cmd := exec.Command(exe, "-test.run="+run, "-test.v", "-test.count=1")
+			cmd.Env = append(os.Environ(), mutantEnv+"="+m.name)
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) {
+				t.Fatalf("mutant child: want a failing exit, got %v\n%s", err, out)
+			}
+			for _, f := range m.fails {
+				if want := "--- FAIL: TestMutantChild/" + subtestName(f) + " "; !strings.Contains(string(out), want) {
+					t.Errorf("subtest %q did not fail on this mutant; child output:\n%s", f, out)
+				}
+			}
+			for _, f := range m.passes {
+				if want := "--- PASS: TestMutantChild/" + subtestName(f) + " "; !strings.Contains(string(out), want) {
+					t.Errorf("subtest %q did not pass on this mutant, which it cannot detect; child output:\n%s", f, out)
+				}
+			}
+		})
+	}
+}

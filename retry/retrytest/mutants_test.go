@@ -1,0 +1,227 @@
+package retrytest_test
+
+// These tests check that the suite can fail: each mutant breaks one promise
+// that the retry middleware relies on by wrapping the inmem adapter, and
+// the subtests that guard it must fail on it. Each mutant runs in a child
+// process (this test binary, re-run with FERRY_RETRYTEST_MUTANT set),
+// because a failing subtest cannot be observed from inside the same test.
+// The machinery is the one of message/messagetest's mutants_test.go, cut
+// down to what these mutants need.
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferrymsg/ferry/inmem"
+	"github.com/ferrymsg/ferry/message"
+	"github.com/ferrymsg/ferry/message/messagetest"
+	"github.com/ferrymsg/ferry/retry/retrytest"
+)
+
+const mutantEnv = "FERRY_RETRYTEST_MUTANT"
+
+// Subtests of Run, as named there.
+const (
+	exhausted          = "always-failing message is dead-lettered after exactly N attempts while later messages keep flowing"
+	permanentSpring    = "permanent error goes straight to the dead-letter topic with Spring headers"
+	deadLetterPubFails = "failing dead-letter publish redelivers instead of losing the message"
+	replay             = "replay brings dead-lettered messages back to their topic"
+)
+
+// mutant breaks one promise; fails lists the subtests that must fail on it,
+// passes those that must still pass on it (showing that the failing ones
+// catch what these cannot).
+type mutant struct {
+	name   string
+	fails  []string
+	passes []string
+	// publish changes each message a publisher sends (a clone of it).
+	publish func(m *message.Message)
+	// handle wraps the handler of every Subscribe.
+	handle func(h message.Handler) message.Handler
+}
+
+var mutants = []mutant{
+	{
+		// Spring's dead-letter headers are raw big-endian bytes: a broker
+		// client that only carries text mangles them.
+		name:   "carries only valid UTF-8 header values",
+		fails:  []string{permanentSpring},
+		passes: []string{exhausted},
+		publish: func(m *message.Message) {
+			for k, v := range m.Headers {
+				m.Headers[k] = strings.ToValidUTF8(v, "\uFFFD")
+			}
+		},
+	},
+	{
+		name:    "publishes without keys",
+		fails:   []string{exhausted, replay},
+		passes:  []string{permanentSpring},
+		publish: func(m *message.Message) { m.Key = "" },
+	},
+	{
+		// The middleware knows a redelivery from Delivery.Attempt: it only
+		// retries the dead-letter publish of a message it exhausted.
+		name:  "reports attempt 1 on every delivery",
+		fails: []string{deadLetterPubFails},
+		handle: func(h message.Handler) message.Handler {
+			return func(ctx context.Context, m *message.Message) error {
+				c := *m
+				c.Delivery.Attempt = 1
+				return h(ctx, &c)
+			}
+		},
+	},
+	{
+		// A failed dead-letter publish, and a failed replay, must leave the
+		// message to be delivered again.
+		name:  "settles failed messages",
+		fails: []string{deadLetterPubFails, replay},
+		handle: func(h message.Handler) message.Handler {
+			return func(ctx context.Context, m *message.Message) error {
+				_ = h(ctx, m)
+				return nil
+			}
+		},
+	},
+}
+
+type mutatedPublisher struct {
+	message.Publisher
+	change func(m *message.Message)
+}
+
+func (p mutatedPublisher) Publish(ctx context.Context, topic string, msgs ...*message.Message) error {
+	cs := make([]*message.Message, len(msgs))
+	for i, m := range msgs {
+		if m != nil {
+			cs[i] = m.Clone()
+			p.change(cs[i])
+		}
+	}
+	return p.Publisher.Publish(ctx, topic, cs...)
+}
+
+type mutatedSubscriber struct {
+	message.Subscriber
+	wrap func(message.Handler) message.Handler
+}
+
+func (s mutatedSubscriber) Subscribe(ctx context.Context, topic string, h message.Handler) error {
+	if h != nil {
+		h = s.wrap(h)
+	}
+	return s.Subscriber.Subscribe(ctx, topic, h)
+}
+
+// harness builds the inmem harness, with the mutant applied when m is set.
+func harness(t *testing.T, m *mutant) messagetest.Harness {
+	b, err := inmem.NewBroker(inmem.WithPartitions(4), inmem.WithRetention(1<<20, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	timeout := 20 * time.Second
+	if m != nil {
+		timeout = 2 * time.Second // mutants that lose messages fail by timing out
+	}
+	return messagetest.Harness{
+		NewPublisher: func(testing.TB) (message.Publisher, error) {
+			ip, err := inmem.NewPublisher(b)
+			if err != nil {
+				return nil, err
+			}
+			var p message.Publisher = ip
+			if m != nil && m.publish != nil {
+				p = mutatedPublisher{Publisher: p, change: m.publish}
+			}
+			return p, nil
+		},
+		NewSubscriber: func(_ testing.TB, cfg messagetest.SubscriberConfig) (message.Subscriber, error) {
+			s, err := inmem.NewSubscriber(b,
+				inmem.WithGroup(cfg.Group),
+				inmem.WithConcurrency(cfg.Concurrency),
+				inmem.WithRedeliveryBackoff(cfg.InitialBackoff, cfg.MaxBackoff),
+				inmem.WithDrainTimeout(cfg.DrainTimeout))
+			if err != nil {
+				return nil, err
+			}
+			if m != nil && m.handle != nil {
+				return mutatedSubscriber{Subscriber: s, wrap: m.handle}, nil
+			}
+			return s, nil
+		},
+		Features: messagetest.Features{Timeout: timeout},
+	}
+}
+
+// TestMutantChild runs the suite on inmem, broken as FERRY_RETRYTEST_MUTANT
+// says. It is the child process of TestSuiteCatchesMutants, and on its own
+// (the variable unset) runs the suite on the healthy adapter.
+func TestMutantChild(t *testing.T) {
+	name := os.Getenv(mutantEnv)
+	if name == "" {
+		retrytest.Run(t, harness(t, nil))
+		return
+	}
+	for i := range mutants {
+		if mutants[i].name == name {
+			retrytest.Run(t, harness(t, &mutants[i]))
+			return
+		}
+	}
+	t.Fatalf("unknown mutant %q", name)
+}
+
+// subtestName is the name go test gives t.Run(name).
+func subtestName(name string) string {
+	return strings.ReplaceAll(name, " ", "_")
+}
+
+func TestSuiteCatchesMutants(t *testing.T) {
+	if os.Getenv(mutantEnv) != "" {
+		t.Skip("running as a mutant child process")
+	}
+	if testing.Short() {
+		t.Skip("runs the suite in child processes; skipped with -short")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range mutants {
+		t.Run(subtestName(m.name), func(t *testing.T) {
+			t.Parallel()
+			var parts []string
+			for _, f := range append(slices.Clone(m.fails), m.passes...) {
+				parts = append(parts, regexp.QuoteMeta(subtestName(f)))
+			}
+			run := "^TestMutantChild$/^(" + strings.Join(parts, "|") + ")$"
+			cmd := exec.Command(exe, "-test.run="+run, "-test.v", "-test.count=1")
+			cmd.Env = append(os.Environ(), mutantEnv+"="+m.name)
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) {
+				t.Fatalf("mutant child: want a failing exit, got %v\n%s", err, out)
+			}
+			for _, f := range m.fails {
+				if want := "--- FAIL: TestMutantChild/" + subtestName(f) + " "; !strings.Contains(string(out), want) {
+					t.Errorf("subtest %q did not fail on this mutant; child output:\n%s", f, out)
+				}
+			}
+			for _, f := range m.passes {
+				if want := "--- PASS: TestMutantChild/" + subtestName(f) + " "; !strings.Contains(string(out), want) {
+					t.Errorf("subtest %q did not pass on this mutant, which it cannot detect; child output:\n%s", f, out)
+				}
+			}
+		})
+	}
+}
