@@ -34,12 +34,12 @@ func FuzzRecordToMessage(f *testing.F) {
 		// A second record in the same fetch: the batch's keys and IDs
 		// share one string, so a slicing slip shows up in either.
 		r2 := &kgo.Record{Topic: "t", Partition: 3, Offset: 43, Key: []byte("next"), Value: []byte("v2")}
-		b := sub.build([]*kgo.Record{r, r2})
-		m2 := &b.recs[1].msg
+		b := sub.build([]*kgo.Record{r, r2}, nil)
+		m2 := &b.run.Items[1].msg
 		if m2.Key != "next" || m2.ID != "t-3-43" || string(m2.Payload) != "v2" {
 			t.Fatalf("second record of the fetch: key %q ID %q payload %q", m2.Key, m2.ID, m2.Payload)
 		}
-		m := &b.recs[0].msg
+		m := &b.run.Items[0].msg
 		if m.Key != string(key) || !bytes.Equal(m.Payload, value) {
 			t.Fatalf("key %q payload %d bytes, want %q and %d bytes", m.Key, len(m.Payload), key, len(value))
 		}
@@ -69,8 +69,8 @@ func FuzzRecordToMessage(f *testing.F) {
 			t.Fatalf("delivery %+v", d)
 		}
 		// Published alone (one allocation) and in a batch (shared arrays).
-		alone := sub.build(toRecords("t", []*message.Message{m})).recs[0].msg
-		inBatch := sub.build(toRecords("t", []*message.Message{m2, m, m2})).recs[1].msg
+		alone := sub.build(toRecords("t", []*message.Message{m}), nil).run.Items[0].msg
+		inBatch := sub.build(toRecords("t", []*message.Message{m2, m, m2}), nil).run.Items[1].msg
 		for _, back := range []*message.Message{&alone, &inBatch} {
 			if back.ID != m.ID || back.Key != m.Key || !bytes.Equal(back.Payload, m.Payload) || !back.Time.Equal(m.Time) {
 				t.Fatalf("round trip changed the message: %+v -> %+v", m, back)

@@ -24,11 +24,10 @@ func BenchmarkConsumePipeline(b *testing.B) {
 			recs := make([]*kgo.Record, fetch)
 			var wg sync.WaitGroup
 			sub := &subscription{topic: "bench-topic-with-a-longish-name", group: "g", parts: map[int32]*partState{}}
-			ps := newPartState(sub.topic, 0)
-			sub.parts[0] = ps
 			sub.d = dispatch.New(context.Background(), func(context.Context, *message.Message) error { return nil },
 				dispatch.Config{Concurrency: conc}, func(dl *dispatch.Delivery) { sub.settled(dl); wg.Done() })
 			defer sub.d.Shutdown()
+			sub.parts[0] = newPartState(sub.topic, 0, sub.d.NewScope())
 			b.ReportAllocs()
 			b.ResetTimer()
 			off := int64(0)

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ferrymsg/ferry/adapter"
 	"github.com/ferrymsg/ferry/adapter/dispatch"
 	"github.com/ferrymsg/ferry/message"
 )
@@ -29,10 +30,7 @@ type Subscriber struct {
 	admin   *kgo.Client
 	topics  *topics
 
-	mu      sync.Mutex
-	closed  bool
-	closeCh chan struct{}
-	running sync.WaitGroup
+	life adapter.Lifecycle // the running Subscribe calls; Close cancels them
 }
 
 var _ message.Subscriber = (*Subscriber)(nil)
@@ -61,7 +59,6 @@ func NewSubscriber(brokers []string, opts ...Option) (*Subscriber, error) {
 		cfg:     c,
 		admin:   admin,
 		topics:  newTopics(kadm.NewClient(admin), &c),
-		closeCh: make(chan struct{}),
 	}, nil
 }
 
@@ -77,30 +74,18 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string, h message.Hand
 	if err := ValidateTopic(topic); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return fmt.Errorf("kafka: subscribe %q: %w", topic, message.ErrClosed)
+	// runCtx ends with ctx or when Close is called.
+	runCtx, end, err := s.life.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("kafka: subscribe %q: %w", topic, err)
 	}
-	s.running.Add(1)
-	s.mu.Unlock()
-	defer s.running.Done()
+	defer end()
 
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-s.closeCh:
-			cancel()
-		case <-runCtx.Done():
-		}
-	}()
-
-	err := s.topics.ensure(runCtx, topic)
+	err = s.topics.ensure(runCtx, topic)
 	if err == nil {
 		err = s.run(runCtx, topic, h)
 	}
-	if s.isClosed() {
+	if s.life.Closed() {
 		return fmt.Errorf("kafka: subscribe %q: %w", topic, message.ErrClosed)
 	}
 	if ctx.Err() != nil {
@@ -109,30 +94,13 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string, h message.Hand
 	return err
 }
 
-func (s *Subscriber) isClosed() bool {
-	select {
-	case <-s.closeCh:
-		return true
-	default:
-		return false
-	}
-}
-
 // Close stops every running Subscribe call (each drains and commits as on
 // ctx cancellation, then returns message.ErrClosed), waits for them, and
 // releases the Subscriber. It is safe to call more than once.
 func (s *Subscriber) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		s.running.Wait()
-		return nil
+	if s.life.Close() {
+		s.admin.Close()
 	}
-	s.closed = true
-	close(s.closeCh)
-	s.mu.Unlock()
-	s.running.Wait()
-	s.admin.Close()
 	return nil
 }
 
@@ -281,10 +249,10 @@ func (sub *subscription) submitPartition(ctx context.Context, p kgo.FetchTopicPa
 	batch := sub.batch[:0]
 	for rs := p.Records; len(rs) > 0; {
 		n := min(len(rs), recChunk)
-		b := sub.build(rs[:n])
+		b := sub.build(rs[:n], ps.scope)
 		rs = rs[n:]
-		for i := ps.add(b); i < len(b.recs); i++ {
-			batch = append(batch, &b.recs[i].dl)
+		for i := ps.add(b); i < len(b.run.Items); i++ {
+			batch = append(batch, &b.run.Items[i].dl)
 		}
 	}
 	defer func() { clear(batch); sub.batch = batch[:0] }()
@@ -306,13 +274,15 @@ func (sub *subscription) submitPartition(ctx context.Context, p kgo.FetchTopicPa
 const recChunk = 32 << 10 / int(unsafe.Sizeof(rec{}))
 
 // build turns fetched records of one partition into delivered messages, in
-// one array. The keys and IDs of the batch share one string.
-func (sub *subscription) build(rs []*kgo.Record) *recBatch {
-	b := &recBatch{recs: make([]rec, len(rs))}
+// one array, in the partition assignment's scope. The keys and IDs of the
+// batch share one string.
+func (sub *subscription) build(rs []*kgo.Record, scope *dispatch.Scope) *recBatch {
+	b := &recBatch{}
+	b.run.Init(make([]rec, len(rs)))
 	strs, ends := sub.strs[:0], sub.ends[:0]
 	for i, r := range rs {
-		rc := &b.recs[i]
-		rc.b, rc.offset, rc.epoch = b, r.Offset, r.LeaderEpoch
+		rc := &b.run.Items[i]
+		rc.b, rc.offset, rc.epoch, rc.idx = b, r.Offset, r.LeaderEpoch, int32(i)
 		m := &rc.msg
 		m.Payload = r.Value
 		m.Time = r.Timestamp
@@ -349,14 +319,15 @@ func (sub *subscription) build(rs []*kgo.Record) *recBatch {
 		}
 		rc.dl.Msg = m
 		rc.dl.Ref = rc
+		rc.dl.Scope = scope
 		if sub.recycle {
 			r.Recycle() // nothing of r is used after this
 		}
 	}
 	all := string(strs)
 	from := 0
-	for i := range b.recs {
-		m := &b.recs[i].msg
+	for i := range b.run.Items {
+		m := &b.run.Items[i].msg
 		k, e := ends[2*i], ends[2*i+1]
 		m.Key, m.ID = all[from:k], all[k:e]
 		from = e
@@ -416,22 +387,26 @@ func (sub *subscription) commitAll() {
 	_ = sub.cl.CommitMarkedOffsets(ctx) // best effort: uncommitted work is redelivered
 }
 
-// assigned starts tracking newly assigned partitions.
+// assigned starts tracking newly assigned partitions, each assignment in
+// a dispatcher scope of its own.
 func (sub *subscription) assigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
 	for _, p := range assigned[sub.topic] {
 		if old := sub.parts[p]; old != nil {
 			old.kill()
+			sub.d.Drain(old.scope)
 		}
-		sub.parts[p] = newPartState(sub.topic, p)
+		sub.parts[p] = newPartState(sub.topic, p, sub.d.NewScope())
 	}
 }
 
-// detach stops tracking the given partitions and takes their records out
-// of the dispatcher. It returns the detached states and a channel closed
-// when none of their handlers runs any more.
-func (sub *subscription) detach(partitions []int32) ([]*partState, <-chan struct{}) {
+// detach stops tracking the given partitions and starts draining them
+// (dispatch.Dispatcher.Drain): their queued records leave the dispatcher,
+// and their running handlers' context is cancelled once the drain timeout
+// passed. It returns the detached states and, for each, a channel closed
+// when none of its handlers runs any more.
+func (sub *subscription) detach(partitions []int32) ([]*partState, []<-chan struct{}) {
 	sub.mu.Lock()
 	var gone []*partState
 	for _, p := range partitions {
@@ -441,35 +416,30 @@ func (sub *subscription) detach(partitions []int32) ([]*partState, <-chan struct
 		}
 	}
 	sub.mu.Unlock()
-	if len(gone) == 0 {
-		return nil, nil
+	idle := make([]<-chan struct{}, len(gone))
+	for i, ps := range gone {
+		idle[i] = sub.d.Drain(ps.scope)
 	}
-	set := make(map[*partState]struct{}, len(gone))
-	for _, ps := range gone {
-		set[ps] = struct{}{}
-	}
-	idle := sub.d.Remove(func(dl *dispatch.Delivery) bool {
-		_, ok := set[dl.Ref.(*rec).b.ps]
-		return ok
-	})
 	return gone, idle
 }
 
-// revoked finishes the revoked partitions' running handlers (within the
-// drain timeout), commits their settled prefixes and lets them go. Queued
-// records of those partitions are dropped; the next owner consumes them
-// from the committed offset.
+// revoked drains the revoked partitions, commits their settled prefixes
+// and lets them go. Queued records of those partitions are dropped; the
+// next owner consumes them from the committed offset. Running handlers
+// finish with their context intact for the drain timeout; then their
+// context (theirs only) is cancelled and they are waited for: the
+// partitions are not given up while one of their handlers runs, so a key
+// never runs on two members at once. (A handler that ignores its
+// cancelled context holds up the rebalance until it returns; past the
+// group's rebalance timeout the broker removes the member.)
 func (sub *subscription) revoked(_ context.Context, cl *kgo.Client, revoked map[string][]int32) {
 	gone, idle := sub.detach(revoked[sub.topic])
 	if len(gone) == 0 {
 		return
 	}
-	t := time.NewTimer(sub.cfg.drainTimeout)
-	select {
-	case <-idle:
-	case <-t.C:
+	for _, ch := range idle {
+		<-ch
 	}
-	t.Stop()
 	offsets := make(map[int32]kgo.EpochOffset, len(gone))
 	for _, ps := range gone {
 		if eo, ok := ps.kill(); ok {
@@ -488,7 +458,7 @@ func (sub *subscription) revoked(_ context.Context, cl *kgo.Client, revoked map[
 // lost drops lost partitions without committing: another member may own
 // them already, so their offsets are not ours to commit.
 func (sub *subscription) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
-	gone, _ := sub.detach(lost[sub.topic])
+	gone, _ := sub.detach(lost[sub.topic]) // drained, not waited for
 	for _, ps := range gone {
 		ps.kill()
 	}

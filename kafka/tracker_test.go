@@ -10,19 +10,20 @@ import (
 // batch builds a recBatch with the given offsets and adds it to ps,
 // returning the records handed over.
 func addBatch(ps *partState, epoch int32, offsets ...int64) []*rec {
-	b := &recBatch{recs: make([]rec, len(offsets))}
+	b := &recBatch{}
+	b.run.Init(make([]rec, len(offsets)))
 	for i, o := range offsets {
-		b.recs[i] = rec{b: b, offset: o, epoch: epoch}
+		b.run.Items[i] = rec{b: b, offset: o, epoch: epoch, idx: int32(i)}
 	}
 	var out []*rec
-	for i := ps.add(b); i < len(b.recs); i++ {
-		out = append(out, &b.recs[i])
+	for i := ps.add(b); i < len(b.run.Items); i++ {
+		out = append(out, &b.run.Items[i])
 	}
 	return out
 }
 
 func TestPartStateCommitPointOnlyCoversContiguousSettledPrefix(t *testing.T) {
-	ps := newPartState("t", 0)
+	ps := newPartState("t", 0, nil)
 	// gaps, as after compaction, and two fetches
 	rs := append(addBatch(ps, 3, 10, 11, 13), addBatch(ps, 3, 14, 20)...)
 	if len(rs) != 5 {
@@ -57,7 +58,7 @@ func TestPartStateCommitPointOnlyCoversContiguousSettledPrefix(t *testing.T) {
 }
 
 func TestPartStateRefusesStaleAndDeadRecords(t *testing.T) {
-	ps := newPartState("t", 0)
+	ps := newPartState("t", 0, nil)
 	if rs := addBatch(ps, -1, 5); len(rs) != 1 {
 		t.Fatal("first batch refused")
 	}
@@ -86,7 +87,7 @@ func TestPartStateRefusesStaleAndDeadRecords(t *testing.T) {
 
 func TestPartStateRandomSettleOrder(t *testing.T) {
 	for round := range 50 {
-		ps := newPartState("t", 1)
+		ps := newPartState("t", 1, nil)
 		n := 3000
 		var rs []*rec
 		for lo := 0; lo < n; {
