@@ -49,14 +49,19 @@
 // Nothing is dropped; bound retries with the retry middleware.
 //
 // Rebalances: when partitions are revoked, ferry stops handing their
-// records to handlers, drops the ones queued, waits for their running
-// handlers (at most the drain timeout), commits their settled prefix
-// synchronously and only then lets the partitions go. The new owner starts
-// at that commit point, so records that were queued, failing or still
-// running past the drain timeout are delivered again there (at least once;
-// such a record may run on two members for a moment). When partitions are
-// lost (session expired, fenced), nothing of them is committed: the offsets
-// are no longer ours. Rebalances wait until the records of the current poll
+// records to handlers, drops the ones queued, lets their running handlers
+// finish with a live context for up to the drain timeout, then cancels
+// those handlers' context (only theirs: the other partitions' handlers go
+// on) and waits for them to return. It then commits the partitions'
+// settled prefix synchronously and only then lets them go, so a key never
+// runs on two members at once. The new owner starts at that commit point,
+// so records that were queued, failing or cancelled are delivered again
+// there (at least once). A handler that ignores its cancelled context
+// holds up the rebalance until it returns; past the group's rebalance
+// timeout the broker removes the member. When partitions are lost
+// (session expired, fenced), nothing of them is committed: the offsets are
+// no longer ours; their queued records are dropped and their running
+// handlers' context is cancelled after the drain timeout, without waiting. Rebalances wait until the records of the current poll
 // are handed to the dispatcher (kgo.BlockRebalanceOnPoll), so records
 // fetched under one assignment are never counted against the next one; a
 // poll blocked by backpressure therefore also holds back a rebalance until
