@@ -24,7 +24,7 @@ func topicName(t testing.TB) string {
 	return fmt.Sprintf("ferrytest.%s.%08x", strings.NewReplacer("/", ".", " ", "_").Replace(t.Name()), rand.Uint32())
 }
 
-func newPub(t testing.TB, url string, opts ...amqp.Option) *amqp.Publisher {
+func newPub(t testing.TB, url string, opts ...amqp.PublisherOption) *amqp.Publisher {
 	t.Helper()
 	p, err := amqp.NewPublisher(url, opts...)
 	if err != nil {
@@ -34,7 +34,7 @@ func newPub(t testing.TB, url string, opts ...amqp.Option) *amqp.Publisher {
 	return p
 }
 
-func newSub(t testing.TB, url string, opts ...amqp.Option) *amqp.Subscriber {
+func newSub(t testing.TB, url string, opts ...amqp.SubscriberOption) *amqp.Subscriber {
 	t.Helper()
 	s, err := amqp.NewSubscriber(url, opts...)
 	if err != nil {

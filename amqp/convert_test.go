@@ -45,7 +45,7 @@ func TestHeaderString(t *testing.T) {
 }
 
 func TestPublishingAndBack(t *testing.T) {
-	cfg, err := newConfig(nil)
+	cfg, err := newSubscriberConfig(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestPublishingAndBack(t *testing.T) {
 }
 
 func TestAttemptFromBroker(t *testing.T) {
-	cfg, _ := newConfig(nil)
+	cfg, _ := newSubscriberConfig(nil)
 	cases := []struct {
 		name string
 		d    amqp091.Delivery
@@ -102,36 +102,15 @@ func TestValidateTopic(t *testing.T) {
 	}
 }
 
-func TestOptionsValidate(t *testing.T) {
-	bad := map[string]Option{
-		"exchange kind":   WithExchangeKind("headers"),
-		"concurrency":     WithConcurrency(0),
-		"prefetch":        WithPrefetch(70000),
-		"backoff":         WithRedeliveryBackoff(time.Second, time.Millisecond),
-		"recovery config": WithConfig(amqp091.Config{Recovery: &amqp091.Recovery{}}),
-		"group":           WithGroup(""),
-		"max payload":     WithMaxPayload(0),
-		"queue args":      WithQueueArgs(amqp091.Table{"x": struct{}{}}),
-	}
-	for name, o := range bad {
-		if _, err := newConfig([]Option{o}); !errors.Is(err, message.ErrInvalidConfig) {
-			t.Errorf("%s: err = %v, want ErrInvalidConfig", name, err)
-		}
-	}
-	if _, err := NewPublisher("http://x", WithGroup("g")); !errors.Is(err, message.ErrInvalidConfig) {
-		t.Errorf("bad URL scheme: %v", err)
-	}
-}
-
 func TestTopologyDefaults(t *testing.T) {
-	cfg, _ := newConfig(nil)
+	cfg, _ := newSubscriberConfig(nil)
 	if cfg.bindKey() != "#" || cfg.queueDeclareArgs() != nil || cfg.prefetchCount() != DefaultMinPrefetch {
 		t.Errorf("defaults: bind %q args %v prefetch %d", cfg.bindKey(), cfg.queueDeclareArgs(), cfg.prefetchCount())
 	}
 	if q, err := cfg.queueFor("orders", "billing"); q != "orders.billing" || err != nil {
 		t.Errorf("queueFor = %q, %v", q, err)
 	}
-	cfg, _ = newConfig([]Option{WithExchangeKind(ExchangeFanout), WithQuorumQueues(), WithDeadLetterExchange("dlx", "dead"),
+	cfg, _ = newSubscriberConfig([]SubscriberOption{WithExchangeKind(ExchangeFanout), WithQuorumQueues(), WithDeadLetterExchange("dlx", "dead"),
 		WithQueueArgs(amqp091.Table{"x-max-length": int64(10)}), WithConcurrency(20),
 		WithQueueName(func(topic, group string) string { return group + "@" + topic })})
 	args := cfg.queueDeclareArgs()

@@ -199,13 +199,61 @@
 //
 // # Configuration
 //
-// Options are shared by NewPublisher and NewSubscriber, so one slice of
-// topology options can configure both; options of one side are ignored by
-// the other (each option's doc says which). WithConfig passes an
-// amqp091.Config through for TLS, SASL, vhost, heartbeat, frame size,
-// connection properties and the dialer. The constructors dial once and
-// fail on an invalid URL or an unreachable broker; later losses are
-// repaired in the background.
+// Options are typed by the side that uses them, so that an option given
+// to the wrong constructor is a compile error rather than ignored:
+// NewPublisher takes PublisherOptions, NewSubscriber SubscriberOptions,
+// and an Option is both. Every option is validated by the constructor: a
+// bad value fails it with an error wrapping message.ErrInvalidConfig that
+// names the option ("amqp: ferry: invalid configuration: WithPrefetch(0):
+// want 1..65535"); nothing is clamped. Nil options are skipped.
+//
+//	Option (both sides)     default
+//	WithConfig              amqp091's defaults (10 s heartbeat, credentials and vhost from the URL)
+//	WithReconnectBackoff    100 ms doubling to 10 s, with jitter
+//	WithLogger              nil: no logging
+//	WithOnStateChange       nil: none
+//	WithKeyHeader           "ferry-key" (DefaultKeyHeader)
+//	WithExchangeKind        ExchangeTopic
+//	WithBindingKey          "#" on a topic exchange, "" otherwise
+//	WithQueueName           topic + "." + group
+//	WithQuorumQueues        classic queues
+//	WithQueueArgs           none
+//	WithDeadLetterExchange  none
+//	WithShards              16 (DefaultShards)
+//	WithCompetingConsumers  off: a sharded group
+//	WithOptions             bundles Options into one
+//
+//	PublisherOption         default
+//	WithRoutingKey          the message's Key
+//	WithMaxPayload          16 MiB (DefaultMaxPayload)
+//	WithPublishChannels     1
+//
+//	SubscriberOption        default
+//	WithGroup               "default"
+//	WithConcurrency         1
+//	WithPrefetch            max(128, 16×concurrency), at most 65535
+//	WithRedeliveryBackoff   100 ms doubling to 10 s
+//	WithDrainTimeout        30 s
+//	WithGroupHeartbeat      500 ms
+//
+// The topology options are shared because Publisher.Declare declares a
+// group's queues exactly as its Subscribers do: give the Publisher the
+// same ones, for example as one WithOptions(...) value passed to both.
+// WithConfig passes an amqp091.Config through for TLS, SASL, vhost,
+// heartbeat, frame size, connection properties and the dialer. The
+// constructors validate the options, then dial once and fail on an
+// invalid URL or an unreachable broker; later losses are repaired in the
+// background.
+//
+// # Logging
+//
+// WithLogger is the adapter's operational log, the same on every ferry
+// adapter: connection state changes (Info; Warn with the cause),
+// consumer and group member restarts (Warn), a shard count that differs
+// between members (Warn), and each handler error (Warn, with topic,
+// group, partition, id, attempt and err) before the message is
+// redelivered. To act on handler errors otherwise (metrics, alerts), wrap
+// the handler in a message.Middleware.
 //
 // # Errors
 //

@@ -26,13 +26,15 @@ func Example() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	opts := []amqp.Option{
+	// Options both sides take: the topology (Publisher.Declare declares it
+	// as the Subscriber does) and the connection's.
+	shared := amqp.WithOptions(
 		amqp.WithBindingKey("order.*"),
 		amqp.WithOnStateChange(func(sc amqp.StateChange) {
 			log.Printf("rabbitmq %s: %v (%s)", sc.State, sc.Err, sc.URL) // password redacted
 		}),
-	}
-	sub, err := amqp.NewSubscriber(url, append(opts, amqp.WithGroup("billing"), amqp.WithConcurrency(8))...)
+	)
+	sub, err := amqp.NewSubscriber(url, shared, amqp.WithGroup("billing"), amqp.WithConcurrency(8))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -41,7 +43,7 @@ func Example() {
 		log.Fatal(err)
 	}
 
-	pub, err := amqp.NewPublisher(url, opts...)
+	pub, err := amqp.NewPublisher(url, shared)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -60,7 +60,7 @@ func FuzzDeliveryToMessage(f *testing.F) {
 	f.Add("\xff\xfe", []byte{0, 0xff}, "x-death", byte(11), "\xc3\x28", int64(-1), deliveryCountHeader, byte(0), "3", int64(3), true, int64(-1))
 	f.Add("id", bytes.Repeat([]byte{0xab}, 1<<20), "dec", byte(7), "s", int64(math.MaxInt64), "f", byte(5), "s", int64(0x7ff8000000000001), false, int64(1))
 	f.Add("id", []byte("b"), "", byte(9), strings.Repeat("k", 300), int64(5), "", byte(10), "", int64(5), false, int64(5))
-	cfg, err := newConfig(nil)
+	cfg, err := newSubscriberConfig(nil)
 	if err != nil {
 		f.Fatal(err)
 	}

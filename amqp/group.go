@@ -92,7 +92,7 @@ func newMemberID() string {
 // runGroup consumes topic as a member of the sharded group until rctx ends
 // or a fatal error.
 func (s *Subscriber) runGroup(rctx context.Context, topic string, d *dispatch.Dispatcher) error {
-	topo, err := s.cfg.topologyFor(topic, s.cfg.group)
+	topo, err := s.cfg.topologyFor(topic, s.cfg.Group)
 	if err != nil {
 		return err
 	}
@@ -115,7 +115,7 @@ func (s *Subscriber) runGroup(rctx context.Context, topic string, d *dispatch.Di
 			return err
 		}
 		if err != nil {
-			s.log("ferry amqp: group member lost its session; rejoining", "topic", topic, "group", s.cfg.group, "err", err.Error())
+			s.log("ferry amqp: group member lost its session; rejoining", "topic", topic, "group", s.cfg.Group, "err", err.Error())
 		}
 		m.dropAll()
 		if s.conn.pause(rctx, sess, s.cfg.reconnect[0]) != nil {
@@ -134,7 +134,7 @@ func (m *member) session(rctx context.Context, sess *session) error {
 	if err := m.s.cfg.declareExchange(ctl, m.topic); err != nil {
 		return err
 	}
-	if _, err := m.s.cfg.declareGroup(ctl, m.topic, m.s.cfg.group); err != nil {
+	if _, err := m.s.cfg.declareGroup(ctl, m.topic, m.s.cfg.Group); err != nil {
 		return err
 	}
 	if err := ctl.ExchangeDeclare(m.topo.members, amqp091.ExchangeFanout, false, true, false, false, nil); err != nil {
@@ -230,7 +230,7 @@ func (m *member) heard(body string) bool {
 		m.warned[id] = true
 		if l := m.s.cfg.logger; l != nil {
 			l.Error("ferry amqp: group members disagree on the shard count; give every member the same WithShards",
-				"topic", m.topic, "group", m.s.cfg.group, "mine", len(m.topo.shards), "peer", id, "theirs", n)
+				"topic", m.topic, "group", m.s.cfg.Group, "mine", len(m.topo.shards), "peer", id, "theirs", n)
 		}
 	}
 	_, known := m.peers[id]
@@ -309,7 +309,7 @@ func (m *member) feed(ctx context.Context, sh *shard) {
 				}
 				return
 			}
-			msg := m.s.cfg.toMessage(m.topic, m.s.cfg.group, &dv)
+			msg := m.s.cfg.toMessage(m.topic, m.s.cfg.Group, &dv)
 			msg.Delivery.Partition = int32(sh.idx)
 			if err := m.d.Submit(ctx, &dispatch.Delivery{Msg: msg, Ref: &ref{c: sh.c, tag: dv.DeliveryTag}}); err != nil {
 				return

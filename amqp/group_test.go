@@ -166,8 +166,8 @@ func startSub(t *testing.T, s *amqp.Subscriber, topic string, h message.Handler)
 
 func randomLatency() time.Duration { return time.Duration(rand.IntN(2001)) * time.Microsecond }
 
-func groupOpts(group string) []amqp.Option {
-	return []amqp.Option{amqp.WithGroup(group), amqp.WithGroupHeartbeat(50 * time.Millisecond)}
+func groupOpts(group string) []amqp.SubscriberOption {
+	return []amqp.SubscriberOption{amqp.WithGroup(group), amqp.WithGroupHeartbeat(50 * time.Millisecond)}
 }
 
 func TestGroupKeepsKeyOrderAcrossMembers(t *testing.T) {
@@ -238,7 +238,7 @@ func TestGroupForeignMessagesGoToShardZero(t *testing.T) {
 }
 
 func TestGroupOptionsAreValidated(t *testing.T) {
-	for name, o := range map[string]amqp.Option{
+	for name, o := range map[string]amqp.SubscriberOption{
 		"shards 0":      amqp.WithShards(0),
 		"shards 65":     amqp.WithShards(amqp.ShardBuckets + 1),
 		"heartbeat 1ms": amqp.WithGroupHeartbeat(time.Millisecond),
@@ -258,8 +258,9 @@ func TestGroupOnQuorumQueues(t *testing.T) {
 	url := testenv.NeedAMQP(t)
 	topic := topicName(t)
 	deleteTopology(t, url, topic, topic+".g")
-	opts := append(groupOpts("g"), amqp.WithQuorumQueues(), amqp.WithShards(4), amqp.WithConcurrency(4))
-	p := newPub(t, url, opts...)
+	topology := amqp.WithOptions(amqp.WithQuorumQueues(), amqp.WithShards(4)) // the same for Declare and the members
+	opts := append(groupOpts("g"), topology, amqp.WithConcurrency(4))
+	p := newPub(t, url, topology)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	if err := p.Declare(ctx, topic, "g"); err != nil {
@@ -283,8 +284,8 @@ func TestCompetingConsumersShareOneQueue(t *testing.T) {
 	url := testenv.NeedAMQP(t)
 	topic := topicName(t)
 	deleteTopology(t, url, topic, topic+".g")
-	opts := []amqp.Option{amqp.WithGroup("g"), amqp.WithCompetingConsumers(), amqp.WithConcurrency(4)}
-	p := newPub(t, url, opts...)
+	opts := []amqp.SubscriberOption{amqp.WithGroup("g"), amqp.WithCompetingConsumers(), amqp.WithConcurrency(4)}
+	p := newPub(t, url, amqp.WithCompetingConsumers())
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	if err := p.Declare(ctx, topic, "g"); err != nil {

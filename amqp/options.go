@@ -7,6 +7,8 @@ import (
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
+	"github.com/ferrymsg/ferry/adapter"
+	"github.com/ferrymsg/ferry/adapter/dispatch"
 	"github.com/ferrymsg/ferry/message"
 )
 
@@ -17,14 +19,17 @@ const (
 	ExchangeDirect = "direct"
 )
 
-// Defaults of the options below.
+// Defaults of the options below. DefaultGroup and DefaultDrainTimeout are
+// the adapter kit's (adapter.DefaultSubscriberConfig), the same on every
+// adapter; DefaultInitialBackoff and DefaultMaxBackoff bound both the
+// redelivery and the reconnection backoff.
 const (
-	DefaultGroup           = "default"
+	DefaultGroup           = adapter.DefaultGroup
 	DefaultKeyHeader       = "ferry-key"
 	DefaultMaxPayload      = 16 << 20 // RabbitMQ 4.x's default max_message_size
-	DefaultInitialBackoff  = 100 * time.Millisecond
-	DefaultMaxBackoff      = 10 * time.Second
-	DefaultDrainTimeout    = 30 * time.Second
+	DefaultInitialBackoff  = adapter.DefaultInitialBackoff
+	DefaultMaxBackoff      = adapter.DefaultMaxBackoff
+	DefaultDrainTimeout    = adapter.DefaultDrainTimeout
 	DefaultPublishChannels = 1
 	DefaultMinPrefetch     = 128
 	DefaultShards          = 16
@@ -35,10 +40,56 @@ const (
 // the AMQP timestamp property only has whole seconds.
 const TimeHeader = "ferry-time"
 
-// Option configures a Publisher or a Subscriber. The same options are
-// accepted by both, so one topology option slice can be shared; an option
-// that concerns only one side is ignored by the other (each says so).
-type Option func(*config) error
+// PublisherOption configures a Publisher. NewPublisher takes only
+// PublisherOptions, so a Subscriber option (WithGroup, WithPrefetch, ...)
+// given to it is a compile error instead of a silent no-op. Every Option
+// is a PublisherOption. A nil PublisherOption is skipped.
+type PublisherOption interface {
+	applyPublisher(*config) error
+}
+
+// SubscriberOption configures a Subscriber. NewSubscriber takes only
+// SubscriberOptions, so a Publisher option (WithRoutingKey, WithMaxPayload,
+// WithPublishChannels) given to it is a compile error. Every Option is a
+// SubscriberOption. A nil SubscriberOption is skipped.
+type SubscriberOption interface {
+	applySubscriber(*config) error
+}
+
+// Option configures both sides and means the same to both: the
+// connection (WithConfig, WithReconnectBackoff, WithLogger,
+// WithOnStateChange), the mapping of messages (WithKeyHeader), and the
+// topology, which a Subscriber declares and Publisher.Declare declares
+// exactly as a Subscriber would (WithExchangeKind, WithBindingKey,
+// WithQueueName, WithQuorumQueues, WithQueueArgs, WithDeadLetterExchange,
+// WithShards, WithCompetingConsumers). Give both sides the same topology
+// options; WithOptions bundles a list of them into one Option that both
+// constructors take.
+type Option interface {
+	PublisherOption
+	SubscriberOption
+}
+
+// sharedOpt is an Option, pubOpt a PublisherOption only, subOpt a
+// SubscriberOption only. Their methods skip a nil function, so a typed nil
+// inside an option interface is skipped like a nil interface.
+type (
+	sharedOpt func(*config) error
+	pubOpt    func(*config) error
+	subOpt    func(*config) error
+)
+
+func (o sharedOpt) applyPublisher(c *config) error  { return applyOpt(o, c) }
+func (o sharedOpt) applySubscriber(c *config) error { return applyOpt(o, c) }
+func (o pubOpt) applyPublisher(c *config) error     { return applyOpt(o, c) }
+func (o subOpt) applySubscriber(c *config) error    { return applyOpt(o, c) }
+
+func applyOpt[F ~func(*config) error](f F, c *config) error {
+	if f == nil {
+		return nil
+	}
+	return f(c)
+}
 
 type config struct {
 	amqpConfig     amqp091.Config
@@ -55,45 +106,76 @@ type config struct {
 	keyHeader      string
 	routingKey     func(topic string, m *message.Message) string
 	maxPayload     int
-	group          string
-	concurrency    int
-	prefetch       int
-	redelivery     [2]time.Duration
-	drainTimeout   time.Duration
-	reconnect      [2]time.Duration
-	pubChannels    int
-	logger         *slog.Logger
-	onState        func(StateChange)
-	shards         int
-	competing      bool
-	heartbeat      time.Duration
+	// Subscriber: group, concurrency, redelivery backoff and drain
+	// timeout. Its MaxPending is not used: the dispatcher's bound is
+	// twice the prefetch (prefetchCount).
+	adapter.SubscriberConfig
+	prefetch    int
+	reconnect   [2]time.Duration
+	pubChannels int
+	logger      *slog.Logger
+	onState     func(StateChange)
+	shards      int
+	competing   bool
+	heartbeat   time.Duration
 }
 
-func newConfig(opts []Option) (*config, error) {
-	c := &config{
-		exchangeKind: ExchangeTopic,
-		queueName:    func(topic, group string) string { return topic + "." + group },
-		keyHeader:    DefaultKeyHeader,
-		routingKey:   func(_ string, m *message.Message) string { return m.Key },
-		maxPayload:   DefaultMaxPayload,
-		group:        DefaultGroup,
-		concurrency:  1,
-		drainTimeout: DefaultDrainTimeout,
-		reconnect:    [2]time.Duration{DefaultInitialBackoff, DefaultMaxBackoff},
-		redelivery:   [2]time.Duration{DefaultInitialBackoff, DefaultMaxBackoff},
-		pubChannels:  DefaultPublishChannels,
-		shards:       DefaultShards,
-		heartbeat:    DefaultGroupHeartbeat,
+func defaultConfig() *config {
+	return &config{
+		exchangeKind:     ExchangeTopic,
+		queueName:        func(topic, group string) string { return topic + "." + group },
+		keyHeader:        DefaultKeyHeader,
+		routingKey:       func(_ string, m *message.Message) string { return m.Key },
+		maxPayload:       DefaultMaxPayload,
+		SubscriberConfig: adapter.DefaultSubscriberConfig(),
+		reconnect:        [2]time.Duration{DefaultInitialBackoff, DefaultMaxBackoff},
+		pubChannels:      DefaultPublishChannels,
+		shards:           DefaultShards,
+		heartbeat:        DefaultGroupHeartbeat,
 	}
+}
+
+func newPublisherConfig(opts []PublisherOption) (*config, error) {
+	c := defaultConfig()
 	for _, o := range opts {
 		if o == nil {
 			continue
 		}
-		if err := o(c); err != nil {
+		if err := o.applyPublisher(c); err != nil {
 			return nil, err
 		}
 	}
 	return c, nil
+}
+
+func newSubscriberConfig(opts []SubscriberOption) (*config, error) {
+	c := defaultConfig()
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o.applySubscriber(c); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.SubscriberConfig.Validate(); err != nil {
+		return nil, fmt.Errorf("amqp: %w", err)
+	}
+	return c, nil
+}
+
+// onHandlerError is the dispatcher's error observer: with a logger, each
+// handler error at Warn before the redelivery; nil without one.
+func (c *config) onHandlerError() func(*dispatch.Delivery, error) {
+	l := c.logger
+	if l == nil {
+		return nil
+	}
+	return func(d *dispatch.Delivery, err error) {
+		m := d.Msg
+		l.Warn("ferry amqp: handler failed; redelivering", "topic", m.Delivery.Topic, "group", m.Delivery.Group,
+			"partition", m.Delivery.Partition, "id", m.ID, "attempt", m.Delivery.Attempt, "err", err)
+	}
 }
 
 // bindKey is the binding key of group queues.
@@ -112,81 +194,120 @@ func (c *config) prefetchCount() int {
 	if c.prefetch > 0 {
 		return c.prefetch
 	}
-	return max(DefaultMinPrefetch, 16*c.concurrency)
+	return min(maxPrefetch, max(DefaultMinPrefetch, 16*c.Concurrency))
 }
 
+// maxPrefetch is the largest Qos prefetch count (AMQP's is 16 bits).
+const maxPrefetch = 65535
+
+// invalid returns an error wrapping message.ErrInvalidConfig; format
+// starts with the option as it was called, e.g. "WithPrefetch(0)".
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("amqp: %w: "+format, append([]any{message.ErrInvalidConfig}, args...)...)
 }
 
+// WithOptions bundles options into one, so that one list can configure
+// both sides (the same topology for Publisher.Declare and the
+// Subscribers): a []Option does not convert to []PublisherOption or
+// []SubscriberOption, but WithOptions(list...) is both. Nil entries are
+// skipped. Default: none.
+func WithOptions(opts ...Option) Option {
+	opts = append([]Option(nil), opts...)
+	return sharedOpt(func(c *config) error {
+		for _, o := range opts {
+			if o == nil {
+				continue
+			}
+			if err := o.applyPublisher(c); err != nil { // the same as applySubscriber for an Option
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // WithConfig passes an amqp091.Config to the client (TLS, SASL, heartbeat,
-// vhost, frame size, connection properties, dialer). Default: the client's
-// defaults (10 s heartbeat, credentials and vhost from the URL). Its
-// Recovery field must be nil: ferry reconnects by itself.
+// vhost, frame size, connection properties, dialer). Its Recovery field
+// must be nil (ferry reconnects by itself), and Heartbeat and FrameSize
+// must not be negative. Publisher and Subscriber. Default: the client's
+// defaults (10 s heartbeat, credentials and vhost from the URL).
 func WithConfig(cfg amqp091.Config) Option {
-	return func(c *config) error {
-		if cfg.Recovery != nil {
-			return invalid("amqp091.Config.Recovery must be nil: ferry reconnects and redeclares by itself")
+	return sharedOpt(func(c *config) error {
+		switch {
+		case cfg.Recovery != nil:
+			return invalid("WithConfig: amqp091.Config.Recovery must be nil: ferry reconnects and redeclares by itself")
+		case cfg.Heartbeat < 0:
+			return invalid("WithConfig: amqp091.Config.Heartbeat %v is negative", cfg.Heartbeat)
+		case cfg.FrameSize < 0:
+			return invalid("WithConfig: amqp091.Config.FrameSize %d is negative", cfg.FrameSize)
 		}
 		c.amqpConfig = cfg
 		c.haveConfig = true
 		return nil
-	}
+	})
 }
 
 // WithExchangeKind sets the type of the exchange a topic maps to:
-// ExchangeTopic (default), ExchangeFanout or ExchangeDirect.
+// ExchangeTopic, ExchangeFanout or ExchangeDirect. Publisher and
+// Subscriber (both declare the exchange). Default: ExchangeTopic.
 func WithExchangeKind(kind string) Option {
-	return func(c *config) error {
+	return sharedOpt(func(c *config) error {
 		switch kind {
 		case ExchangeTopic, ExchangeFanout, ExchangeDirect:
 			c.exchangeKind = kind
 			return nil
 		}
-		return invalid("exchange kind %q: want %q, %q or %q", kind, ExchangeTopic, ExchangeFanout, ExchangeDirect)
-	}
+		return invalid("WithExchangeKind(%q): want %q, %q or %q", kind, ExchangeTopic, ExchangeFanout, ExchangeDirect)
+	})
 }
 
-// WithBindingKey sets the binding key of a group's queue, such as
-// "order.*" or "order.#" on a topic exchange. Default: "#" (everything) for
-// topic exchanges, "" otherwise (fanout ignores it; direct matches an empty
-// routing key). Used by Subscriber and by Publisher.Declare.
+// WithBindingKey sets the binding key of a group's queues, such as
+// "order.*" or "order.#" on a topic exchange; at most 255 bytes. Used by
+// Subscriber and by Publisher.Declare. Default: "#" (everything) for topic
+// exchanges, "" otherwise (fanout ignores it; direct matches an empty
+// routing key).
 func WithBindingKey(key string) Option {
-	return func(c *config) error {
-		if len(key) > 255 {
-			return invalid("binding key is %d bytes, the limit is 255", len(key))
+	return sharedOpt(func(c *config) error {
+		if len(key) > maxNameLen {
+			return invalid("WithBindingKey(%q): %d bytes, the limit is %d", key, len(key), maxNameLen)
 		}
 		c.bindingKey, c.haveBindingKey = key, true
 		return nil
-	}
+	})
 }
 
-// WithQueueName sets how a group's queue is named. Default: topic + "." +
-// group. The name must be at most 255 bytes and must not start with "amq.".
+// WithQueueName sets how a group's queue is named (the base name of its
+// shard queues); f must not be nil. The name it returns must be at most
+// 255 bytes and must not start with "amq." (checked at Subscribe and
+// Declare). Used by Subscriber and by Publisher.Declare. Default: topic +
+// "." + group.
 func WithQueueName(f func(topic, group string) string) Option {
-	return func(c *config) error {
+	return sharedOpt(func(c *config) error {
 		if f == nil {
-			return invalid("nil queue naming function")
+			return invalid("WithQueueName(nil): want a naming function")
 		}
 		c.queueName = f
 		return nil
-	}
+	})
 }
 
 // WithQuorumQueues declares group queues as quorum queues
 // (x-queue-type=quorum): replicated, with a broker-side delivery limit on
-// RabbitMQ 4.x. Default: classic queues. An existing queue keeps its type;
-// declaring it with another type fails with PRECONDITION_FAILED.
+// RabbitMQ 4.x. An existing queue keeps its type; declaring it with
+// another type fails with PRECONDITION_FAILED. Used by Subscriber and by
+// Publisher.Declare. Default: classic queues.
 func WithQuorumQueues() Option {
-	return func(c *config) error { c.quorum = true; return nil }
+	return sharedOpt(func(c *config) error { c.quorum = true; return nil })
 }
 
 // WithQueueArgs adds arguments to every group queue declaration (for
-// example x-max-length, x-message-ttl, x-delivery-limit). Default: none.
+// example x-max-length, x-message-ttl, x-delivery-limit); the values must
+// be types AMQP tables carry (amqp091.Table.Validate). Repeated calls add
+// up. Used by Subscriber and by Publisher.Declare. Default: none.
 func WithQueueArgs(args amqp091.Table) Option {
-	return func(c *config) error {
+	return sharedOpt(func(c *config) error {
 		if err := args.Validate(); err != nil {
-			return invalid("queue arguments: %v", err)
+			return invalid("WithQueueArgs: %v", err)
 		}
 		if c.queueArgs == nil {
 			c.queueArgs = amqp091.Table{}
@@ -195,183 +316,212 @@ func WithQueueArgs(args amqp091.Table) Option {
 			c.queueArgs[k] = v
 		}
 		return nil
-	}
+	})
 }
 
 // WithDeadLetterExchange declares group queues with the native
 // x-dead-letter-exchange argument, and x-dead-letter-routing-key when
-// routingKey is given. The broker then dead-letters what it drops itself
-// (expired TTL, length overflow, quorum delivery limit). ferry's handler
-// errors never reject a message, so they do not reach it: use the retry
-// middleware for that. Default: none. The exchange is not declared by ferry.
+// routingKey is given (at most one; names at most 255 bytes, the exchange
+// not empty). The broker then dead-letters what it drops itself (expired
+// TTL, length overflow, quorum delivery limit). ferry's handler errors
+// never reject a message, so they do not reach it: use the retry
+// middleware for that. The exchange is not declared by ferry. Used by
+// Subscriber and by Publisher.Declare. Default: none.
 func WithDeadLetterExchange(exchange string, routingKey ...string) Option {
-	return func(c *config) error {
-		if len(routingKey) > 1 {
-			return invalid("WithDeadLetterExchange takes at most one routing key")
+	return sharedOpt(func(c *config) error {
+		switch {
+		case exchange == "":
+			return invalid("WithDeadLetterExchange(%q): the exchange name is empty", exchange)
+		case len(exchange) > maxNameLen:
+			return invalid("WithDeadLetterExchange(%q): %d bytes, the limit is %d", exchange, len(exchange), maxNameLen)
+		case len(routingKey) > 1:
+			return invalid("WithDeadLetterExchange(%q, %q): at most one routing key", exchange, routingKey)
+		case len(routingKey) == 1 && len(routingKey[0]) > maxNameLen:
+			return invalid("WithDeadLetterExchange(%q, %q): the routing key is %d bytes, the limit is %d", exchange, routingKey[0], len(routingKey[0]), maxNameLen)
 		}
 		c.dlx = exchange
 		if len(routingKey) == 1 {
 			c.dlxRoutingKey, c.haveDLXKey = routingKey[0], true
 		}
 		return nil
-	}
+	})
 }
 
-// WithKeyHeader sets the header that carries Message.Key. Default
-// "ferry-key". Deliveries without it have an empty Key.
+// WithKeyHeader sets the header that carries Message.Key: a Publisher
+// writes it, a Subscriber reads it, so both must agree. Not empty, at most
+// 255 bytes. Deliveries without it have an empty Key. Publisher and
+// Subscriber. Default: DefaultKeyHeader ("ferry-key").
 func WithKeyHeader(name string) Option {
-	return func(c *config) error {
-		if name == "" {
-			return invalid("empty key header name")
+	return sharedOpt(func(c *config) error {
+		if name == "" || len(name) > maxNameLen {
+			return invalid("WithKeyHeader(%q): want 1 to %d bytes", name, maxNameLen)
 		}
 		c.keyHeader = name
 		return nil
-	}
+	})
 }
 
-// WithRoutingKey sets how a message's routing key is chosen. Default: the
-// message Key. Publisher only. The result must be at most 255 bytes.
-func WithRoutingKey(f func(topic string, m *message.Message) string) Option {
-	return func(c *config) error {
+// WithRoutingKey sets how a message's routing key is chosen; f must not
+// be nil, and its result must be at most 255 bytes (checked at Publish).
+// Publisher only. Default: the message's Key.
+func WithRoutingKey(f func(topic string, m *message.Message) string) PublisherOption {
+	return pubOpt(func(c *config) error {
 		if f == nil {
-			return invalid("nil routing key function")
+			return invalid("WithRoutingKey(nil): want a routing key function")
 		}
 		c.routingKey = f
 		return nil
-	}
+	})
 }
 
-// WithMaxPayload sets the largest payload Publish accepts; larger ones fail
-// with message.ErrMessageTooLarge before anything is sent. Default 16 MiB
-// (RabbitMQ 4.x's max_message_size; 3.x allows 128 MiB). Publisher only.
-func WithMaxPayload(n int) Option {
-	return func(c *config) error {
-		if n <= 0 {
-			return invalid("max payload %d must be positive", n)
+// maxMaxPayload is RabbitMQ's hard limit on max_message_size (512 MiB).
+const maxMaxPayload = 512 << 20
+
+// WithMaxPayload sets the largest payload Publish accepts, 1 byte to 512
+// MiB (RabbitMQ's hard limit); larger payloads fail with
+// message.ErrMessageTooLarge before anything is sent. Publisher only.
+// Default: DefaultMaxPayload, 16 MiB (RabbitMQ 4.x's max_message_size;
+// 3.x allows 128 MiB).
+func WithMaxPayload(n int) PublisherOption {
+	return pubOpt(func(c *config) error {
+		if n < 1 || n > maxMaxPayload {
+			return invalid("WithMaxPayload(%d): want 1..%d", n, maxMaxPayload)
 		}
 		c.maxPayload = n
 		return nil
-	}
+	})
 }
 
 // WithPublishChannels sets how many AMQP channels a Publisher spreads
 // concurrent Publish calls over (one batch always goes to one channel, in
-// order). Default 1. Publisher only.
-func WithPublishChannels(n int) Option {
-	return func(c *config) error {
-		if n <= 0 || n > 64 {
-			return invalid("publish channels %d: want 1..64", n)
+// order), 1 to 64. Publisher only. Default: DefaultPublishChannels (1).
+func WithPublishChannels(n int) PublisherOption {
+	return pubOpt(func(c *config) error {
+		if n < 1 || n > 64 {
+			return invalid("WithPublishChannels(%d): want 1..64", n)
 		}
 		c.pubChannels = n
 		return nil
-	}
+	})
 }
 
-// WithGroup sets the subscriber's group: its queue is
-// WithQueueName(topic, group). Default "default". Subscriber only.
-func WithGroup(name string) Option {
-	return func(c *config) error {
+// WithGroup sets the subscriber's group, not empty: its queues are named
+// by WithQueueName(topic, group). Publisher.Declare takes the groups as
+// arguments instead. Subscriber only. Default: DefaultGroup ("default").
+func WithGroup(name string) SubscriberOption {
+	return subOpt(func(c *config) error {
 		if name == "" {
-			return invalid("empty group name")
+			return invalid("WithGroup(%q): the group name is empty", name)
 		}
-		c.group = name
+		c.Group = name
 		return nil
-	}
+	})
 }
 
-// WithConcurrency sets the maximum number of handlers running at once.
-// Default 1. Subscriber only.
-func WithConcurrency(n int) Option {
-	return func(c *config) error {
-		if n <= 0 {
-			return invalid("concurrency %d must be positive", n)
+// WithConcurrency sets the maximum number of handlers running at once, 1
+// to 65535. Subscriber only. Default: 1.
+func WithConcurrency(n int) SubscriberOption {
+	return subOpt(func(c *config) error {
+		if n < 1 || n > maxPrefetch {
+			return invalid("WithConcurrency(%d): want 1..%d", n, maxPrefetch)
 		}
-		c.concurrency = n
+		c.Concurrency = n
 		return nil
-	}
+	})
 }
 
-// WithPrefetch sets the channel's Qos prefetch count: how many unacked
-// deliveries the broker hands the subscriber. Default max(128,
-// 16×concurrency), so that while one key waits for its redelivery backoff
-// (holding its queued deliveries unacked) other keys keep flowing.
-// Subscriber only.
-func WithPrefetch(n int) Option {
-	return func(c *config) error {
-		if n <= 0 || n > 65535 {
-			return invalid("prefetch %d: want 1..65535", n)
+// WithPrefetch sets the channel's Qos prefetch count, 1 to 65535: how many
+// unacked deliveries the broker hands the subscriber on each queue it
+// consumes. Subscriber only. Default: max(DefaultMinPrefetch (128),
+// 16×concurrency), at most 65535, so that while one key waits for its
+// redelivery backoff (holding its queued deliveries unacked) other keys
+// keep flowing.
+func WithPrefetch(n int) SubscriberOption {
+	return subOpt(func(c *config) error {
+		if n < 1 || n > maxPrefetch {
+			return invalid("WithPrefetch(%d): want 1..%d", n, maxPrefetch)
 		}
 		c.prefetch = n
 		return nil
-	}
+	})
 }
 
 // WithRedeliveryBackoff bounds the in-process redelivery backoff after a
-// handler error: initial after the first failure, doubling, capped at max.
-// Default 100 ms to 10 s. Subscriber only.
-func WithRedeliveryBackoff(initial, max time.Duration) Option {
-	return func(c *config) error {
+// handler error: initial after the first failure, doubling, capped at max;
+// 0 < initial <= max. Subscriber only. Default: DefaultInitialBackoff
+// (100 ms) to DefaultMaxBackoff (10 s).
+func WithRedeliveryBackoff(initial, max time.Duration) SubscriberOption {
+	return subOpt(func(c *config) error {
 		if initial <= 0 || max < initial {
-			return invalid("redelivery backoff %v..%v: want 0 < initial <= max", initial, max)
+			return invalid("WithRedeliveryBackoff(%v, %v): want 0 < initial <= max", initial, max)
 		}
-		c.redelivery = [2]time.Duration{initial, max}
+		c.InitialBackoff, c.MaxBackoff = initial, max
 		return nil
-	}
+	})
 }
 
 // WithDrainTimeout sets how long graceful shutdown lets in-flight handlers
-// run before cancelling their context. Default 30 s. Subscriber only.
-func WithDrainTimeout(d time.Duration) Option {
-	return func(c *config) error {
+// run before cancelling their context; it must be positive. Subscriber
+// only. Default: DefaultDrainTimeout (30 s).
+func WithDrainTimeout(d time.Duration) SubscriberOption {
+	return subOpt(func(c *config) error {
 		if d <= 0 {
-			return invalid("drain timeout %v must be positive", d)
+			return invalid("WithDrainTimeout(%v): want > 0", d)
 		}
-		c.drainTimeout = d
+		c.DrainTimeout = d
 		return nil
-	}
+	})
 }
 
 // WithReconnectBackoff bounds the exponential backoff (with jitter)
-// between reconnection attempts. Default 100 ms to 10 s. Reconnection never
-// gives up; Close stops it.
+// between reconnection attempts; 0 < initial <= max. Reconnection never
+// gives up; Close stops it. Publisher and Subscriber. Default:
+// DefaultInitialBackoff (100 ms) to DefaultMaxBackoff (10 s).
 func WithReconnectBackoff(initial, max time.Duration) Option {
-	return func(c *config) error {
+	return sharedOpt(func(c *config) error {
 		if initial <= 0 || max < initial {
-			return invalid("reconnect backoff %v..%v: want 0 < initial <= max", initial, max)
+			return invalid("WithReconnectBackoff(%v, %v): want 0 < initial <= max", initial, max)
 		}
 		c.reconnect = [2]time.Duration{initial, max}
 		return nil
-	}
+	})
 }
 
-// WithLogger logs connection state changes and consumer restarts. URLs in
-// logs have their password redacted. Default: no logging.
+// WithLogger sets the adapter's operational log: connection state changes
+// (Info, Warn with the cause), consumer and group member restarts (Warn),
+// shard count disagreements in a group (Warn) and, on a Subscriber, each
+// handler error at Warn (topic, group, partition, id, attempt, err) before
+// the message is redelivered. URLs in logs have their password redacted.
+// It means the same as kafka.WithLogger and inmem.WithLogger. Publisher
+// and Subscriber. Default: nil, no logging.
 func WithLogger(l *slog.Logger) Option {
-	return func(c *config) error { c.logger = l; return nil }
+	return sharedOpt(func(c *config) error { c.logger = l; return nil })
 }
 
 // WithOnStateChange calls f on each connection state change (connected,
 // disconnected with the cause, reconnecting, closed). f runs on the
-// connection's supervisor goroutine and must not block. Default: none.
+// connection's supervisor goroutine and must not block. Publisher and
+// Subscriber. Default: nil, none.
 func WithOnStateChange(f func(StateChange)) Option {
-	return func(c *config) error { c.onState = f; return nil }
+	return sharedOpt(func(c *config) error { c.onState = f; return nil })
 }
 
-// WithShards sets how many shard queues a group is split into: at most
-// that many members of the group consume at once, each shard by one member
-// at a time, in order. It must be the same for every member of a group and
-// for Publisher.Declare, and it is fixed when the group is first declared:
-// see the package doc ("Changing the shard count"). Default DefaultShards
-// (16); 1 to ShardBuckets (64), evenly spread when it divides 64. Used by
-// Subscriber and Publisher.Declare; ignored with WithCompetingConsumers.
+// WithShards sets how many shard queues a group is split into, 1 to
+// ShardBuckets (64), evenly spread when it divides 64: at most that many
+// members of the group consume at once, each shard by one member at a
+// time, in order. It must be the same for every member of a group and for
+// Publisher.Declare, and it is fixed when the group is first declared:
+// see the package doc ("Changing the shard count"). Used by Subscriber and
+// by Publisher.Declare; ignored with WithCompetingConsumers. Default:
+// DefaultShards (16).
 func WithShards(n int) Option {
-	return func(c *config) error {
+	return sharedOpt(func(c *config) error {
 		if n < 1 || n > ShardBuckets {
-			return invalid("shards %d: want 1..%d", n, ShardBuckets)
+			return invalid("WithShards(%d): want 1..%d", n, ShardBuckets)
 		}
 		c.shards = n
 		return nil
-	}
+	})
 }
 
 // WithCompetingConsumers makes a group one queue (WithQueueName) that every
@@ -380,24 +530,24 @@ func WithShards(n int) Option {
 // two messages of one key can run at the same time on two members, and
 // in any order. Order holds only inside one member. Use it for keyless
 // work where order does not matter, or to consume a queue that other
-// clients also consume. Default: off (a sharded group, which keeps key
-// order across members). Used by Subscriber and Publisher.Declare.
+// clients also consume. Used by Subscriber and by Publisher.Declare.
+// Default: off (a sharded group, which keeps key order across members).
 func WithCompetingConsumers() Option {
-	return func(c *config) error { c.competing = true; return nil }
+	return sharedOpt(func(c *config) error { c.competing = true; return nil })
 }
 
 // WithGroupHeartbeat sets how often the members of a sharded group
-// announce themselves to each other. A member not heard from for four
-// intervals is taken as gone, and its shards are handed to the others, so
-// this bounds how long the shards of a crashed member wait (a member that
-// leaves gracefully says so and is replaced at once). Default
-// DefaultGroupHeartbeat (500 ms); 10 ms to 1 minute. Subscriber only.
-func WithGroupHeartbeat(d time.Duration) Option {
-	return func(c *config) error {
+// announce themselves to each other, 10 ms to 1 minute. A member not heard
+// from for four intervals is taken as gone, and its shards are handed to
+// the others, so this bounds how long the shards of a crashed member wait
+// (a member that leaves gracefully says so and is replaced at once).
+// Subscriber only. Default: DefaultGroupHeartbeat (500 ms).
+func WithGroupHeartbeat(d time.Duration) SubscriberOption {
+	return subOpt(func(c *config) error {
 		if d < 10*time.Millisecond || d > time.Minute {
-			return invalid("group heartbeat %v: want 10ms..1m", d)
+			return invalid("WithGroupHeartbeat(%v): want 10ms..1m", d)
 		}
 		c.heartbeat = d
 		return nil
-	}
+	})
 }

@@ -38,11 +38,16 @@ type Publisher struct {
 var _ message.Publisher = (*Publisher)(nil)
 
 // NewPublisher connects to the broker at url (amqp:// or amqps://) and
-// returns a Publisher. It fails when the URL is invalid or the first
-// connection attempt fails; later connection losses are repaired in the
-// background (see the package doc, # Reconnection).
-func NewPublisher(url string, opts ...Option) (*Publisher, error) {
-	cfg, err := newConfig(opts)
+// returns a Publisher. It takes the Publisher options (WithRoutingKey,
+// WithMaxPayload, WithPublishChannels) and the shared ones (Option), which
+// include the topology options Declare uses; a Subscriber option does not
+// compile here. It fails with an error wrapping message.ErrInvalidConfig
+// that names the option when an option value is bad, and fails when the
+// URL is invalid or the first connection attempt fails; later connection
+// losses are repaired in the background (see the package doc, #
+// Reconnection).
+func NewPublisher(url string, opts ...PublisherOption) (*Publisher, error) {
+	cfg, err := newPublisherConfig(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -322,8 +327,12 @@ func (p *Publisher) begin() error {
 	return nil
 }
 
-// Declare creates topic's exchange and, for each group, its durable queue
-// bound to it, exactly as a Subscriber with the same options would. Call it
+// Declare creates topic's exchange and, for each group, its durable queues
+// bound to it, exactly as a Subscriber of that group would with the same
+// topology options (WithExchangeKind, WithBindingKey, WithQueueName,
+// WithQuorumQueues, WithQueueArgs, WithDeadLetterExchange, WithShards,
+// WithCompetingConsumers: give the Publisher the ones its Subscribers
+// have; they are shared options for this reason). Call it
 // before publishing to a topic whose subscribers have not started yet: a
 // message published while no queue is bound is unroutable. It is
 // idempotent; settings that differ from an existing exchange or queue fail

@@ -32,10 +32,13 @@ var _ message.Subscriber = (*Subscriber)(nil)
 
 // NewSubscriber connects to the broker at url (amqp:// or amqps://) and
 // returns a Subscriber for the group set by WithGroup (default "default").
-// It fails when the URL is invalid or the first connection attempt fails;
-// later connection losses are repaired in the background.
-func NewSubscriber(url string, opts ...Option) (*Subscriber, error) {
-	cfg, err := newConfig(opts)
+// It takes the Subscriber options and the shared ones (Option); a
+// Publisher option does not compile here. It fails with an error wrapping
+// message.ErrInvalidConfig that names the option when an option value is
+// bad, and fails when the URL is invalid or the first connection attempt
+// fails; later connection losses are repaired in the background.
+func NewSubscriber(url string, opts ...SubscriberOption) (*Subscriber, error) {
+	cfg, err := newSubscriberConfig(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +94,7 @@ func (s *Subscriber) declare(sess *session, topic string) error {
 	if err := s.cfg.declareExchange(ch, topic); err != nil {
 		return err
 	}
-	_, err = s.cfg.declareGroup(ch, topic, s.cfg.group)
+	_, err = s.cfg.declareGroup(ch, topic, s.cfg.Group)
 	return err
 }
 
@@ -130,7 +133,7 @@ func (s *Subscriber) startConsumer(sess *session, topic string) (*consumer, erro
 	if err := s.cfg.declareExchange(ch, topic); err != nil {
 		return fail(err)
 	}
-	t, err := s.cfg.declareGroup(ch, topic, s.cfg.group)
+	t, err := s.cfg.declareGroup(ch, topic, s.cfg.Group)
 	if err != nil {
 		return fail(err)
 	}
@@ -160,7 +163,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string, h message.Hand
 	if err := ValidateTopic(topic); err != nil {
 		return err
 	}
-	if _, err := s.cfg.topologyFor(topic, s.cfg.group); err != nil {
+	if _, err := s.cfg.topologyFor(topic, s.cfg.Group); err != nil {
 		return err
 	}
 	if err := s.begin(); err != nil {
@@ -181,10 +184,11 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string, h message.Hand
 
 	prefetch := s.cfg.prefetchCount()
 	d := dispatch.New(ctx, h, dispatch.Config{
-		Concurrency:  s.cfg.concurrency,
+		Concurrency:  s.cfg.Concurrency,
 		MaxPending:   2 * prefetch,
-		Backoff:      dispatch.Backoff{Initial: s.cfg.redelivery[0], Max: s.cfg.redelivery[1], Multiplier: 2},
-		DrainTimeout: s.cfg.drainTimeout,
+		Backoff:      dispatch.Backoff{Initial: s.cfg.InitialBackoff, Max: s.cfg.MaxBackoff, Multiplier: 2},
+		DrainTimeout: s.cfg.DrainTimeout,
+		OnError:      s.cfg.onHandlerError(),
 	}, func(dl *dispatch.Delivery) {
 		r := dl.Ref.(*ref)
 		r.c.ack(r.tag)
@@ -216,7 +220,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string, h message.Hand
 				fatal = err
 				break
 			}
-			s.log("ferry amqp: consumer start failed; retrying", "topic", topic, "group", s.cfg.group, "err", err.Error())
+			s.log("ferry amqp: consumer start failed; retrying", "topic", topic, "group", s.cfg.Group, "err", err.Error())
 			if s.conn.pause(rctx, sess, s.cfg.reconnect[0]) != nil {
 				break
 			}
@@ -236,7 +240,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string, h message.Hand
 			}
 		default:
 		}
-		s.log("ferry amqp: consumer lost; resuming", "topic", topic, "group", s.cfg.group, "cause", cause)
+		s.log("ferry amqp: consumer lost; resuming", "topic", topic, "group", s.cfg.Group, "cause", cause)
 		lost := cur
 		d.Remove(func(dl *dispatch.Delivery) bool { return dl.Ref.(*ref).c == lost })
 		_ = cur.ch.Close()
@@ -276,7 +280,7 @@ func (s *Subscriber) consume(rctx context.Context, c *consumer, d *dispatch.Disp
 			if !ok {
 				return rctx.Err() != nil
 			}
-			m := s.cfg.toMessage(topic, s.cfg.group, &dv)
+			m := s.cfg.toMessage(topic, s.cfg.Group, &dv)
 			if err := d.Submit(rctx, &dispatch.Delivery{Msg: m, Ref: &ref{c: c, tag: dv.DeliveryTag}}); err != nil {
 				return true
 			}

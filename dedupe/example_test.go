@@ -12,9 +12,15 @@ import (
 // A message published three times with one ID (a producer retrying after a
 // lost acknowledgement) is handled once.
 func Example() {
-	broker := inmem.NewBroker(inmem.WithPartitions(1)) // one partition: a deterministic order
+	broker, err := inmem.NewBroker(inmem.WithPartitions(1)) // one partition: a deterministic order
+	if err != nil {
+		panic(err)
+	}
 	defer broker.Close()
-	pub := inmem.NewPublisher(broker)
+	pub, err := inmem.NewPublisher(broker)
+	if err != nil {
+		panic(err)
+	}
 	sub, err := inmem.NewSubscriber(broker, inmem.WithGroup("billing"))
 	if err != nil {
 		panic(err)

@@ -29,9 +29,9 @@ func BenchmarkPublishSubscribe(b *testing.B) {
 				keys[i] = fmt.Sprint("key-", i)
 			}
 			payload := make([]byte, 100)
-			br := NewBroker()
+			br := newBroker(b)
 			defer br.Close()
-			pub := NewPublisher(br)
+			pub := newPublisher(b, br)
 			sub, err := NewSubscriber(br, WithConcurrency(bc.concurrency))
 			if err != nil {
 				b.Fatal(err)

@@ -8,39 +8,6 @@ import (
 	"github.com/ferrymsg/ferry/message"
 )
 
-// DefaultPartitions is the number of partitions of each topic unless
-// WithPartitions says otherwise.
-const DefaultPartitions = 8
-
-// BrokerOption configures a Broker.
-type BrokerOption func(*Broker)
-
-// WithPartitions sets the number of partitions per topic (default
-// DefaultPartitions). Members of a group split the partitions; a key always
-// maps to the same partition. Values below 1 are treated as 1.
-func WithPartitions(n int) BrokerOption {
-	return func(b *Broker) {
-		if n < 1 {
-			n = 1
-		}
-		b.partitions = n
-	}
-}
-
-// WithRetention keeps history for groups that join later: the last count
-// messages of each partition, and every message younger than age, are kept
-// even after every existing group settled them. Age is measured from each
-// message's Time (its publish time unless the publisher set one), as
-// Kafka's time retention uses record timestamps. Zero values keep nothing
-// extra (the default): a message is dropped once every existing group has
-// settled it. Messages a group has not settled are never dropped.
-func WithRetention(count int, age time.Duration) BrokerOption {
-	return func(b *Broker) {
-		b.retainCount = max(count, 0)
-		b.retainAge = max(age, 0)
-	}
-}
-
 // Broker is an in-process message broker: topics are partitioned ordered
 // logs with consumer-group offsets. The zero value is not usable; call
 // NewBroker.
@@ -55,13 +22,20 @@ type Broker struct {
 	done   chan struct{}
 }
 
-// NewBroker returns an empty broker.
-func NewBroker(opts ...BrokerOption) *Broker {
+// NewBroker returns an empty broker configured by opts. A bad option value
+// fails with an error wrapping message.ErrInvalidConfig that names the
+// option; nil options are skipped.
+func NewBroker(opts ...BrokerOption) (*Broker, error) {
 	b := &Broker{partitions: DefaultPartitions, topics: make(map[string]*topic), done: make(chan struct{})}
 	for _, o := range opts {
-		o(b)
+		if o == nil {
+			continue
+		}
+		if err := o.applyBroker(b); err != nil {
+			return nil, err
+		}
 	}
-	return b
+	return b, nil
 }
 
 // Close closes the broker: Publish and Subscribe on its publishers and

@@ -2,9 +2,9 @@
 // for unit tests, examples and single-process pipelines. It needs no setup
 // and keeps the same contract as the Kafka and AMQP adapters.
 //
-//	b := inmem.NewBroker()
-//	pub := inmem.NewPublisher(b)
-//	sub, _ := inmem.NewSubscriber(b, inmem.WithGroup("billing"), inmem.WithConcurrency(8))
+//	b, err := inmem.NewBroker(inmem.WithPartitions(4))
+//	pub, err := inmem.NewPublisher(b)
+//	sub, err := inmem.NewSubscriber(b, inmem.WithGroup("billing"), inmem.WithConcurrency(8))
 //
 // # Delivery semantics
 //
@@ -66,11 +66,29 @@
 //
 // # Configuration
 //
-// Broker options: WithPartitions (default 8), WithRetention (default none).
-// Subscriber options: WithGroup (default "default"), WithConcurrency
-// (default 1), WithRedeliveryBackoff (default 100ms doubling to 10s),
-// WithDrainTimeout (default 30s), WithMaxPending (default 4096),
-// WithLogger (default: no logging).
+// Options are typed by the constructor that takes them: NewBroker takes
+// BrokerOptions, NewSubscriber SubscriberOptions, so an option given to
+// the wrong one is a compile error; NewPublisher takes none. Every option
+// is validated by its constructor: a bad value fails it with an error
+// wrapping message.ErrInvalidConfig that names the option ("inmem: ferry:
+// invalid configuration: WithPartitions(0): want 1..65536"); nothing is
+// clamped. Nil options are skipped.
+//
+//	BrokerOption           default
+//	WithPartitions         8 (DefaultPartitions); 1 to 65536
+//	WithRetention          0, 0: nothing kept beyond what a group has not settled
+//
+//	SubscriberOption       default
+//	WithGroup              "default"
+//	WithConcurrency        1
+//	WithRedeliveryBackoff  100ms doubling to 10s
+//	WithDrainTimeout       30s
+//	WithMaxPending         4096, and at least the concurrency
+//	WithLogger             nil: no logging
+//
+// WithLogger means what it means on the other adapters, the adapter's
+// operational log; in memory that is each handler error at Warn (topic,
+// group, partition, id, attempt, err) before the redelivery.
 //
 // # Errors
 //

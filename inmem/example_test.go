@@ -2,6 +2,7 @@ package inmem_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/ferrymsg/ferry/inmem"
@@ -11,10 +12,16 @@ import (
 // Publish order events keyed by customer and consume them in a group: events
 // of one customer arrive in order.
 func Example() {
-	b := inmem.NewBroker()
+	b, err := inmem.NewBroker()
+	if err != nil {
+		panic(err)
+	}
 	defer b.Close()
 
-	pub := inmem.NewPublisher(b)
+	pub, err := inmem.NewPublisher(b)
+	if err != nil {
+		panic(err)
+	}
 	ctx := context.Background()
 	for i, customer := range []string{"alice", "bob", "alice"} {
 		_ = pub.Publish(ctx, "order-events", &message.Message{
@@ -47,9 +54,10 @@ func Example() {
 
 // Two groups each receive every message.
 func ExampleNewSubscriber_groups() {
-	b := inmem.NewBroker()
+	b, _ := inmem.NewBroker()
 	defer b.Close()
-	_ = inmem.NewPublisher(b).Publish(context.Background(), "signups", &message.Message{Payload: []byte("ada")})
+	pub, _ := inmem.NewPublisher(b)
+	_ = pub.Publish(context.Background(), "signups", &message.Message{Payload: []byte("ada")})
 
 	for _, group := range []string{"welcome-mail", "analytics"} {
 		sub, _ := inmem.NewSubscriber(b, inmem.WithGroup(group))
@@ -63,4 +71,15 @@ func ExampleNewSubscriber_groups() {
 	// Output:
 	// welcome-mail got ada
 	// analytics got ada
+}
+
+// A bad option value is an error from the constructor that names the
+// option; nothing is clamped.
+func ExampleNewBroker_invalidOption() {
+	_, err := inmem.NewBroker(inmem.WithPartitions(0))
+	fmt.Println(errors.Is(err, message.ErrInvalidConfig))
+	fmt.Println(err)
+	// Output:
+	// true
+	// inmem: ferry: invalid configuration: WithPartitions(0): want 1..65536
 }

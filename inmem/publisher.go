@@ -18,8 +18,15 @@ type Publisher struct {
 
 var _ message.Publisher = (*Publisher)(nil)
 
-// NewPublisher returns a publisher to b.
-func NewPublisher(b *Broker) *Publisher { return &Publisher{b: b} }
+// NewPublisher returns a publisher to b. It fails with an error wrapping
+// message.ErrInvalidConfig when b is nil. The in-memory Publisher has no
+// options.
+func NewPublisher(b *Broker) (*Publisher, error) {
+	if b == nil {
+		return nil, fmt.Errorf("inmem: %w: nil broker", message.ErrInvalidConfig)
+	}
+	return &Publisher{b: b}, nil
+}
 
 // Publish appends msgs to topic, which is created on first use, and
 // returns once they are appended: every existing group will receive them.

@@ -110,9 +110,29 @@ func (m *member) leave(t *testing.T) {
 	}
 }
 
+// newBroker returns a Broker configured by opts, failing t on an error.
+func newBroker(t testing.TB, opts ...inmem.BrokerOption) *inmem.Broker {
+	t.Helper()
+	b, err := inmem.NewBroker(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// newPublisher returns a Publisher to b, failing t on an error.
+func newPublisher(t testing.TB, b *inmem.Broker) *inmem.Publisher {
+	t.Helper()
+	p, err := inmem.NewPublisher(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func publishKey(t *testing.T, b *inmem.Broker, topic, key string, from, to int) {
 	t.Helper()
-	pub := inmem.NewPublisher(b)
+	pub := newPublisher(t, b)
 	for i := from; i < to; i++ {
 		if err := pub.Publish(context.Background(), topic, &message.Message{Key: key, Payload: []byte(strconv.Itoa(i))}); err != nil {
 			t.Fatal(err)
@@ -153,7 +173,7 @@ func blockFirst(started, release chan struct{}) func(context.Context, *message.M
 // with the second message, not with the eleventh.
 func TestRevocationCancelledByLeaveSkipsNothing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := inmem.NewBroker(inmem.WithPartitions(2))
+		b := newBroker(t, inmem.WithPartitions(2))
 		defer b.Close()
 		publishKey(t, b, "t", "b", 0, 10) // partition 1: B's while B is there
 		j := &journal{}
@@ -184,7 +204,7 @@ func TestRevocationCancelledByLeaveSkipsNothing(t *testing.T) {
 // again (3 mod 3 = 0) while A still waits for its slow handler.
 func TestRevocationCancelledByJoinSkipsNothing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := inmem.NewBroker(inmem.WithPartitions(4))
+		b := newBroker(t, inmem.WithPartitions(4))
 		defer b.Close()
 		publishKey(t, b, "t", "d", 0, 10) // partition 3
 		j := &journal{}
@@ -218,7 +238,7 @@ func TestRevocationCancelledByJoinSkipsNothing(t *testing.T) {
 // join gives it back to A (3 mod 3) while A waits for its slow handler.
 func TestRevocationByLeaveCancelledByJoin(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := inmem.NewBroker(inmem.WithPartitions(4))
+		b := newBroker(t, inmem.WithPartitions(4))
 		defer b.Close()
 		j := &journal{}
 		started, release := make(chan struct{}), make(chan struct{})
@@ -256,7 +276,7 @@ func TestRevocationByLeaveCancelledByJoin(t *testing.T) {
 // (5 mod 3). It goes to C once A's handler returned, from A's commit point.
 func TestRevocationRetargetedByJoin(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := inmem.NewBroker(inmem.WithPartitions(6))
+		b := newBroker(t, inmem.WithPartitions(6))
 		defer b.Close()
 		publishKey(t, b, "t", "f", 0, 10) // partition 5
 		j := &journal{}
@@ -291,7 +311,7 @@ func TestRevocationRetargetedByJoin(t *testing.T) {
 // A's commit point, redelivering the unsettled first message.
 func TestRevocationDrainTimeoutCancelsAndWaits(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := inmem.NewBroker(inmem.WithPartitions(2))
+		b := newBroker(t, inmem.WithPartitions(2))
 		defer b.Close()
 		publishKey(t, b, "t", "b", 0, 10)
 		j := &journal{}
@@ -341,7 +361,7 @@ func TestRevocationDrainTimeoutCancelsAndWaits(t *testing.T) {
 // the first message comes again (flagged) before the others.
 func TestRevocationCancelledAfterDrainTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := inmem.NewBroker(inmem.WithPartitions(2))
+		b := newBroker(t, inmem.WithPartitions(2))
 		defer b.Close()
 		publishKey(t, b, "t", "b", 0, 10)
 		j := &journal{}
@@ -388,7 +408,7 @@ func TestRevocationCancelledAfterDrainTimeout(t *testing.T) {
 // goes on fetching and handling its other partitions.
 func TestRevocationDoesNotStallOtherPartitions(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := inmem.NewBroker(inmem.WithPartitions(2))
+		b := newBroker(t, inmem.WithPartitions(2))
 		defer b.Close()
 		publishKey(t, b, "t", "b", 0, 1) // partition 1, moving to B
 		j := &journal{}
@@ -415,7 +435,7 @@ func TestRevocationDoesNotStallOtherPartitions(t *testing.T) {
 // remaining member only after the handler returned.
 func TestLeaveDuringRevocation(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := inmem.NewBroker(inmem.WithPartitions(2))
+		b := newBroker(t, inmem.WithPartitions(2))
 		defer b.Close()
 		publishKey(t, b, "t", "b", 0, 5)
 		j := &journal{}
@@ -539,10 +559,10 @@ func TestChurnKeepsKeyOrder(t *testing.T) {
 	)
 	seed := rand.Uint64()
 	rng := rand.New(rand.NewPCG(seed, 0))
-	b := inmem.NewBroker()
+	b := newBroker(t)
 	defer b.Close()
 	c := &churn{active: map[string]int{}, next: map[string]int{}, failed: make(chan struct{})}
-	pub := inmem.NewPublisher(b)
+	pub := newPublisher(t, b)
 	published := 0
 	publish := func(n int) {
 		for ; n > 0 && published < total; n-- {

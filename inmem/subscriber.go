@@ -3,7 +3,6 @@ package inmem
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,94 +11,6 @@ import (
 	"github.com/ferrymsg/ferry/adapter/dispatch"
 	"github.com/ferrymsg/ferry/message"
 )
-
-// DefaultGroup is the group of a Subscriber unless WithGroup says
-// otherwise.
-const DefaultGroup = "default"
-
-// SubscriberOption configures a Subscriber.
-type SubscriberOption func(*subConfig) error
-
-type subConfig struct {
-	group  string
-	cfg    dispatch.Config
-	logger *slog.Logger
-}
-
-// WithGroup sets the consumer group (default DefaultGroup). Subscribers of
-// one group share a topic's messages; each group receives every message.
-func WithGroup(name string) SubscriberOption {
-	return func(c *subConfig) error {
-		if name == "" {
-			return fmt.Errorf("%w: inmem: group name is empty", message.ErrInvalidConfig)
-		}
-		c.group = name
-		return nil
-	}
-}
-
-// WithConcurrency sets how many handlers run at once (default 1). Messages
-// with the same key never run concurrently.
-func WithConcurrency(n int) SubscriberOption {
-	return func(c *subConfig) error {
-		if n < 1 {
-			return fmt.Errorf("%w: inmem: concurrency %d, want at least 1", message.ErrInvalidConfig, n)
-		}
-		c.cfg.Concurrency = n
-		return nil
-	}
-}
-
-// WithRedeliveryBackoff sets the backoff before a message whose handler
-// failed is delivered again: initial after the first failure, doubling up
-// to max (defaults 100ms and 10s).
-func WithRedeliveryBackoff(initial, max time.Duration) SubscriberOption {
-	return func(c *subConfig) error {
-		if initial <= 0 || max < initial {
-			return fmt.Errorf("%w: inmem: redelivery backoff initial %v, max %v: want 0 < initial <= max", message.ErrInvalidConfig, initial, max)
-		}
-		c.cfg.Backoff.Initial, c.cfg.Backoff.Max = initial, max
-		return nil
-	}
-}
-
-// WithDrainTimeout sets how long in-flight handlers may run before their
-// context is cancelled when the subscriber stops, or when a partition is
-// taken from it in a rebalance (then only the handlers of that partition)
-// (default 30s). Either way the handlers' partitions stay with the
-// subscriber until the handlers have returned.
-func WithDrainTimeout(d time.Duration) SubscriberOption {
-	return func(c *subConfig) error {
-		if d <= 0 {
-			return fmt.Errorf("%w: inmem: drain timeout %v, want > 0", message.ErrInvalidConfig, d)
-		}
-		c.cfg.DrainTimeout = d
-		return nil
-	}
-}
-
-// WithMaxPending bounds the messages fetched and not yet settled per
-// Subscribe call (default 4096).
-func WithMaxPending(n int) SubscriberOption {
-	return func(c *subConfig) error {
-		if n < 1 {
-			return fmt.Errorf("%w: inmem: max pending %d, want at least 1", message.ErrInvalidConfig, n)
-		}
-		c.cfg.MaxPending = n
-		return nil
-	}
-}
-
-// WithLogger logs each handler error (at Warn, with topic, group, ID and
-// attempt) to l before the message is redelivered. Default: no logging,
-// as on the other adapters; the retry middleware's hooks are the place to
-// observe failures in production.
-func WithLogger(l *slog.Logger) SubscriberOption {
-	return func(c *subConfig) error {
-		c.logger = l
-		return nil
-	}
-}
 
 // Subscriber consumes topics of a Broker as a member of a group. Create it
 // with NewSubscriber.
@@ -115,16 +26,16 @@ type Subscriber struct {
 
 var _ message.Subscriber = (*Subscriber)(nil)
 
-// NewSubscriber returns a subscriber to b configured by opts.
+// NewSubscriber returns a subscriber to b configured by opts. A nil
+// broker or a bad option value fails with an error wrapping
+// message.ErrInvalidConfig that names the option; nil options are skipped.
 func NewSubscriber(b *Broker, opts ...SubscriberOption) (*Subscriber, error) {
 	if b == nil {
-		return nil, fmt.Errorf("%w: inmem: nil broker", message.ErrInvalidConfig)
+		return nil, fmt.Errorf("inmem: %w: nil broker", message.ErrInvalidConfig)
 	}
-	c := subConfig{group: DefaultGroup}
-	for _, o := range opts {
-		if err := o(&c); err != nil {
-			return nil, err
-		}
+	c, err := newSubConfig(opts)
+	if err != nil {
+		return nil, err
 	}
 	return &Subscriber{b: b, conf: c, done: make(chan struct{})}, nil
 }
@@ -196,19 +107,13 @@ func (s *Subscriber) Subscribe(ctx context.Context, topicName string, h message.
 	}
 	m := &member{wake: make(chan struct{}, 1)}
 	t.mu.Lock()
-	g := t.groupLocked(s.conf.group)
+	g := t.groupLocked(s.conf.Group)
 	g.members = append(g.members, m)
 	t.rebalanceLocked(g)
 	t.mu.Unlock()
 
-	cfg := s.conf.cfg
-	if logger := s.conf.logger; logger != nil {
-		cfg.OnError = func(d *dispatch.Delivery, err error) {
-			logger.LogAttrs(context.Background(), slog.LevelWarn, "ferry/inmem: handler failed; redelivering",
-				slog.String("topic", topicName), slog.String("group", g.name),
-				slog.String("id", d.Msg.ID), slog.Int("attempt", d.Msg.Delivery.Attempt), slog.Any("error", err))
-		}
-	}
+	cfg := dispatch.ConfigFor(s.conf.SubscriberConfig)
+	cfg.OnError = s.conf.onHandlerError()
 	settled := func(d *dispatch.Delivery) {
 		r := d.Ref.(*ref)
 		gp := g.parts[r.part]

@@ -94,20 +94,50 @@
 //
 // # Configuration
 //
-// NewPublisher and NewSubscriber take the same Option type; options of the
-// other side are ignored. Defaults:
+// Options are typed by the side that uses them, as franz-go's ProducerOpt
+// and ConsumerOpt are: NewPublisher takes PublisherOptions, NewSubscriber
+// SubscriberOptions, and an Option is both. So
+// kafka.NewPublisher(brokers, kafka.WithGroup("x")) is a compile error, not
+// a silent no-op. Every option is validated by the constructor: a bad
+// value fails it with an error wrapping message.ErrInvalidConfig that
+// names the option ("kafka: ferry: invalid configuration:
+// WithConcurrency(0): want at least 1"); nothing is clamped. Nil options
+// are skipped.
 //
-//   - WithGroup: "default" (Subscriber)
-//   - WithConcurrency: 1 (Subscriber)
-//   - WithMaxPending: 4096 records (Subscriber)
-//   - WithRedeliveryBackoff: 100ms doubling to 10s, with jitter (Subscriber)
-//   - WithDrainTimeout: 30s (Subscriber)
-//   - WithStartOffset: StartEarliest, for a group with no commit (Subscriber)
-//   - WithCommitInterval: 1s (Subscriber)
-//   - WithErrorHandler: none (Subscriber)
-//   - WithTopicCreation: 8 partitions, replication -1 (broker default)
-//   - WithClientOptions: any kgo.Opt, applied after ferry's own, for TLS
-//     (kgo.DialTLSConfig), SASL (kgo.SASL), linger, buffer and fetch sizes.
+//	Option (both sides)    default
+//	WithClientOptions      none; any kgo.Opt, applied after ferry's own, for TLS
+//	                       (kgo.DialTLSConfig), SASL (kgo.SASL), linger, buffer and fetch sizes
+//	WithTopicCreation      on: 8 partitions, replication -1 (the broker's default)
+//	WithoutTopicCreation   off (topics are created)
+//	WithLogger             nil: no logging
+//	WithOptions            bundles Options into one, for a list both sides share
+//
+//	SubscriberOption       default
+//	WithGroup              "default"
+//	WithConcurrency        1
+//	WithMaxPending         4096 records, and at least the concurrency
+//	WithRedeliveryBackoff  100ms doubling to 10s, with jitter
+//	WithDrainTimeout       30s
+//	WithStartOffset        StartEarliest, for a group with no commit
+//	WithCommitInterval     1s
+//
+// There are no Publisher-only options yet: what the producer does beyond
+// ferry's settings (acks=all, idempotence) is tuned with kgo options
+// through WithClientOptions.
+//
+// # Logging
+//
+// WithLogger is the adapter's operational log, the same on every ferry
+// adapter. On Kafka it receives franz-go's own log (kgo.WithLogger with a
+// bridge to slog, at the levels the logger enables, each record with
+// client=franz-go): connections, metadata, group joins, rebalances and
+// failed requests and commits. A Subscriber also logs each handler error
+// at Warn (topic, group, partition, offset, id, attempt, err) before the
+// record is redelivered. There is no separate handler error observer
+// (WithErrorHandler was folded into WithLogger): anything else to do on a
+// handler error (metrics, alerts) is a message.Middleware, which works the
+// same on every adapter. A kgo.WithLogger given with WithClientOptions
+// replaces the bridge for franz-go's records.
 //
 // The Subscriber's client decodes fetched records into recycled arrays
 // (kgo.WithPools with a kgo.PoolRecords): each record is recycled as soon

@@ -1,21 +1,59 @@
 package kafka
 
 import (
-	"errors"
 	"fmt"
+	"log/slog"
 	"time"
+	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/ferrymsg/ferry/adapter/dispatch"
+	"github.com/ferrymsg/ferry/adapter"
 	"github.com/ferrymsg/ferry/message"
 )
 
-// Option configures a Publisher or a Subscriber. Both constructors take the
-// same Option type; an option that only concerns one side (the group, the
-// concurrency) is accepted and ignored by the other, so one option list can
-// configure both. Each option's doc says where it applies and its default.
-type Option func(*config)
+// PublisherOption configures a Publisher. NewPublisher takes only
+// PublisherOptions, so a Subscriber option (WithGroup, WithConcurrency,
+// ...) given to it is a compile error instead of a silent no-op. Every
+// Option is a PublisherOption. A nil PublisherOption is skipped.
+type PublisherOption interface {
+	applyPublisher(*config) error
+}
+
+// SubscriberOption configures a Subscriber. NewSubscriber takes only
+// SubscriberOptions. Every Option is a SubscriberOption. A nil
+// SubscriberOption is skipped.
+type SubscriberOption interface {
+	applySubscriber(*config) error
+}
+
+// Option configures both sides: NewPublisher and NewSubscriber take it, and
+// it means the same to both (the franz-go client options, topic creation,
+// the logger). WithOptions bundles several into one, for a list that both
+// constructors share.
+type Option interface {
+	PublisherOption
+	SubscriberOption
+}
+
+// sharedOpt is an Option, subOpt a SubscriberOption only. Their methods
+// skip a nil function, so a typed nil inside an option interface is
+// skipped like a nil interface.
+type (
+	sharedOpt func(*config) error
+	subOpt    func(*config) error
+)
+
+func (o sharedOpt) applyPublisher(c *config) error  { return applyOpt(o, c) }
+func (o sharedOpt) applySubscriber(c *config) error { return applyOpt(o, c) }
+func (o subOpt) applySubscriber(c *config) error    { return applyOpt(o, c) }
+
+func applyOpt[F ~func(*config) error](f F, c *config) error {
+	if f == nil {
+		return nil
+	}
+	return f(c)
+}
 
 // StartOffset says where a consumer group with no committed offset starts
 // reading a partition.
@@ -29,194 +67,286 @@ const (
 	StartLatest
 )
 
-// Defaults of the options.
+// Defaults of the options. The Subscriber's group, concurrency, max
+// pending, redelivery backoff and drain timeout defaults are the adapter
+// kit's (adapter.DefaultSubscriberConfig), the same on every adapter.
 const (
-	DefaultGroup             = "default"
+	DefaultGroup             = adapter.DefaultGroup
 	DefaultPartitions        = 8
 	DefaultReplicationFactor = -1 // the broker's default.replication.factor
 	DefaultCommitInterval    = time.Second
 )
 
 type config struct {
-	errs       []error
 	clientOpts []kgo.Opt
+	logger     *slog.Logger
 
 	// Topics.
 	createTopics bool
 	partitions   int32
 	replication  int16
 
-	// Subscriber.
-	group          string
-	concurrency    int
-	maxPending     int
-	initialBackoff time.Duration
-	maxBackoff     time.Duration
-	drainTimeout   time.Duration
+	// Subscriber: group, concurrency, max pending, redelivery backoff,
+	// drain timeout, and what only Kafka has.
+	adapter.SubscriberConfig
+	haveMaxPending bool // set by WithMaxPending, checked against Concurrency
 	start          StartOffset
 	commitInterval time.Duration
-	onError        func(*message.Message, error)
+	onError        func(*message.Message, error) // the logger's handler error log; nil without one
 }
 
-func newConfig(opts []Option) (config, error) {
-	c := config{
-		createTopics:   true,
-		partitions:     DefaultPartitions,
-		replication:    DefaultReplicationFactor,
-		group:          DefaultGroup,
-		concurrency:    dispatch.DefaultConcurrency,
-		maxPending:     dispatch.DefaultMaxPending,
-		initialBackoff: dispatch.DefaultInitialBackoff,
-		maxBackoff:     dispatch.DefaultMaxBackoff,
-		drainTimeout:   dispatch.DefaultDrainTimeout,
-		start:          StartEarliest,
-		commitInterval: DefaultCommitInterval,
+func defaultConfig() config {
+	return config{
+		createTopics:     true,
+		partitions:       DefaultPartitions,
+		replication:      DefaultReplicationFactor,
+		SubscriberConfig: adapter.DefaultSubscriberConfig(),
+		start:            StartEarliest,
+		commitInterval:   DefaultCommitInterval,
 	}
+}
+
+func newPublisherConfig(opts []PublisherOption) (config, error) {
+	c := defaultConfig()
 	for _, o := range opts {
-		if o != nil {
-			o(&c)
+		if o == nil {
+			continue
+		}
+		if err := o.applyPublisher(&c); err != nil {
+			return c, err
 		}
 	}
-	if c.maxBackoff < c.initialBackoff {
-		c.errf("redelivery backoff max %v is less than initial %v", c.maxBackoff, c.initialBackoff)
-	}
-	if len(c.errs) > 0 {
-		return c, fmt.Errorf("kafka: %w: %w", message.ErrInvalidConfig, errors.Join(c.errs...))
-	}
-	return c, nil
+	return c, c.finish()
 }
 
-func (c *config) errf(format string, args ...any) {
-	c.errs = append(c.errs, fmt.Errorf(format, args...))
+func newSubscriberConfig(opts []SubscriberOption) (config, error) {
+	c := defaultConfig()
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o.applySubscriber(&c); err != nil {
+			return c, err
+		}
+	}
+	if c.haveMaxPending && c.MaxPending < c.Concurrency {
+		return c, invalid("WithMaxPending(%d) is less than WithConcurrency(%d): at most %d handlers could run at once", c.MaxPending, c.Concurrency, c.MaxPending)
+	}
+	if err := c.SubscriberConfig.Validate(); err != nil {
+		return c, fmt.Errorf("kafka: %w", err)
+	}
+	return c, c.finish()
+}
+
+// finish derives what the options imply once all are applied: the
+// logger's bridge for franz-go goes before the client options, so that a
+// kgo.WithLogger given with WithClientOptions overrides it.
+func (c *config) finish() error {
+	if c.logger == nil {
+		return nil
+	}
+	c.clientOpts = append([]kgo.Opt{kgo.WithLogger(newKgoLogger(c.logger))}, c.clientOpts...)
+	l := c.logger
+	c.onError = func(m *message.Message, err error) {
+		l.Warn("ferry kafka: handler failed; redelivering", "topic", m.Delivery.Topic, "group", m.Delivery.Group,
+			"partition", m.Delivery.Partition, "offset", m.Delivery.Offset, "id", m.ID, "attempt", m.Delivery.Attempt, "err", err)
+	}
+	return nil
+}
+
+// invalid returns an error wrapping message.ErrInvalidConfig; format
+// starts with the option as it was called, e.g. "WithConcurrency(0)".
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("kafka: %w: "+format, append([]any{message.ErrInvalidConfig}, args...)...)
+}
+
+// WithOptions bundles options into one, so that one list can configure
+// both sides: a []Option does not convert to []PublisherOption or
+// []SubscriberOption, but WithOptions(list...) is both. Nil entries are
+// skipped. Default: none.
+func WithOptions(opts ...Option) Option {
+	opts = append([]Option(nil), opts...)
+	return sharedOpt(func(c *config) error {
+		for _, o := range opts {
+			if o == nil {
+				continue
+			}
+			if err := o.applyPublisher(c); err != nil { // the same as applySubscriber for an Option
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // WithClientOptions passes franz-go client options through, for TLS, SASL,
 // client ID, tuning and anything else ferry does not wrap. They are applied
 // after ferry's own settings, so they can override them (for example
-// kgo.ProducerLinger, kgo.MaxBufferedRecords or kgo.FetchMaxBytes). Do not
-// pass options that change what ferry relies on: consumer group, consumed
-// topics, commit mode or the partition callbacks of a Subscriber. Publisher
-// and Subscriber. Default: none.
+// kgo.ProducerLinger, kgo.MaxBufferedRecords, kgo.FetchMaxBytes or
+// kgo.WithLogger). Do not pass options that change what ferry relies on:
+// consumer group, consumed topics, commit mode or the partition callbacks
+// of a Subscriber. Nil entries are skipped; an option franz-go rejects
+// makes the constructor fail with message.ErrInvalidConfig. Publisher and
+// Subscriber; repeated calls add up. Default: none.
 func WithClientOptions(opts ...kgo.Opt) Option {
-	return func(c *config) { c.clientOpts = append(c.clientOpts, opts...) }
+	var keep []kgo.Opt
+	for _, o := range opts {
+		if o != nil {
+			keep = append(keep, o)
+		}
+	}
+	return sharedOpt(func(c *config) error {
+		c.clientOpts = append(c.clientOpts, keep...)
+		return nil
+	})
 }
 
-// WithTopicCreation sets the partition count and replication factor of the
-// topics ferry creates when a Publish or Subscribe names a topic that does
-// not exist. A replication factor of -1 uses the broker's
-// default.replication.factor. Publisher and Subscriber. Default: 8
-// partitions, replication -1.
+// WithLogger sets the adapter's operational log: franz-go's own log
+// (connections, metadata, group joins and rebalances, failed requests and
+// commits) at the levels the logger has enabled, each record with the
+// attribute client=franz-go, and, on a Subscriber, each handler error at
+// Warn (topic, group, partition, offset, id, attempt, err) before the
+// record is redelivered. It means the same as amqp.WithLogger and
+// inmem.WithLogger. To observe handler errors otherwise (metrics), wrap
+// the handler in a message.Middleware. Publisher and Subscriber. Default:
+// nil, no logging.
+func WithLogger(l *slog.Logger) Option {
+	return sharedOpt(func(c *config) error {
+		c.logger = l
+		return nil
+	})
+}
+
+// WithTopicCreation sets the partition count (at least 1) and replication
+// factor (at least 1, or -1 for the broker's default.replication.factor)
+// of the topics ferry creates when a Publish or Subscribe names a topic
+// that does not exist, and turns topic creation on. Publisher and
+// Subscriber. Default: DefaultPartitions (8) partitions, replication
+// DefaultReplicationFactor (-1).
 func WithTopicCreation(partitions int32, replicationFactor int16) Option {
-	return func(c *config) {
+	return sharedOpt(func(c *config) error {
 		if partitions < 1 {
-			c.errf("topic partitions %d: must be at least 1", partitions)
+			return invalid("WithTopicCreation(%d, %d): partitions must be at least 1", partitions, replicationFactor)
 		}
 		if replicationFactor == 0 || replicationFactor < -1 {
-			c.errf("topic replication factor %d: must be at least 1, or -1 for the broker default", replicationFactor)
+			return invalid("WithTopicCreation(%d, %d): replication factor must be at least 1, or -1 for the broker default", partitions, replicationFactor)
 		}
 		c.createTopics = true
 		c.partitions = partitions
 		c.replication = replicationFactor
-	}
+		return nil
+	})
 }
 
 // WithoutTopicCreation makes Publish and Subscribe fail with an error
 // matching message.ErrTopicNotFound when the topic does not exist, instead
 // of creating it. Use it where topics are managed by other means. Publisher
-// and Subscriber. Default: topics are created.
+// and Subscriber. Default: topics are created (WithTopicCreation).
 func WithoutTopicCreation() Option {
-	return func(c *config) { c.createTopics = false }
+	return sharedOpt(func(c *config) error {
+		c.createTopics = false
+		return nil
+	})
 }
 
-// WithGroup sets the consumer group. Subscribers in the same group share a
-// topic's partitions; each group receives every message. Subscriber only.
-// Default: "default".
-func WithGroup(name string) Option {
-	return func(c *config) {
+// WithGroup sets the consumer group: a non-empty UTF-8 string.
+// Subscribers in the same group share a topic's partitions; each group
+// receives every message. Subscriber only. Default: DefaultGroup
+// ("default").
+func WithGroup(name string) SubscriberOption {
+	return subOpt(func(c *config) error {
 		if name == "" {
-			c.errf("group name is empty")
+			return invalid("WithGroup(%q): the group name is empty", name)
 		}
-		c.group = name
-	}
+		if !utf8.ValidString(name) {
+			return invalid("WithGroup(%q): the group name is not valid UTF-8", name)
+		}
+		c.Group = name
+		return nil
+	})
 }
 
 // WithConcurrency sets the maximum number of handler calls running at once
-// per Subscribe call. Messages with the same key never run concurrently.
-// Subscriber only. Default: 1.
-func WithConcurrency(n int) Option {
-	return func(c *config) {
+// per Subscribe call, at least 1. Messages with the same key never run
+// concurrently. Subscriber only. Default: 1.
+func WithConcurrency(n int) SubscriberOption {
+	return subOpt(func(c *config) error {
 		if n < 1 {
-			c.errf("concurrency %d: must be at least 1", n)
+			return invalid("WithConcurrency(%d): want at least 1", n)
 		}
-		c.concurrency = n
-	}
+		c.Concurrency = n
+		return nil
+	})
 }
 
 // WithMaxPending bounds the records fetched and handed to the dispatcher but
-// not yet settled, per Subscribe call. When it is reached ferry stops
-// polling, so franz-go stops fetching once its buffer is full and memory
-// stays bounded with a slow handler. Subscriber only. Default: 4096.
-func WithMaxPending(n int) Option {
-	return func(c *config) {
+// not yet settled, per Subscribe call: at least 1, and not less than
+// WithConcurrency. When it is reached ferry stops polling, so franz-go
+// stops fetching once its buffer is full and memory stays bounded with a
+// slow handler. Subscriber only. Default: 4096 (and at least the
+// concurrency).
+func WithMaxPending(n int) SubscriberOption {
+	return subOpt(func(c *config) error {
 		if n < 1 {
-			c.errf("max pending %d: must be at least 1", n)
+			return invalid("WithMaxPending(%d): want at least 1", n)
 		}
-		c.maxPending = n
-	}
+		c.MaxPending, c.haveMaxPending = n, true
+		return nil
+	})
 }
 
 // WithRedeliveryBackoff sets the backoff before a message whose handler
 // failed is delivered again: initial after the first failure, doubling up
-// to max, with jitter. Subscriber only. Default: 100ms, 10s.
-func WithRedeliveryBackoff(initial, max time.Duration) Option {
-	return func(c *config) {
-		if initial <= 0 || max <= 0 {
-			c.errf("redelivery backoff (%v, %v): both must be positive", initial, max)
+// to max, with jitter; 0 < initial <= max. Subscriber only. Default: 100ms,
+// 10s.
+func WithRedeliveryBackoff(initial, max time.Duration) SubscriberOption {
+	return subOpt(func(c *config) error {
+		if initial <= 0 || max < initial {
+			return invalid("WithRedeliveryBackoff(%v, %v): want 0 < initial <= max", initial, max)
 		}
-		c.initialBackoff, c.maxBackoff = initial, max
-	}
+		c.InitialBackoff, c.MaxBackoff = initial, max
+		return nil
+	})
 }
 
 // WithDrainTimeout sets how long a graceful shutdown (ctx cancelled, Close)
 // or a partition revocation waits for running handlers before giving up on
 // them: on shutdown their context is then cancelled; on revocation their
-// results are no longer committed. Subscriber only. Default: 30s.
-func WithDrainTimeout(d time.Duration) Option {
-	return func(c *config) {
+// results are no longer committed. It must be positive. Subscriber only.
+// Default: 30s.
+func WithDrainTimeout(d time.Duration) SubscriberOption {
+	return subOpt(func(c *config) error {
 		if d <= 0 {
-			c.errf("drain timeout %v: must be positive", d)
+			return invalid("WithDrainTimeout(%v): want > 0", d)
 		}
-		c.drainTimeout = d
-	}
+		c.DrainTimeout = d
+		return nil
+	})
 }
 
-// WithStartOffset sets where a group with no committed offset starts.
-// Subscriber only. Default: StartEarliest.
-func WithStartOffset(s StartOffset) Option {
-	return func(c *config) {
+// WithStartOffset sets where a group with no committed offset starts:
+// StartEarliest or StartLatest. Subscriber only. Default: StartEarliest.
+func WithStartOffset(s StartOffset) SubscriberOption {
+	return subOpt(func(c *config) error {
 		if s != StartEarliest && s != StartLatest {
-			c.errf("start offset %d: want StartEarliest or StartLatest", s)
+			return invalid("WithStartOffset(%d): want StartEarliest or StartLatest", s)
 		}
 		c.start = s
-	}
+		return nil
+	})
 }
 
 // WithCommitInterval sets how often settled offsets are committed while
-// consuming. Offsets are also committed when partitions are revoked and on
-// shutdown, so a longer interval only means more redelivery after a crash.
-// Subscriber only. Default: 1s.
-func WithCommitInterval(d time.Duration) Option {
-	return func(c *config) {
+// consuming; it must be positive. Offsets are also committed when
+// partitions are revoked and on shutdown, so a longer interval only means
+// more redelivery after a crash. Subscriber only. Default:
+// DefaultCommitInterval (1s).
+func WithCommitInterval(d time.Duration) SubscriberOption {
+	return subOpt(func(c *config) error {
 		if d <= 0 {
-			c.errf("commit interval %v: must be positive", d)
+			return invalid("WithCommitInterval(%v): want > 0", d)
 		}
 		c.commitInterval = d
-	}
-}
-
-// WithErrorHandler sets a function that observes every handler error (for
-// logging or metrics) before the message is redelivered. It runs on the
-// handler goroutine and must not block. Subscriber only. Default: none.
-func WithErrorHandler(fn func(msg *message.Message, err error)) Option {
-	return func(c *config) { c.onError = fn }
+		return nil
+	})
 }

@@ -40,13 +40,15 @@ var _ message.Publisher = (*Publisher)(nil)
 // partitioner, which puts a key on the same partition as the Java client
 // does (murmur2). It does not connect until the first Publish.
 //
-// Options that apply: WithClientOptions, WithTopicCreation,
-// WithoutTopicCreation. Subscriber options are ignored.
-func NewPublisher(brokers []string, opts ...Option) (*Publisher, error) {
+// It takes the shared options (WithClientOptions, WithTopicCreation,
+// WithoutTopicCreation, WithLogger, WithOptions); a Subscriber option
+// does not compile here. A bad option value fails with an error wrapping
+// message.ErrInvalidConfig that names the option.
+func NewPublisher(brokers []string, opts ...PublisherOption) (*Publisher, error) {
 	if len(brokers) == 0 {
 		return nil, fmt.Errorf("kafka: %w: no seed brokers", message.ErrInvalidConfig)
 	}
-	c, err := newConfig(opts)
+	c, err := newPublisherConfig(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +58,7 @@ func NewPublisher(brokers []string, opts ...Option) (*Publisher, error) {
 	}, c.clientOpts...)
 	cl, err := kgo.NewClient(kopts...)
 	if err != nil {
-		return nil, fmt.Errorf("kafka: %w: %w", message.ErrInvalidConfig, err)
+		return nil, fmt.Errorf("kafka: %w: seed brokers or WithClientOptions: %w", message.ErrInvalidConfig, err)
 	}
 	p := &Publisher{
 		cl:     cl,

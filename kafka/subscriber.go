@@ -38,21 +38,23 @@ var _ message.Subscriber = (*Subscriber)(nil)
 // NewSubscriber returns a Subscriber for the cluster reachable through the
 // given seed brokers. It does not connect until Subscribe.
 //
-// Options that apply: WithGroup, WithConcurrency, WithMaxPending,
-// WithRedeliveryBackoff, WithDrainTimeout, WithStartOffset,
-// WithCommitInterval, WithErrorHandler, WithClientOptions,
-// WithTopicCreation, WithoutTopicCreation.
-func NewSubscriber(brokers []string, opts ...Option) (*Subscriber, error) {
+// It takes the Subscriber options (WithGroup, WithConcurrency,
+// WithMaxPending, WithRedeliveryBackoff, WithDrainTimeout,
+// WithStartOffset, WithCommitInterval) and the shared ones
+// (WithClientOptions, WithTopicCreation, WithoutTopicCreation,
+// WithLogger, WithOptions). A bad option value fails with an error
+// wrapping message.ErrInvalidConfig that names the option.
+func NewSubscriber(brokers []string, opts ...SubscriberOption) (*Subscriber, error) {
 	if len(brokers) == 0 {
 		return nil, fmt.Errorf("kafka: %w: no seed brokers", message.ErrInvalidConfig)
 	}
-	c, err := newConfig(opts)
+	c, err := newSubscriberConfig(opts)
 	if err != nil {
 		return nil, err
 	}
 	admin, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, c.clientOpts...)...)
 	if err != nil {
-		return nil, fmt.Errorf("kafka: %w: %w", message.ErrInvalidConfig, err)
+		return nil, fmt.Errorf("kafka: %w: seed brokers or WithClientOptions: %w", message.ErrInvalidConfig, err)
 	}
 	return &Subscriber{
 		brokers: append([]string(nil), brokers...),
@@ -127,16 +129,16 @@ type subscription struct {
 func (s *Subscriber) run(ctx context.Context, topic string, h message.Handler) error {
 	sub := &subscription{
 		topic: topic,
-		group: s.cfg.group,
+		group: s.cfg.Group,
 		cfg:   &s.cfg,
 		parts: make(map[int32]*partState),
 	}
 
 	dcfg := dispatch.Config{
-		Concurrency:  s.cfg.concurrency,
-		MaxPending:   s.cfg.maxPending,
-		Backoff:      dispatch.Backoff{Initial: s.cfg.initialBackoff, Max: s.cfg.maxBackoff, Multiplier: 2},
-		DrainTimeout: s.cfg.drainTimeout,
+		Concurrency:  s.cfg.Concurrency,
+		MaxPending:   s.cfg.MaxPending,
+		Backoff:      dispatch.Backoff{Initial: s.cfg.InitialBackoff, Max: s.cfg.MaxBackoff, Multiplier: 2},
+		DrainTimeout: s.cfg.DrainTimeout,
 	}
 	if fn := s.cfg.onError; fn != nil {
 		dcfg.OnError = func(d *dispatch.Delivery, err error) { fn(d.Msg, err) }
@@ -149,7 +151,7 @@ func (s *Subscriber) run(ctx context.Context, topic string, h message.Handler) e
 	}
 	kopts := append([]kgo.Opt{
 		kgo.SeedBrokers(s.brokers...),
-		kgo.ConsumerGroup(s.cfg.group),
+		kgo.ConsumerGroup(s.cfg.Group),
 		kgo.ConsumeTopics(topic),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.ConsumeResetOffset(reset),

@@ -54,9 +54,9 @@ func (r *running) stop(t *testing.T) {
 	}
 }
 
-func newSubscriber(t *testing.T, brokers []string, opts ...kafka.Option) *kafka.Subscriber {
+func newSubscriber(t *testing.T, brokers []string, opts ...kafka.SubscriberOption) *kafka.Subscriber {
 	t.Helper()
-	s, err := kafka.NewSubscriber(brokers, append([]kafka.Option{fastGroup(), kafka.WithCommitInterval(100 * time.Millisecond)}, opts...)...)
+	s, err := kafka.NewSubscriber(brokers, append([]kafka.SubscriberOption{fastGroup(), kafka.WithCommitInterval(100 * time.Millisecond)}, opts...)...)
 	if err != nil {
 		t.Fatalf("NewSubscriber: %v", err)
 	}
@@ -367,7 +367,7 @@ func testRebalance(t *testing.T, brokers []string) {
 		}
 	}()
 
-	opts := []kafka.Option{kafka.WithGroup(group), kafka.WithConcurrency(4), kafka.WithRedeliveryBackoff(time.Millisecond, 10*time.Millisecond), kafka.WithMaxPending(64)}
+	opts := []kafka.SubscriberOption{kafka.WithGroup(group), kafka.WithConcurrency(4), kafka.WithRedeliveryBackoff(time.Millisecond, 10*time.Millisecond), kafka.WithMaxPending(64)}
 	publish(600)
 	a := startSubscribe(t, newSubscriber(t, brokers, opts...), topic, handler("a"))
 	waitFor(t, "member a handling", func() bool { return count("a") >= 150 })

@@ -20,12 +20,18 @@ func FuzzInmemTopic(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, topic string) {
-		b := inmem.NewBroker(inmem.WithPartitions(1))
+		b, err := inmem.NewBroker(inmem.WithPartitions(1))
+		if err != nil {
+			t.Fatal(err)
+		}
 		defer b.Close()
-		pub := inmem.NewPublisher(b)
+		pub, err := inmem.NewPublisher(b)
+		if err != nil {
+			t.Fatal(err)
+		}
 		defer pub.Close()
 		legal := kafka.ValidateTopic(topic) == nil
-		err := pub.Publish(context.Background(), topic, &message.Message{Payload: []byte("x")})
+		err = pub.Publish(context.Background(), topic, &message.Message{Payload: []byte("x")})
 		if legal != (err == nil) {
 			t.Fatalf("Publish to %q: %v; Kafka accepts the name: %v", topic, err, legal)
 		}

@@ -114,7 +114,7 @@ func orderMember() error {
 		sub, err = kafka.NewSubscriber([]string{addr}, kafka.WithGroup(group), kafka.WithConcurrency(orderConcurrency),
 			kafka.WithTopicCreation(8, -1), kafka.WithCommitInterval(200*time.Millisecond), fastGroup())
 	case "amqp":
-		opts := []amqp.Option{amqp.WithGroup(group), amqp.WithConcurrency(orderConcurrency)}
+		opts := []amqp.SubscriberOption{amqp.WithGroup(group), amqp.WithConcurrency(orderConcurrency)}
 		if os.Getenv(envCompeting) == "1" {
 			opts = append(opts, amqp.WithCompetingConsumers())
 		}
@@ -743,7 +743,7 @@ func TestGroupOrderAMQP(t *testing.T) {
 	deleteAMQP(t, raw, base)              // the group's router exchange
 	deleteAMQP(t, raw, base+".unsharded") // its alternate exchange
 	deleteAMQP(t, raw, base+".members")   // the members' heartbeats
-	var opts []amqp.Option
+	var opts []amqp.PublisherOption       // the subscribers' topology, for Declare
 	if os.Getenv(envCompeting) == "1" {
 		opts = append(opts, amqp.WithCompetingConsumers())
 	}

@@ -158,9 +158,16 @@ func runSoak(t *testing.T, st soakTarget) {
 }
 
 func TestSoakInmem(t *testing.T) {
-	b := inmem.NewBroker()
+	b, err := inmem.NewBroker()
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer b.Close()
-	runSoak(t, soakTarget{name: "inmem", every: time.Millisecond, pub: inmem.NewPublisher(b), topic: "soak",
+	pub, err := inmem.NewPublisher(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSoak(t, soakTarget{name: "inmem", every: time.Millisecond, pub: pub, topic: "soak",
 		members: func() []message.Subscriber {
 			var out []message.Subscriber
 			for range soakMembers {

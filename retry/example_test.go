@@ -16,9 +16,15 @@ import (
 // parked on orders.DLT with the error attached, and the consumer moves on.
 // Replay later brings it back to orders.
 func Example() {
-	b := inmem.NewBroker()
+	b, err := inmem.NewBroker()
+	if err != nil {
+		panic(err)
+	}
 	defer b.Close()
-	pub := inmem.NewPublisher(b)
+	pub, err := inmem.NewPublisher(b)
+	if err != nil {
+		panic(err)
+	}
 	defer pub.Close()
 
 	mw, err := retry.New(
@@ -79,9 +85,15 @@ func Example() {
 // the cause is fixed. It stops after WithLimit messages or when the
 // dead-letter topic has been idle for WithIdleTimeout.
 func ExampleReplay() {
-	b := inmem.NewBroker()
+	b, err := inmem.NewBroker()
+	if err != nil {
+		panic(err)
+	}
 	defer b.Close()
-	pub := inmem.NewPublisher(b)
+	pub, err := inmem.NewPublisher(b)
+	if err != nil {
+		panic(err)
+	}
 	defer pub.Close()
 
 	ctx := context.Background()

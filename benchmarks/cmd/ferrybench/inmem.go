@@ -57,7 +57,7 @@ func runUntil(ctx context.Context, chk *checker, sub func(ctx context.Context) e
 func (s *inmemSystem) cell(w workload, size int, v string, n int) (*cell, error) {
 	switch v {
 	case "ferry":
-		return s.ferry(w, size, n), nil
+		return s.ferry(w, size, n)
 	case "raw":
 		return s.raw(w, size, n), nil
 	case "watermill":
@@ -66,9 +66,15 @@ func (s *inmemSystem) cell(w workload, size int, v string, n int) (*cell, error)
 	return nil, errUnknown(w, v)
 }
 
-func (s *inmemSystem) ferry(w workload, size, n int) *cell {
-	b := inmem.NewBroker()
-	pub := inmem.NewPublisher(b)
+func (s *inmemSystem) ferry(w workload, size, n int) (*cell, error) {
+	b, err := inmem.NewBroker()
+	if err != nil {
+		return nil, err
+	}
+	pub, err := inmem.NewPublisher(b)
+	if err != nil {
+		return nil, err
+	}
 	c := &cell{n: n, close: func() { _ = pub.Close(); _ = b.Close() }}
 	ps := getPayloads(n, size).data
 	consume := func(ctx context.Context, chk *checker, group string, concurrency int) error {
@@ -111,7 +117,7 @@ func (s *inmemSystem) ferry(w workload, size, n int) *cell {
 				return pub.Publish(ctx, topicName, &message.Message{Payload: p})
 			})
 	}
-	return c
+	return c, nil
 }
 
 // latencyCell wires a latency cell: setup starts the consumer and waits for

@@ -61,7 +61,7 @@ type Broker struct {
 	brokers []string // kafka
 	amqpURL string   // amqp
 	amqpPub *amqp.Publisher
-	amqpOpt []amqp.Option // shared by the publisher and subscribers: same queue declarations
+	amqpOpt amqp.Option // shared by the publisher and subscribers: same queue declarations
 
 	mu     sync.Mutex
 	topics []string // topics named by Topic, deleted by Close on Kafka
@@ -85,8 +85,15 @@ func Open(ctx context.Context, rawURL string) (*Broker, error) {
 		b.Kind = "inmem"
 		// Retention keeps the history for groups that subscribe after the
 		// first messages were published, as Kafka's log does.
-		b.mem = inmem.NewBroker(inmem.WithRetention(1<<20, 0))
-		b.pub = inmem.NewPublisher(b.mem)
+		mem, err := inmem.NewBroker(inmem.WithRetention(1<<20, 0))
+		if err != nil {
+			return nil, fmt.Errorf("broker: %s: %w", b.URL, err)
+		}
+		pub, err := inmem.NewPublisher(mem)
+		if err != nil {
+			return nil, fmt.Errorf("broker: %s: %w", b.URL, err)
+		}
+		b.mem, b.pub = mem, pub
 		return b, nil
 
 	case "kafka":
@@ -118,8 +125,8 @@ func Open(ctx context.Context, rawURL string) (*Broker, error) {
 	case "amqp", "amqps":
 		b.Kind = "amqp"
 		b.amqpURL = rawURL
-		b.amqpOpt = []amqp.Option{amqp.WithQueueArgs(amqp091.Table{"x-expires": int32(queueExpiry)})}
-		pub, err := amqp.NewPublisher(rawURL, b.amqpOpt...)
+		b.amqpOpt = amqp.WithQueueArgs(amqp091.Table{"x-expires": int32(queueExpiry)})
+		pub, err := amqp.NewPublisher(rawURL, b.amqpOpt)
 		if err != nil {
 			// The adapter's errors already carry the redacted URL.
 			return nil, fmt.Errorf("broker: cannot reach RabbitMQ: %w", err)
@@ -155,12 +162,12 @@ func (b *Broker) Subscriber(group string, concurrency int) (message.Subscriber, 
 			kafka.WithDrainTimeout(drainTimeout),
 			kafka.WithCommitInterval(200*time.Millisecond))
 	case "amqp":
-		sub, err = amqp.NewSubscriber(b.amqpURL, append([]amqp.Option{
+		sub, err = amqp.NewSubscriber(b.amqpURL,
 			amqp.WithGroup(group),
 			amqp.WithConcurrency(concurrency),
 			amqp.WithRedeliveryBackoff(redeliveryInitial, redeliveryMax),
 			amqp.WithDrainTimeout(drainTimeout),
-		}, b.amqpOpt...)...)
+			b.amqpOpt)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("broker: subscriber for group %q on %s: %w", group, b.URL, err)
