@@ -49,8 +49,9 @@
 //
 // When a member joins or leaves, shards move. A member giving up a shard
 // stops handing its deliveries to handlers, drops the ones that have not
-// started, lets the running ones finish and acks them, and only then
-// closes the shard's channel: the broker puts the prefetched, unacked
+// started, lets the running ones finish and acks them (their context is
+// cancelled after WithDrainTimeout, theirs only: the member's other shards
+// go on), and only then closes the shard's channel: the broker puts the prefetched, unacked
 // deliveries back at the head of the queue in their order, and only then
 // lets the next member consume. The new owner therefore starts with the
 // oldest unsettled message of every key of the shard, and no key runs on

@@ -37,8 +37,9 @@ import (
 //	    nothing, and activates it when the other lets go)
 //	owned ──not assigned to us any more──▶ releasing
 //	releasing: the feeder stops; queued and backing-off deliveries of the
-//	    shard leave the dispatcher (Remove); running handlers finish and
-//	    are acked ──all done──▶ channel closed (the broker requeues what
+//	    shard leave the dispatcher (Drain); running handlers finish and
+//	    are acked (their context is cancelled after the drain timeout)
+//	    ──all done──▶ channel closed (the broker requeues what
 //	    was prefetched, in queue order) ──▶ free
 //	owned or releasing ──channel or connection lost──▶ free (the broker has
 //	    requeued the unacked deliveries; running handlers finish, unacked)
@@ -277,7 +278,7 @@ func (m *member) claim(rctx context.Context, sess *session, i int) {
 		_ = ch.Close()
 		return
 	}
-	c := &consumer{ch: ch, tag: "ferry-" + m.id + "-" + strconv.Itoa(i)}
+	c := &consumer{ch: ch, tag: "ferry-" + m.id + "-" + strconv.Itoa(i), scope: m.d.NewScope()}
 	// The shard queue has a single active consumer: while another member
 	// still holds the shard (it is draining it, or its view of the group
 	// is behind), this consumer waits as the standby and receives nothing;
@@ -311,18 +312,19 @@ func (m *member) feed(ctx context.Context, sh *shard) {
 			}
 			msg := m.s.cfg.toMessage(m.topic, m.s.cfg.Group, &dv)
 			msg.Delivery.Partition = int32(sh.idx)
-			if err := m.d.Submit(ctx, &dispatch.Delivery{Msg: msg, Ref: &ref{c: sh.c, tag: dv.DeliveryTag}}); err != nil {
+			if err := m.d.Submit(ctx, &dispatch.Delivery{Msg: msg, Ref: &ref{c: sh.c, tag: dv.DeliveryTag}, Scope: sh.c.scope}); err != nil {
 				return
 			}
 		}
 	}
 }
 
-// remove takes the shard's deliveries that are not running out of the
-// dispatcher; the returned channel is closed when none runs any more.
+// remove drains the shard's scope: its deliveries that are not running
+// leave the dispatcher, its running handlers' context is cancelled once
+// the drain timeout passed, and the returned channel is closed when none
+// of them runs any more.
 func (m *member) remove(sh *shard) <-chan struct{} {
-	c := sh.c
-	return m.d.Remove(func(dl *dispatch.Delivery) bool { return dl.Ref.(*ref).c == c })
+	return m.d.Drain(sh.c.scope)
 }
 
 // release starts handing a shard back: stop feeding, drop what has not

@@ -6,11 +6,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
+	"github.com/ferrymsg/ferry/adapter"
 	"github.com/ferrymsg/ferry/adapter/dispatch"
 	"github.com/ferrymsg/ferry/message"
 )
@@ -21,11 +21,7 @@ type Subscriber struct {
 	cfg  *config
 	conn *conn
 
-	mu        sync.Mutex
-	closing   bool
-	subs      sync.WaitGroup
-	closed    chan struct{}
-	closeOnce sync.Once
+	life adapter.Lifecycle // the running Subscribe and Declare calls; Close cancels them
 }
 
 var _ message.Subscriber = (*Subscriber)(nil)
@@ -46,17 +42,7 @@ func NewSubscriber(url string, opts ...SubscriberOption) (*Subscriber, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Subscriber{cfg: cfg, conn: c, closed: make(chan struct{})}, nil
-}
-
-func (s *Subscriber) begin() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return message.ErrClosed
-	}
-	s.subs.Add(1)
-	return nil
+	return &Subscriber{cfg: cfg, conn: c}, nil
 }
 
 // Declare creates topic's exchange and the subscriber group's queue bound
@@ -66,10 +52,11 @@ func (s *Subscriber) Declare(ctx context.Context, topic string) error {
 	if err := ValidateTopic(topic); err != nil {
 		return err
 	}
-	if err := s.begin(); err != nil {
-		return err
+	ctx, end, err := s.life.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("amqp: declare %q: %w", topic, err)
 	}
-	defer s.subs.Done()
+	defer end()
 	for {
 		sess, err := s.conn.get(ctx)
 		if err != nil {
@@ -104,6 +91,10 @@ type consumer struct {
 	tag        string
 	deliveries <-chan amqp091.Delivery
 	closes     chan *amqp091.Error
+	// scope groups the channel's deliveries in the dispatcher, so that
+	// giving the channel up (a shard moving, the channel lost) drains
+	// them alone (dispatch.Dispatcher.Drain).
+	scope *dispatch.Scope
 }
 
 // ref is a delivery's handle: acks go to the channel it came on.
@@ -166,30 +157,17 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string, h message.Hand
 	if _, err := s.cfg.topologyFor(topic, s.cfg.Group); err != nil {
 		return err
 	}
-	if err := s.begin(); err != nil {
-		return err
-	}
-	defer s.subs.Done()
-
 	// rctx ends on ctx's end or on Close.
-	rctx, rcancel := context.WithCancel(ctx)
-	defer rcancel()
-	go func() {
-		select {
-		case <-s.closed:
-			rcancel()
-		case <-rctx.Done():
-		}
-	}()
+	rctx, end, err := s.life.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("amqp: subscribe %q: %w", topic, err)
+	}
+	defer end()
 
-	prefetch := s.cfg.prefetchCount()
-	d := dispatch.New(ctx, h, dispatch.Config{
-		Concurrency:  s.cfg.Concurrency,
-		MaxPending:   2 * prefetch,
-		Backoff:      dispatch.Backoff{Initial: s.cfg.InitialBackoff, Max: s.cfg.MaxBackoff, Multiplier: 2},
-		DrainTimeout: s.cfg.DrainTimeout,
-		OnError:      s.cfg.onHandlerError(),
-	}, func(dl *dispatch.Delivery) {
+	dcfg := dispatch.ConfigFor(s.cfg.SubscriberConfig)
+	dcfg.MaxPending = 2 * s.cfg.prefetchCount()
+	dcfg.OnError = s.cfg.onHandlerError()
+	d := dispatch.New(ctx, h, dcfg, func(dl *dispatch.Delivery) {
 		r := dl.Ref.(*ref)
 		r.c.ack(r.tag)
 	})
@@ -226,6 +204,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string, h message.Hand
 			}
 			continue
 		}
+		cur.scope = d.NewScope()
 		if s.consume(rctx, cur, d, topic) {
 			break // ctx done or closed
 		}
@@ -241,8 +220,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string, h message.Hand
 		default:
 		}
 		s.log("ferry amqp: consumer lost; resuming", "topic", topic, "group", s.cfg.Group, "cause", cause)
-		lost := cur
-		d.Remove(func(dl *dispatch.Delivery) bool { return dl.Ref.(*ref).c == lost })
+		d.Drain(cur.scope) // not waited for: the broker has requeued them
 		_ = cur.ch.Close()
 		cur = nil
 		if err := s.conn.pause(rctx, sess, s.cfg.reconnect[0]); err != nil {
@@ -281,7 +259,7 @@ func (s *Subscriber) consume(rctx context.Context, c *consumer, d *dispatch.Disp
 				return rctx.Err() != nil
 			}
 			m := s.cfg.toMessage(topic, s.cfg.Group, &dv)
-			if err := d.Submit(rctx, &dispatch.Delivery{Msg: m, Ref: &ref{c: c, tag: dv.DeliveryTag}}); err != nil {
+			if err := d.Submit(rctx, &dispatch.Delivery{Msg: m, Ref: &ref{c: c, tag: dv.DeliveryTag}, Scope: c.scope}); err != nil {
 				return true
 			}
 		}
@@ -298,14 +276,13 @@ func (s *Subscriber) log(msg string, args ...any) {
 // acks what finished and returns ErrClosed), then closes the connection.
 // It is safe to call more than once.
 func (s *Subscriber) Close() error {
-	s.closeOnce.Do(func() {
-		s.mu.Lock()
-		s.closing = true
-		s.mu.Unlock()
-		close(s.closed)
-		s.conn.stop()
-		s.subs.Wait()
+	first := s.life.Cancel()
+	if first {
+		s.conn.stop() // a call waiting for a connection gives up
+	}
+	s.life.Wait()
+	if first {
 		s.conn.close()
-	})
+	}
 	return nil
 }
