@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/ferrymsg/ferry/adapter"
 	"github.com/ferrymsg/ferry/adapter/dispatch"
@@ -18,10 +16,7 @@ type Subscriber struct {
 	b    *Broker
 	conf subConfig
 
-	mu     sync.Mutex
-	closed bool
-	done   chan struct{}
-	wg     sync.WaitGroup
+	life adapter.Lifecycle // the running Subscribe calls; Close cancels them
 }
 
 var _ message.Subscriber = (*Subscriber)(nil)
@@ -37,26 +32,38 @@ func NewSubscriber(b *Broker, opts ...SubscriberOption) (*Subscriber, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Subscriber{b: b, conf: c, done: make(chan struct{})}, nil
+	return &Subscriber{b: b, conf: c}, nil
 }
 
 // Close stops every running Subscribe call (they drain, then return
 // message.ErrClosed) and waits for them. Later calls return ErrClosed.
 // Safe to call more than once.
 func (s *Subscriber) Close() error {
-	s.mu.Lock()
-	if !s.closed {
-		s.closed = true
-		close(s.done)
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
+	s.life.Close()
 	return nil
 }
 
 // member is one Subscribe call's membership in a group.
 type member struct {
 	wake chan struct{}
+
+	// The dispatcher scope of each partition's deliveries (scopes[i],
+	// fetched under the assignment epochs[i]), so that a revocation
+	// drains just that partition. Used only by the member's Subscribe
+	// goroutine.
+	disp   *dispatch.Dispatcher
+	scopes []*dispatch.Scope
+	epochs []uint64
+}
+
+// scope returns the scope of partition i's deliveries under epoch: a new
+// one at each new assignment. The previous assignment's scope was drained
+// before the partition could be assigned again.
+func (m *member) scope(i int, epoch uint64) *dispatch.Scope {
+	if m.scopes[i] == nil || m.epochs[i] != epoch {
+		m.scopes[i], m.epochs[i] = m.disp.NewScope(), epoch
+	}
+	return m.scopes[i]
 }
 
 func (m *member) poke() {
@@ -92,14 +99,12 @@ func (s *Subscriber) Subscribe(ctx context.Context, topicName string, h message.
 	if err := adapter.ValidateLogTopic(topicName); err != nil {
 		return fmt.Errorf("inmem: subscribe: %w", err)
 	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return fmt.Errorf("inmem: subscribe %q: %w", topicName, message.ErrClosed)
+	// rctx ends with ctx or when Close is called.
+	rctx, end, err := s.life.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("inmem: subscribe %q: %w", topicName, err)
 	}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	defer s.wg.Done()
+	defer end()
 
 	t, err := s.b.topic(topicName)
 	if err != nil {
@@ -131,14 +136,13 @@ func (s *Subscriber) Subscribe(ctx context.Context, topicName string, h message.
 			t.mu.Unlock()
 		}
 	}
-	// Each partition's handlers get a context of their own, so that a
-	// revocation can cancel them after the drain timeout (drainer.wait).
-	pcs := &partCtxs{slots: make([]partCtxSlot, len(g.parts))}
-	disp := dispatch.New(ctx, func(hctx context.Context, msg *message.Message) error {
-		return h(pcs.get(hctx, int(msg.Delivery.Partition)), msg)
-	}, cfg, settled)
+	// Each assignment of a partition is a dispatcher scope (member.scope),
+	// so that a revocation drains it and, after the drain timeout, cancels
+	// the context of its handlers only (drainer.start).
+	disp := dispatch.New(ctx, h, cfg, settled)
+	m.disp, m.scopes, m.epochs = disp, make([]*dispatch.Scope, len(g.parts)), make([]uint64, len(g.parts))
 	maxPending := disp.Config().MaxPending
-	dr := drainer{t: t, g: g, m: m, disp: disp, pcs: pcs, timeout: disp.Config().DrainTimeout, quit: make(chan struct{})}
+	dr := drainer{t: t, g: g, m: m, disp: disp, quit: make(chan struct{})}
 
 	var result error
 	raw := make([]fetched, 0, 256)
@@ -177,19 +181,16 @@ loop:
 			wait = t.waitChLocked() // the next append
 		}
 		t.mu.Unlock()
-		batch = makeDeliveries(raw, topicName, g.name, batch[:0])
+		batch = makeDeliveries(raw, topicName, g.name, m, batch[:0])
 
 		for _, d := range batch {
-			if err := disp.Submit(ctx, &d.dl); err != nil {
-				break // ctx done; what was not submitted is refetched by the next owner
+			if err := disp.Submit(rctx, &d.dl); err != nil {
+				break // rctx done; what was not submitted is refetched by the next owner
 			}
 		}
 		if len(batch) > 0 {
 			select {
-			case <-ctx.Done():
-				break loop
-			case <-s.done:
-				result = message.ErrClosed
+			case <-rctx.Done():
 				break loop
 			case <-s.b.done:
 				result = message.ErrClosed
@@ -201,10 +202,7 @@ loop:
 		select {
 		case <-wait:
 		case <-m.wake:
-		case <-ctx.Done():
-			break loop
-		case <-s.done:
-			result = message.ErrClosed
+		case <-rctx.Done():
 			break loop
 		case <-s.b.done:
 			result = message.ErrClosed
@@ -215,10 +213,12 @@ loop:
 	// Shutdown returns once no handler runs, those of draining
 	// partitions included; the drains then end (or are told to) before
 	// the partitions are handed on.
+	if rctx.Err() != nil && ctx.Err() == nil {
+		result = message.ErrClosed // Close, not the caller's ctx
+	}
 	disp.Shutdown()
 	close(dr.quit)
 	dr.wg.Wait()
-	pcs.resetAll()
 	t.mu.Lock()
 	for _, gp := range g.parts {
 		if gp.owner == m {
@@ -261,6 +261,9 @@ func fetchLocked(t *topic, g *group, m *member, n int, out []fetched) []fetched 
 		if gp.fetched < p.base {
 			gp.fetched = p.base
 		}
+		if gp.fetched < p.end() {
+			m.scope(i, gp.epoch)
+		}
 		for gp.fetched < p.end() && len(out) < n {
 			off := gp.fetched
 			out = append(out, fetched{
@@ -278,8 +281,9 @@ func fetchLocked(t *topic, g *group, m *member, n int, out []fetched) []fetched 
 	return out
 }
 
-// makeDeliveries turns fetched messages into deliveries, outside the lock.
-func makeDeliveries(raw []fetched, topicName, group string, batch []*delivery) []*delivery {
+// makeDeliveries turns fetched messages into deliveries, outside the lock,
+// each in its partition's scope (set by fetchLocked).
+func makeDeliveries(raw []fetched, topicName, group string, m *member, batch []*delivery) []*delivery {
 	// One allocation per batch: the batch's deliveries share an array,
 	// which lives until the last of them is settled or dropped.
 	ds := make([]delivery, len(raw))
@@ -296,6 +300,7 @@ func makeDeliveries(raw []fetched, topicName, group string, batch []*delivery) [
 		}
 		d.dl.Msg = &d.msg
 		d.dl.Ref = &d.ref
+		d.dl.Scope = m.scopes[f.ref.part]
 		batch = append(batch, d)
 	}
 	return batch
@@ -305,30 +310,35 @@ func makeDeliveries(raw []fetched, topicName, group string, batch []*delivery) [
 // partition is drained on its own, so that a slow handler holds up nothing
 // but its partition: the member goes on fetching and handling the others.
 type drainer struct {
-	t       *topic
-	g       *group
-	m       *member
-	disp    *dispatch.Dispatcher
-	pcs     *partCtxs
-	timeout time.Duration
-	quit    chan struct{} // closed when Subscribe returns
-	wg      sync.WaitGroup
+	t    *topic
+	g    *group
+	m    *member
+	disp *dispatch.Dispatcher
+	quit chan struct{} // closed when Subscribe returns
+	wg   sync.WaitGroup
 }
 
-// start drops partition i's queued deliveries, which were all submitted
-// already, and waits in the background for its running handlers. The
-// caller marked the partition draining.
+// start drains partition i's scope (dispatch.Dispatcher.Drain): its queued
+// deliveries, which were all submitted already, leave the dispatcher, and
+// its running handlers' context is cancelled once the drain timeout
+// passed. It waits in the background for them to return. The caller
+// marked the partition draining; only the member's Subscribe goroutine
+// calls start.
 func (dr *drainer) start(i int) {
-	done := dr.disp.Remove(func(d *dispatch.Delivery) bool { return d.Ref.(*ref).part == i })
+	s := dr.m.scopes[i]
+	if s == nil {
+		s = dr.disp.NewScope() // nothing fetched of it yet
+	}
+	done := dr.disp.Drain(s)
 	dr.wg.Go(func() { dr.wait(i, done) })
 }
 
-// wait waits for done (no handler of partition i runs any more), cancels
-// the handlers' context once the drain timeout expired, and then releases
-// the partition: to the member that should own it now, or back to this
-// member if the revocation was cancelled meanwhile. Either way the owner
-// starts at the commit point under a new epoch, so the dropped deliveries
-// are fetched again and the key order holds.
+// wait waits for done (no handler of partition i runs any more) and then
+// releases the partition: to the member that should own it now, or back
+// to this member if the revocation was cancelled meanwhile. Either way
+// the owner starts at the commit point under a new epoch (and so in a new
+// scope), so the dropped deliveries are fetched again and the key order
+// holds.
 //
 // A handler that ignores its cancelled context keeps the partition here:
 // it is not handed to another member while one of its handlers runs, so a
@@ -336,100 +346,14 @@ func (dr *drainer) start(i int) {
 // meanwhile (quit), its shutdown waits for the handlers and hands the
 // partition on.
 func (dr *drainer) wait(i int, done <-chan struct{}) {
-	timer := time.NewTimer(dr.timeout)
-	defer timer.Stop()
 	select {
 	case <-done:
-	case <-timer.C:
-		dr.pcs.cancel(i)
-		select {
-		case <-done:
-		case <-dr.quit:
-			return
-		}
 	case <-dr.quit:
 		return
 	}
-	dr.pcs.reset(i) // before a delivery of the next epoch can run
 	dr.t.mu.Lock()
 	if gp := dr.g.parts[i]; gp.owner == dr.m && gp.draining {
 		dr.t.releaseLocked(dr.g, i)
 	}
 	dr.t.mu.Unlock()
-}
-
-// partCtxs holds, per partition, the context of one Subscribe call's
-// handlers of that partition: a child of the dispatcher's handler context
-// (cancelled by Shutdown after the drain timeout), which a drain can
-// cancel on its own. A partition's context lives from its first handler
-// after an assignment to the end of the drain that gives it up.
-type partCtxs struct {
-	slots []partCtxSlot
-}
-
-type partCtxSlot struct {
-	cur       atomic.Pointer[partCtx]
-	cancelled atomic.Bool // handlers are to see a cancelled context
-}
-
-type partCtx struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-}
-
-// get returns the context for a handler of partition i. parent is the
-// dispatcher's handler context, the same for every call. i comes from the
-// message's Delivery.Partition; a value out of range (a handler rewrote
-// it before a retry) gets parent.
-func (p *partCtxs) get(parent context.Context, i int) context.Context {
-	if i < 0 || i >= len(p.slots) {
-		return parent
-	}
-	s := &p.slots[i]
-	for {
-		pc := s.cur.Load()
-		if pc == nil {
-			ctx, cancel := context.WithCancel(parent)
-			pc = &partCtx{ctx, cancel}
-			if !s.cur.CompareAndSwap(nil, pc) {
-				cancel() // another handler of the partition was first
-				continue
-			}
-		}
-		// cancel stores the flag, then loads cur; we store cur, then load
-		// the flag. Atomics are sequentially consistent, so one of us
-		// sees the other: a handler starting as its drain times out
-		// cannot miss the cancellation.
-		if s.cancelled.Load() {
-			pc.cancel()
-		}
-		return pc.ctx
-	}
-}
-
-// cancel cancels the context of partition i's running handlers, and of
-// any that starts before reset.
-func (p *partCtxs) cancel(i int) {
-	s := &p.slots[i]
-	s.cancelled.Store(true)
-	if pc := s.cur.Load(); pc != nil {
-		pc.cancel()
-	}
-}
-
-// reset forgets partition i's context; the next handler gets a new one.
-// No handler of the partition may run.
-func (p *partCtxs) reset(i int) {
-	s := &p.slots[i]
-	if pc := s.cur.Swap(nil); pc != nil {
-		pc.cancel()
-	}
-	s.cancelled.Store(false)
-}
-
-// resetAll releases every partition's context; no handler runs.
-func (p *partCtxs) resetAll() {
-	for i := range p.slots {
-		p.reset(i)
-	}
 }
