@@ -21,6 +21,7 @@ type inmemSystem struct{}
 
 func newInmemSystem() *inmemSystem          { return &inmemSystem{} }
 func (*inmemSystem) name() string           { return "inmem" }
+func (*inmemSystem) service() string        { return "" }
 func (*inmemSystem) variants() []string     { return []string{"ferry", "raw", "watermill"} }
 func (*inmemSystem) close()                 {}
 func conc(w workload) int                   { return map[workload]int{wCons1: 1, wCons16: 16}[w] }

@@ -52,6 +52,7 @@ func newKafkaSystem(brokers []string) (*kafkaSystem, error) {
 }
 
 func (*kafkaSystem) name() string       { return "kafka" }
+func (*kafkaSystem) service() string    { return "kafka" }
 func (*kafkaSystem) variants() []string { return []string{"ferry", "raw", "watermill"} }
 
 func (s *kafkaSystem) close() {

@@ -36,6 +36,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"runtime/pprof"
@@ -74,6 +75,9 @@ type system interface {
 	variants() []string
 	// count returns the message count of a cell of this system.
 	cell(w workload, size int, variant string, n int) (*cell, error)
+	// service is the broker's name in scripts/services.sh ("" for none),
+	// for the service lock (see lockService).
+	service() string
 	close()
 }
 
@@ -143,7 +147,7 @@ func main() {
 		rAMQP   = flag.Float64("rate-amqp", 5_000, "offered rate (msgs/s) of RabbitMQ latency cells")
 		sizes   = flag.String("sizes", "100,1024", "payload sizes in bytes")
 		timeout = flag.Duration("cell-timeout", 10*time.Minute, "fail a cell that takes longer")
-		rawProp = flag.Bool("raw-props", false, "diagnostic: raw publishes carry what ferry adds to each message (AMQP: message id, timestamp and ferry-time header; Kafka: the ferry-id header and a timestamp)")
+		rawProp = flag.Bool("raw-props", false, "diagnostic: raw publishes carry what ferry adds to each message (AMQP: message id, timestamp, ferry-time and ferry-shard headers; Kafka: the ferry-id header and a timestamp)")
 	)
 	flag.Parse()
 	cfg = config{
@@ -207,15 +211,19 @@ func main() {
 		results = append(results, rs...)
 		if err != nil {
 			pprof.StopCPUProfile()
+			if *out != "" && len(results) > 0 {
+				// keep what was measured; -update is not applied
+				md := fmt.Sprintf("**Incomplete run, stopped by an error:** %v\n\n", err) + report(results, started, time.Since(started), os.Args[1:])
+				if werr := writeOut(*out, md); werr == nil {
+					fmt.Fprintf(os.Stderr, "wrote the cells measured so far to %s\n", *out)
+				}
+			}
 			fatalf("%v", err)
 		}
 	}
 	md := report(results, started, time.Since(started), os.Args[1:])
 	if *out != "" {
-		if i := strings.LastIndex(*out, "/"); i > 0 {
-			_ = os.MkdirAll((*out)[:i], 0o755)
-		}
-		if err := os.WriteFile(*out, []byte(md), 0o644); err != nil {
+		if err := writeOut(*out, md); err != nil {
 			fatalf("%v", err)
 		}
 		fmt.Fprintf(os.Stderr, "wrote %s\n", *out)
@@ -227,6 +235,13 @@ func main() {
 		fmt.Fprintf(os.Stderr, "updated %s\n", *update)
 	}
 	fmt.Print(md)
+}
+
+func writeOut(path, md string) error {
+	if i := strings.LastIndex(path, "/"); i > 0 {
+		_ = os.MkdirAll(path[:i], 0o755)
+	}
+	return os.WriteFile(path, []byte(md), 0o644)
 }
 
 const (
@@ -350,6 +365,11 @@ func runCell(sys system, w workload, size int, variant string, n int) (sample, e
 	defer cancel()
 	fmt.Fprintf(os.Stderr, "%s start %s/%s/%dB/%s n=%d\n", time.Now().Format("15:04:05"), sys.name(), w, size, variant, n)
 	latRate = cfg.rates[sys.name()]
+	release, err := lockService(sys.service())
+	if err != nil {
+		return sample{}, &setupError{err}
+	}
+	defer release()
 	c, err := sys.cell(w, size, variant, n)
 	if err != nil {
 		return sample{}, &setupError{err}
@@ -411,4 +431,37 @@ func retry(f func() (system, error)) (system, error) {
 		}
 	}
 	return nil, err
+}
+
+// lockService takes a shared lock on the lock file through which the
+// repository's tests share a broker of scripts/services.sh
+// (internal/testenv/lock.go): a test that restarts the broker takes it
+// exclusively, so it waits until the cell is done, and a cell waits while
+// a restart runs. The lock is held for one cell; release drops it and
+// pauses briefly so that a waiting restart gets its turn between cells.
+func lockService(service string) (release func(), err error) {
+	if service == "" {
+		return func() {}, nil
+	}
+	path := filepath.Join(os.TempDir(), "ferry-testenv-"+service+".lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		return nil, fmt.Errorf("service lock: %w", err)
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("service lock %s: %w", path, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return func() {
+		f.Close() // drops the lock
+		time.Sleep(200 * time.Millisecond)
+	}, nil
 }

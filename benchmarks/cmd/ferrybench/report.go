@@ -140,6 +140,33 @@ func report(results []*result, started time.Time, took time.Duration, args []str
 	p("\nRaw clients: inmem = %s, kafka = %s, amqp = %s. Watermill: %s, %s, %s.\n",
 		rawName["inmem"], rawName["kafka"], rawName["amqp"], wmName["inmem"], wmName["kafka"], wmName["amqp"])
 
+	// Other ferry configurations (variants beyond ferry, raw and Watermill).
+	var extra []*result
+	for _, k := range keys {
+		if k.w == wLatency {
+			continue
+		}
+		for _, v := range extraVariants {
+			if r := idx[k][v]; r != nil && len(r.samples) > 0 {
+				extra = append(extra, r)
+			}
+		}
+	}
+	if len(extra) > 0 {
+		p("\n#### Other ferry configurations\n\n")
+		for _, v := range extraVariants {
+			p("%s: %s\n", v, variantDoc[v])
+		}
+		p("\n| system | workload | size | variant | msgs/s | variant/raw | variant/ferry | CPU µs/msg | allocs/msg |\n|---|---|---|---|---|---|---|---|---|\n")
+		cpu := func(s sample) float64 { return perMsgUS(s.cpu, s.n) }
+		al := func(s sample) float64 { return float64(s.allocs) / float64(s.n) }
+		for _, r := range extra {
+			m := idx[key{r.system, r.w, r.size}]
+			p("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.system, r.w, sizeStr(r.size), r.variant,
+				rateCell(r), ratio(r, m["raw"]), ratio(r, m["ferry"]), perMsg(r, cpu), perMsg(r, al))
+		}
+	}
+
 	hasLat := false
 	for _, k := range keys {
 		if k.w == wLatency {
@@ -154,7 +181,7 @@ func report(results []*result, started time.Time, took time.Duration, args []str
 			if k.w != wLatency {
 				continue
 			}
-			for _, v := range []string{"ferry", "raw", "watermill"} {
+			for _, v := range append([]string{"ferry"}, append(slices.Clone(extraVariants), "raw", "watermill")...) {
 				r := idx[k][v]
 				if r == nil || len(r.samples) == 0 {
 					continue
@@ -169,6 +196,14 @@ func report(results []*result, started time.Time, took time.Duration, args []str
 		}
 	}
 	return b.String()
+}
+
+// extraVariants are ferry configurations measured besides the default
+// one, shown in a table of their own.
+var extraVariants = []string{vFerryCompeting}
+
+var variantDoc = map[string]string{
+	vFerryCompeting: "ferry with `amqp.WithCompetingConsumers()`: the group is one queue `<topic>.q` consumed round robin (the only topology before sharded groups). The ferry column above is ferry's default, a sharded group: a headers exchange with 64 bindings on the ferry-shard header in front of 16 shard queues, each consumed on its own channel.",
 }
 
 func variantName(sys, v string) string {
