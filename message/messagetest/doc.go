@@ -50,6 +50,10 @@
 //     random handler delays; each key in publish order, exactly once, never
 //     two of a key at once; the most handlers seen running at once is more
 //     than 1 and at most 8.
+//   - a handler may keep a delivered message: the handler keeps the
+//     delivered pointers of two batches of 300 (7 keys, two headers each);
+//     after both were handled, every kept message still has the ID, key,
+//     payload and headers it was published with.
 //   - members of one group keep per-key order and never overlap a key:
 //     three members (concurrency 8 each) start; warm-up rounds of messages
 //     with keys of their own are published until every member has handled

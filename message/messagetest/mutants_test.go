@@ -91,6 +91,24 @@ var groupSeq atomic.Int64
 
 var mutants = []mutant{
 	{
+		// An adapter that recycles a delivered message's payload buffer
+		// for the next delivery once the handler has returned.
+		name:   "reuses a delivered message after its handler returns",
+		fails:  []string{"a handler may keep a delivered message: it stays intact after the handler returns"},
+		passes: []string{"round trip keeps ID, key, payload, headers and time"},
+		sub: func(s message.Subscriber, _ *messagetest.SubscriberConfig) message.Subscriber {
+			return wrapHandler(s, func(h message.Handler) message.Handler {
+				return func(ctx context.Context, m *message.Message) error {
+					err := h(ctx, m)
+					for i := range m.Payload {
+						m.Payload[i] = 0
+					}
+					return err
+				}
+			})
+		},
+	},
+	{
 		name:  "drops one message in 100",
 		fails: []string{"batch publish of 1000 messages arrives complete"},
 		sub: func(s message.Subscriber, _ *messagetest.SubscriberConfig) message.Subscriber {

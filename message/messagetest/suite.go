@@ -74,6 +74,7 @@ func (s *suite) tests() []testCase {
 		{"two groups each receive every message", s.testTwoGroups, nil},
 		{"subscribers of one group split the messages without overlap", s.testGroupSplit, nil},
 		{"same-key messages are handled in order and never concurrently, up to the concurrency limit", s.testKeyOrder, nil},
+		{"a handler may keep a delivered message: it stays intact after the handler returns", s.testKeptMessagesStayIntact, nil},
 		{"members of one group keep per-key order and never overlap a key", s.testGroupKeyOrder, nil},
 		{"per-key order holds while members join, leave and crash", s.testGroupKeyOrderChurn, nil},
 		{"handler error redelivers with growing attempt before later same-key messages", s.testHandlerError, nil},
