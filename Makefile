@@ -9,6 +9,7 @@ GO ?= go
 # brokers or the CPU with them), then a short fuzz run.
 test: services
 	FERRY_REQUIRE_BROKERS=1 $(GO) test -race -count=1 $$($(GO) list ./... | grep -v '/reliability')
+	cd adapter/kittest/chanadapter && $(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory test-faults fuzz-short
 
 # test-faults runs reliability/ alone against the real brokers. Each test
@@ -34,8 +35,12 @@ fuzz-short:
 	done
 
 # test-unit runs everything that needs no broker (broker suites skip).
+# test and test-unit also run the tests of adapter/kittest/chanadapter, a
+# module of its own (an adapter on the exported kit only, as one outside
+# ferry would be).
 test-unit:
 	$(GO) test -race -count=1 ./...
+	cd adapter/kittest/chanadapter && $(GO) test -race -count=1 ./...
 
 services:
 	bash scripts/services.sh up

@@ -4,6 +4,10 @@
 // import this kit as well. It is exported so that an adapter written
 // outside this module (NATS, Redis Streams, SQS, ...) keeps the same
 // guarantees by importing ferry instead of copying it.
+// adapter/kittest/chanadapter is such an adapter, in a module of its own
+// (so Go forbids it ferry's internal/ packages): a partitioned in-process
+// log with consumer groups, under 400 lines of code on this kit, passing
+// message/messagetest.Run and the retry and dedupe middleware suites.
 //
 // This package holds the small pieces every adapter calls:
 //
