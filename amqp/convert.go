@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/big"
 	"strconv"
+	"strings"
 	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
@@ -48,7 +49,7 @@ func (c *config) publishing(m *message.Message) amqp091.Publishing {
 		delete(h, c.keyHeader)
 	}
 	h[TimeHeader] = m.Time.UnixMilli()
-	h[ShardHeader] = bucketNames[ShardBucket(shardKey(m.Key, m.ID))]
+	h[bucketHeaders[ShardBucket(shardKey(m.Key, m.ID))]] = "1"
 	return amqp091.Publishing{
 		Headers:      h,
 		DeliveryMode: amqp091.Persistent,
@@ -88,13 +89,18 @@ func (c *config) toMessage(topic, group string, d *amqp091.Delivery) *message.Me
 	if _, ok := d.Headers[TimeHeader]; ok {
 		user--
 	}
-	if _, ok := d.Headers[ShardHeader]; ok {
-		user--
+	for k := range d.Headers {
+		if strings.HasPrefix(k, ShardHeaderPrefix) {
+			user--
+		}
 	}
 	if user > 0 {
 		m.Headers = make(map[string]string, user)
 	}
 	for k, v := range d.Headers {
+		if strings.HasPrefix(k, ShardHeaderPrefix) {
+			continue
+		}
 		switch k {
 		case c.keyHeader:
 			m.Key = HeaderString(v)
@@ -104,8 +110,6 @@ func (c *config) toMessage(topic, group string, d *amqp091.Delivery) *message.Me
 				m.Time = time.UnixMilli(ms)
 				continue
 			}
-		case ShardHeader:
-			continue
 		case deliveryCountHeader:
 			if n, ok := toInt(v); ok && n >= 0 && int(n)+1 > m.Delivery.Attempt {
 				m.Delivery.Attempt = int(n) + 1

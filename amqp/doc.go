@@ -20,19 +20,21 @@
 // time. With base = "<topic>.<group>" (WithQueueName to change):
 //
 //	exchange <topic>  ──binding key──▶  headers exchange <base>  (the router)
-//	router ──ferry-shard = b──▶  durable queue <base>.<b mod N>   (the shards, N = WithShards, default 16)
-//	router ──no ferry-shard──▶  fanout exchange <base>.unsharded (its alternate exchange) ──▶ <base>.0
+//	router ──ferry-shard-<b>──▶  durable queue <base>.<b mod N>   (the shards, N = WithShards, default 16)
+//	router ──no ferry-shard-*──▶  fanout exchange <base>.unsharded (its alternate exchange) ──▶ <base>.0
 //	fanout exchange <base>.members: the members' heartbeats (not durable)
 //
 // Publishers put every message in one of ShardBuckets (64) buckets, the
-// FNV-1a hash of its Key (of its ID when it has no Key), and write the
-// bucket to the ShardHeader ("ferry-shard") header; the router sends
-// bucket b to shard b mod N by 64 header bindings. All messages of a key
-// thus land in one shard, in publish order. Keyless messages spread over
-// all shards. Messages from other producers have no ferry-shard header and
-// all go to shard 0, in the order they were published (a producer in
-// another language can compute ShardBucket and set the header itself to
-// spread its messages).
+// FNV-1a hash of its Key (of its ID when it has no Key), and mark it with
+// the header "ferry-shard-<bucket>" (ShardHeader); the router sends bucket
+// b to shard b mod N, with one binding per shard that matches any of its
+// buckets' headers (a headers exchange checks every binding for every
+// message, so N bindings cost far less than one per bucket). All messages
+// of a key thus land in one shard, in publish order. Keyless messages
+// spread over all shards. Messages from other producers have no
+// ferry-shard header and all go to shard 0, in the order they were
+// published (a producer in another language can compute ShardBucket and
+// set the header itself to spread its messages).
 //
 // Each shard is consumed by exactly one member at a time, on a channel of
 // its own. Shard queues are declared with x-single-active-consumer, so the
@@ -116,10 +118,10 @@
 // seconds, for other clients) and the "ferry-time" header (Unix
 // milliseconds, an AMQP long), so Time keeps milliseconds; Key is the
 // "ferry-key" header (WithKeyHeader) and, by default, the routing key;
-// Headers are the header table, as strings, plus the ferry-shard header
-// (see Topology); messages are persistent (delivery mode 2). On delivery
+// Headers are the header table, as strings, plus the ferry-shard-<bucket>
+// header (see Topology); messages are persistent (delivery mode 2). On delivery
 // the ferry-key and ferry-time headers become Key and Time, and they and
-// ferry-shard are removed from Headers. A message from another
+// the ferry-shard-<bucket> header are removed from Headers. A message from another
 // producer without ferry-key has an empty Key (no ordering constraint)
 // and, without ferry-time, the timestamp property as Time. Header values
 // of any AMQP type (numbers, booleans, timestamps, byte arrays, and the

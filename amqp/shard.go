@@ -2,27 +2,33 @@ package amqp
 
 import "strconv"
 
-// ShardHeader is the header that carries a message's bucket: a decimal
-// string in [0, ShardBuckets), computed by ShardBucket from the message's
-// Key, or from its ID when it has no Key. A group's router exchange
-// sends bucket b to shard queue b mod N. Publishers in other languages can
-// set it to join a ferry group's per-key order; messages without it go to
-// shard 0.
-const ShardHeader = "ferry-shard"
+// ShardHeaderPrefix starts the header that carries a message's bucket: a
+// message in bucket b (ShardBucket of its Key, or of its ID when it has no
+// Key) carries the header "ferry-shard-<b>" with the value "1". A group's
+// router exchange sends shard i the buckets b with b mod N = i, with one
+// binding per shard (x-match any over that shard's header names), so
+// routing costs N bindings per message, not ShardBuckets. Publishers in
+// other languages can set the header to join a ferry group's per-key
+// order; messages without it go to shard 0.
+const ShardHeaderPrefix = "ferry-shard-"
 
 // ShardBuckets is the number of buckets a message can fall in, and so the
 // largest shard count of a group (WithShards). Shard counts that divide it
 // (powers of two) spread buckets evenly.
 const ShardBuckets = 64
 
-// bucketNames are the header values of the buckets, allocated once.
-var bucketNames = func() [ShardBuckets]string {
+// bucketHeaders are the header names of the buckets, allocated once.
+var bucketHeaders = func() [ShardBuckets]string {
 	var n [ShardBuckets]string
 	for i := range n {
-		n[i] = strconv.Itoa(i)
+		n[i] = ShardHeaderPrefix + strconv.Itoa(i)
 	}
 	return n
 }()
+
+// ShardHeader returns the name of the header that marks a message of
+// bucket b (0 <= b < ShardBuckets).
+func ShardHeader(b int) string { return bucketHeaders[b%ShardBuckets] }
 
 // ShardBucket returns the bucket of a message with the given ordering key
 // (the message ID for a message without a Key): the 32-bit FNV-1a hash of

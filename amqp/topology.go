@@ -90,8 +90,8 @@ func (c *config) declareExchange(ch *amqp091.Channel, topic string) error {
 type groupTopology struct {
 	base      string   // WithQueueName(topic, group)
 	shards    []string // shard queues base.0 ... base.N-1; nil in competing mode
-	router    string   // headers exchange routing on ShardHeader to the shards
-	unsharded string   // fanout exchange for messages without ShardHeader: to shard 0
+	router    string   // headers exchange routing on the ferry-shard-<bucket> headers to the shards
+	unsharded string   // fanout exchange for messages without such a header: to shard 0
 	members   string   // fanout exchange the members' heartbeats go through
 }
 
@@ -123,7 +123,8 @@ func (c *config) topologyFor(topic, group string) (groupTopology, error) {
 // declareGroup declares group's durable topology on topic and binds it to
 // the topic's exchange: in competing mode one queue; otherwise the router
 // exchange bound to the topic's exchange with the binding key, the shard
-// queues bound to the router (bucket b of ShardBuckets to shard b mod N),
+// queues bound to the router (bucket b of ShardBuckets to shard b mod N,
+// one binding per shard),
 // and the unsharded exchange (the router's alternate exchange) bound to
 // shard 0. Every declaration is idempotent.
 func (c *config) declareGroup(ch *amqp091.Channel, topic, group string) (groupTopology, error) {
@@ -170,11 +171,17 @@ func (c *config) declareGroup(ch *amqp091.Channel, topic, group string) (groupTo
 			}
 		}
 	}
-	for b := 0; b < ShardBuckets; b++ {
-		q := t.shards[b%len(t.shards)]
-		spec := amqp091.Table{"x-match": "all", ShardHeader: bucketNames[b]}
+	// One binding per shard, matching any of its buckets' headers: the
+	// headers exchange checks every binding for every message, so the
+	// routing cost grows with the bindings (about 1 µs of broker CPU
+	// each on RabbitMQ 3.10), not with the buckets.
+	for i, q := range t.shards {
+		spec := amqp091.Table{"x-match": "any"}
+		for b := i; b < ShardBuckets; b += len(t.shards) {
+			spec[bucketHeaders[b]] = "1"
+		}
 		if err := ch.QueueBind(q, "", t.router, false, spec); err != nil {
-			return t, declareErr(fmt.Sprintf("bind queue %q to exchange %q for bucket %d", q, t.router, b), err)
+			return t, declareErr(fmt.Sprintf("bind queue %q to exchange %q", q, t.router), err)
 		}
 	}
 	if err := ch.ExchangeBind(t.router, c.bindKey(), topic, false, nil); err != nil {

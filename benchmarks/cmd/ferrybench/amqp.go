@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,8 +26,9 @@ import (
 // one durable classic queue "<topic>.q" bound with "#". ferry uses its
 // default topology, a sharded group declared by amqp.Publisher.Declare: the
 // headers exchange "<topic>.q" bound to the topic exchange with "#", the
-// shard queues "<topic>.q.0" ... "<topic>.q.15" behind it (64 bindings on
-// the ferry-shard header) and the alternate exchange "<topic>.q.unsharded".
+// shard queues "<topic>.q.0" ... "<topic>.q.15" behind it (one binding per
+// shard on the ferry-shard-<bucket> headers) and the alternate exchange
+// "<topic>.q.unsharded".
 type amqpSystem struct {
 	url  string
 	mu   sync.Mutex
@@ -201,9 +201,9 @@ func (c *confirmer) publish(ctx context.Context, exchange string, ps [][]byte) e
 			now := time.Now()
 			pub.MessageId = fakeID
 			pub.Timestamp = now
-			pub.Headers = amqp091.Table{amqp.TimeHeader: now.UnixMilli(), amqp.ShardHeader: bucketOf(p)}
+			pub.Headers = amqp091.Table{amqp.TimeHeader: now.UnixMilli(), bucketOf(p): "1"}
 		case c.shard:
-			pub.Headers = amqp091.Table{amqp.ShardHeader: bucketOf(p)}
+			pub.Headers = amqp091.Table{bucketOf(p): "1"}
 		}
 		dc, err := c.ch.PublishWithDeferredConfirmWithContext(ctx, exchange, "", true, false, pub)
 		if err != nil {
@@ -226,19 +226,11 @@ func (c *confirmer) publish(ctx context.Context, exchange string, ps [][]byte) e
 	return nil
 }
 
-// bucketNames are the ferry-shard header values.
-var bucketNames = func() (n [amqp.ShardBuckets]string) {
-	for i := range n {
-		n[i] = strconv.Itoa(i)
-	}
-	return n
-}()
-
-// bucketOf is the ferry-shard bucket of a benchmark message: its sequence
-// number modulo amqp.ShardBuckets (as even a spread as ferry's hash of
-// random message IDs).
+// bucketOf is the ferry-shard header of a benchmark message: its bucket is
+// its sequence number modulo amqp.ShardBuckets (as even a spread as
+// ferry's hash of random message IDs).
 func bucketOf(p []byte) string {
-	return bucketNames[binary.BigEndian.Uint64(p[0:8])%amqp.ShardBuckets]
+	return amqp.ShardHeader(int(binary.BigEndian.Uint64(p[0:8]) % amqp.ShardBuckets))
 }
 
 // fakeID has the length of a ferry message ID (a UUIDv7 string).

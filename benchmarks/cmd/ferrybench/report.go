@@ -203,7 +203,7 @@ func report(results []*result, started time.Time, took time.Duration, args []str
 var extraVariants = []string{vFerryCompeting}
 
 var variantDoc = map[string]string{
-	vFerryCompeting: "ferry with `amqp.WithCompetingConsumers()`: the group is one queue `<topic>.q` consumed round robin (the only topology before sharded groups). The ferry column above is ferry's default, a sharded group: a headers exchange with 64 bindings on the ferry-shard header in front of 16 shard queues, each consumed on its own channel.",
+	vFerryCompeting: "ferry with `amqp.WithCompetingConsumers()`: the group is one queue `<topic>.q` consumed round robin (the only topology before sharded groups). The ferry column above is ferry's default, a sharded group: a headers exchange with one binding per shard, matching the ferry-shard-<bucket> headers, in front of 16 shard queues, each consumed on its own channel.",
 }
 
 func variantName(sys, v string) string {
