@@ -1,13 +1,13 @@
 GO ?= go
 
-.PHONY: test test-unit test-faults fuzz-short services services-down vet bench
+.PHONY: test test-unit test-faults fuzz-short services services-down vet lint bench
 
-# test starts the real brokers (idempotent) and runs every suite against them,
+# test runs lint, starts the real brokers (idempotent) and runs every suite against them,
 # in three steps: every package but reliability/ (in parallel), then the
 # fault, crash and soak tests of reliability/ on their own (they restart
 # brokers and measure heap and throughput, so no other package may share the
 # brokers or the CPU with them), then a short fuzz run.
-test: services
+test: lint services
 	FERRY_REQUIRE_BROKERS=1 $(GO) test -race -count=1 $$($(GO) list ./... | grep -v '/reliability')
 	cd adapter/kittest/chanadapter && $(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory test-faults fuzz-short
@@ -50,6 +50,15 @@ services-down:
 
 vet:
 	$(GO) vet ./...
+
+# lint runs go vet and staticcheck (a pinned version, fetched and built
+# through the Go module proxy by `go run`, cached after the first run) on
+# the library and on the benchmarks module. It must report nothing.
+STATICCHECK = $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+lint:
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+	cd benchmarks && $(GO) vet ./... && $(STATICCHECK) ./...
 
 # bench starts the brokers and runs the ferry-vs-raw-vs-Watermill benchmark
 # program (benchmarks/, its own module; about 40 minutes on 2 cores). It

@@ -46,7 +46,7 @@ func newKafkaSystem(brokers []string) (*kafkaSystem, error) {
 	defer cancel()
 	if _, err := s.adm.ListBrokers(ctx); err != nil {
 		cl.Close()
-		return nil, fmt.Errorf("Kafka at %v unreachable (run scripts/services.sh up): %w", brokers, err)
+		return nil, fmt.Errorf("kafka at %v unreachable (run scripts/services.sh up): %w", brokers, err)
 	}
 	return s, nil
 }
@@ -360,13 +360,6 @@ func (s *kafkaSystem) raw() (*kafkaVariant, error) {
 		},
 		closeFns: []func(){pub.Close},
 	}, nil
-}
-
-func saramaConfig() *sarama.Config {
-	c := sarama.NewConfig()
-	c.Version = sarama.V3_6_0_0 // Kafka 4 dropped the protocol versions of watermill's default (1.0)
-	c.ClientID = "watermill"
-	return c
 }
 
 func (s *kafkaSystem) watermill() (*kafkaVariant, error) {

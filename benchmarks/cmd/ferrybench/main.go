@@ -66,7 +66,6 @@ type cell struct {
 	verify func(ctx context.Context) error // untimed; nil error = all received
 	close  func()                          // untimed
 	chk    *checker                        // consume and latency cells
-	rate   float64                         // latency cells: offered rate
 }
 
 // system is one adapter family: its variants and how to build a cell.
