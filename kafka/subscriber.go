@@ -134,12 +134,7 @@ func (s *Subscriber) run(ctx context.Context, topic string, h message.Handler) e
 		parts: make(map[int32]*partState),
 	}
 
-	dcfg := dispatch.Config{
-		Concurrency:  s.cfg.Concurrency,
-		MaxPending:   s.cfg.MaxPending,
-		Backoff:      dispatch.Backoff{Initial: s.cfg.InitialBackoff, Max: s.cfg.MaxBackoff, Multiplier: 2},
-		DrainTimeout: s.cfg.DrainTimeout,
-	}
+	dcfg := dispatch.ConfigFor(s.cfg.SubscriberConfig)
 	if fn := s.cfg.onError; fn != nil {
 		dcfg.OnError = func(d *dispatch.Delivery, err error) { fn(d.Msg, err) }
 	}
