@@ -460,9 +460,10 @@ func WithRedeliveryBackoff(initial, max time.Duration) SubscriberOption {
 	})
 }
 
-// WithDrainTimeout sets how long graceful shutdown lets in-flight handlers
-// run before cancelling their context; it must be positive. Subscriber
-// only. Default: DefaultDrainTimeout (30 s).
+// WithDrainTimeout sets how long graceful shutdown, or a shard queue
+// moving to another member (then only that shard's handlers), lets
+// in-flight handlers run before cancelling their context; it must be
+// positive. Subscriber only. Default: DefaultDrainTimeout (30 s).
 func WithDrainTimeout(d time.Duration) SubscriberOption {
 	return subOpt(func(c *config) error {
 		if d <= 0 {

@@ -310,10 +310,11 @@ func WithRedeliveryBackoff(initial, max time.Duration) SubscriberOption {
 }
 
 // WithDrainTimeout sets how long a graceful shutdown (ctx cancelled, Close)
-// or a partition revocation waits for running handlers before giving up on
-// them: on shutdown their context is then cancelled; on revocation their
-// results are no longer committed. It must be positive. Subscriber only.
-// Default: 30s.
+// or a partition revocation lets running handlers finish with their
+// context intact; then their context is cancelled (on revocation only that
+// of the revoked partitions' handlers), and they are still waited for
+// before the partitions are committed and let go. It must be positive.
+// Subscriber only. Default: 30s.
 func WithDrainTimeout(d time.Duration) SubscriberOption {
 	return subOpt(func(c *config) error {
 		if d <= 0 {
