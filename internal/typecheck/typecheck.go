@@ -34,6 +34,7 @@ type Error struct {
 	Msg  string // go/types' message, such as "cannot use ... as ... value in argument to ..."
 }
 
+// Error returns the message with its line: "line 12: cannot use ...".
 func (e Error) Error() string { return fmt.Sprintf("line %d: %s", e.Line, e.Msg) }
 
 var (
