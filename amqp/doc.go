@@ -119,14 +119,64 @@
 // milliseconds, an AMQP long), so Time keeps milliseconds; Key is the
 // "ferry-key" header (WithKeyHeader) and, by default, the routing key;
 // Headers are the header table, as strings, plus the ferry-shard-<bucket>
-// header (see Topology); messages are persistent (delivery mode 2). On delivery
-// the ferry-key and ferry-time headers become Key and Time, and they and
-// the ferry-shard-<bucket> header are removed from Headers. A message from another
-// producer without ferry-key has an empty Key (no ordering constraint)
-// and, without ferry-time, the timestamp property as Time. Header values
-// of any AMQP type (numbers, booleans, timestamps, byte arrays, and the
-// arrays of tables of x-death) are converted to strings by HeaderString
-// and never cause a message to be rejected.
+// header (see Topology), except the property headers below; messages are
+// persistent (delivery mode 2) unless DeliveryModeHeader says "1". On
+// delivery the ferry-key and ferry-time headers become Key and Time, and
+// they and the ferry-shard-<bucket> header are removed from Headers. A
+// message from another producer without ferry-key has an empty Key (no
+// ordering constraint), without ferry-time the timestamp property as Time
+// (zero when it has none), and without message_id an empty ID (AMQP has
+// no position to derive one from; the dedupe middleware then needs another
+// key, such as dedupe.KeyByHeader on a header of that producer's). Header
+// values of any AMQP type (numbers, booleans, timestamps, byte arrays, and
+// the arrays of tables of x-death) are converted to strings by
+// HeaderString and never cause a message to be rejected.
+//
+// The other AMQP properties are headers named "amqp-" and the property's
+// name in the AMQP 0-9-1 specification, constants of this package:
+//
+//	header                 AMQP property     publish (header to property)   delivery (property to header)
+//	amqp-content-type      content_type      as it is, at most 255 bytes    when set
+//	amqp-content-encoding  content_encoding  as it is, at most 255 bytes    when set
+//	amqp-correlation-id    correlation_id    as it is, at most 255 bytes    when set
+//	amqp-reply-to          reply_to          as it is, at most 255 bytes    when set
+//	amqp-type              type              as it is, at most 255 bytes    when set
+//	amqp-app-id            app_id            as it is, at most 255 bytes    when set
+//	amqp-priority          priority          "0" to "255"                   when not 0, in decimal
+//	amqp-expiration        expiration        TTL in ms, a decimal integer   when set
+//	amqp-delivery-mode     delivery_mode     "1" transient, "2" persistent  "1" when not persistent
+//	amqp-user-id           user_id           never published                when set (checked by RabbitMQ)
+//
+// On publish such a header sets its property and is not written to the
+// header table (without amqp-delivery-mode, or with "2", the message is
+// persistent); an empty value is the same as no header, and a value the
+// table does not allow fails Publish with message.ErrInvalidMessage
+// before anything is sent. amqp-user-id is delivered but not published: the
+// broker closes the channel of a publish whose user_id is not the
+// connection's user, and a delivered message must be publishable again
+// as it is (a dead-letter copy, a replay, a bridge). On delivery the
+// headers come from the properties only: a header-table entry with one of
+// these names (ferry never writes one; only another producer can) is
+// dropped. Any other header, such as "content-type" or "amqp-foo", is an
+// ordinary table entry both ways. cluster_id (deprecated, and not in
+// amqp091-go) is not mapped.
+//
+// Spring AMQP's JSON converters (Jackson2JsonMessageConverter and
+// JacksonJsonMessageConverter) read a message whose content_type contains
+// "json" and take the Java class from the "__TypeId__" table entry (a
+// @RabbitListener method prefers its parameter's type when that is a
+// concrete class), so to be read by RabbitTemplate.receiveAndConvert or a
+// listener a ferry message needs
+//
+//	Headers: map[string]string{
+//		amqp.ContentTypeHeader: "application/json",
+//		"__TypeId__":           "com.example.orders.Order", // a class the consumer trusts
+//	}
+//
+// and a message sent with RabbitTemplate.convertAndSend arrives with those
+// two headers, amqp-content-encoding "UTF-8" (Spring's charset), and
+// whatever properties its MessagePostProcessor set (interop/ tests both
+// directions against Spring AMQP itself).
 //
 // # Delivery semantics
 //

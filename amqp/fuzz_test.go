@@ -51,8 +51,9 @@ func fuzzValue(sel byte, s string, n int64) any {
 // them (header values of every AMQP type, non-UTF-8 strings, ferry's own
 // headers with values of the wrong type, huge bodies) to the subscriber's
 // conversion, and checks that it never panics, keeps every header (as
-// HeaderString renders it), the body and the id, counts attempts from 1,
-// and that the message survives the trip back through the publisher's
+// HeaderString renders it) but table entries named like property headers,
+// the body and the id, counts attempts from 1, that the message can be
+// published again and survives the trip back through the publisher's
 // mapping.
 func FuzzDeliveryToMessage(f *testing.F) {
 	f.Add("id", []byte("body"), "h", byte(0), "v", int64(1), "n", byte(2), "w", int64(7), false, int64(1700000000))
@@ -60,6 +61,7 @@ func FuzzDeliveryToMessage(f *testing.F) {
 	f.Add("\xff\xfe", []byte{0, 0xff}, "x-death", byte(11), "\xc3\x28", int64(-1), deliveryCountHeader, byte(0), "3", int64(3), true, int64(-1))
 	f.Add("id", bytes.Repeat([]byte{0xab}, 1<<20), "dec", byte(7), "s", int64(math.MaxInt64), "f", byte(5), "s", int64(0x7ff8000000000001), false, int64(1))
 	f.Add("id", []byte("b"), "", byte(9), strings.Repeat("k", 300), int64(5), "", byte(10), "", int64(5), false, int64(5))
+	f.Add("id", []byte("b"), TypeHeader, byte(0), "t", int64(0), PriorityHeader, byte(3), "", int64(300), false, int64(0))
 	cfg, err := newSubscriberConfig(nil)
 	if err != nil {
 		f.Fatal(err)
@@ -93,6 +95,13 @@ func FuzzDeliveryToMessage(f *testing.F) {
 				}
 			case k == TimeHeader && !ok:
 				// a number: it became Time
+			case isPropHeader(k):
+				// A table entry with a property header's name is dropped;
+				// the delivery sets no property but the delivery mode
+				// (0: not persistent).
+				if want := map[bool]string{true: "1"}[k == DeliveryModeHeader]; got != want {
+					t.Fatalf("table entry %q: header %q (present %v), want %q", k, got, ok, want)
+				}
 			case !ok || got != HeaderString(v):
 				t.Fatalf("header %q = %q (present %v), want %q", k, got, ok, HeaderString(v))
 			}
@@ -101,8 +110,14 @@ func FuzzDeliveryToMessage(f *testing.F) {
 			t.Fatalf("HeaderString is not deterministic for %#v", h[k1])
 		}
 
+		// What a broker can deliver can be published again as it is.
+		if len(id) <= maxNameLen && len(k1) <= maxNameLen && len(k2) <= maxNameLen {
+			if err := cfg.checkMessage(0, 1, m); err != nil {
+				t.Fatalf("delivered message cannot be published: %v", err)
+			}
+		}
 		pub := cfg.publishing(m)
-		back := cfg.toMessage("t", "g", &amqp091.Delivery{MessageId: pub.MessageId, Body: pub.Body, Headers: pub.Headers, Timestamp: pub.Timestamp})
+		back := cfg.toMessage("t", "g", deliveryOf(pub))
 		if back.ID != m.ID || back.Key != m.Key || !bytes.Equal(back.Payload, m.Payload) || !back.Time.Equal(m.Time) {
 			t.Fatalf("round trip changed the message: %+v -> %+v", m, back)
 		}
