@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -87,6 +89,8 @@ type conn struct {
 	url      string
 	redacted string
 	password string
+	secrets  []string // scrubbed from every error text (see checkBrokerURL)
+	timeout  time.Duration
 	role     string
 
 	mu    sync.Mutex
@@ -101,14 +105,18 @@ type conn struct {
 	done      chan struct{}
 }
 
-// redactURL returns the URL with its password replaced, and the password.
+// redactURL returns the URL with its password replaced, and the password
+// (see checkBrokerURL; a URL that does not check is not shown at all).
 func redactURL(raw string) (string, string) {
-	u, err := url.Parse(raw)
+	b, err := checkBrokerURL(raw)
 	if err != nil {
-		return "(unparsable URL)", ""
+		return "(invalid URL)", ""
 	}
-	pw, _ := u.User.Password()
-	return u.Redacted(), pw
+	pw := ""
+	if u, err := url.Parse(raw); err == nil {
+		pw, _ = u.User.Password()
+	}
+	return b.shown, pw
 }
 
 // scrubbedError hides a password that a client error might echo.
@@ -121,20 +129,35 @@ func (e *scrubbedError) Error() string { return e.msg }
 func (e *scrubbedError) Unwrap() error { return e.err }
 
 func (c *conn) scrub(err error) error {
-	if err == nil || c.password == "" || !strings.Contains(err.Error(), c.password) {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	clean := scrubText(msg, c.secrets)
+	if c.password != "" {
+		clean = strings.ReplaceAll(clean, c.password, redactedPassword)
+	}
+	if clean == msg {
 		return err
 	}
-	return &scrubbedError{msg: strings.ReplaceAll(err.Error(), c.password, "xxxxx"), err: err}
+	return &scrubbedError{msg: clean, err: err}
 }
 
 // dialConn validates the URL, dials once (so a wrong address or password
 // fails the constructor) and starts the supervisor.
 func dialConn(rawURL string, cfg *config, role string) (*conn, error) {
-	red, pw := redactURL(rawURL)
-	c := &conn{cfg: cfg, url: rawURL, redacted: red, password: pw, role: role,
+	b, err := checkBrokerURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	c := &conn{cfg: cfg, url: rawURL, redacted: b.shown, secrets: b.secrets, role: role,
 		ready: make(chan struct{}), closed: make(chan struct{}), stopping: make(chan struct{}), done: make(chan struct{})}
-	if _, err := amqp091.ParseURI(rawURL); err != nil {
-		return nil, fmt.Errorf("amqp: %w: URL %s: %w", message.ErrInvalidConfig, red, c.scrub(err))
+	c.timeout = cfg.dialTimeout
+	if c.timeout == 0 {
+		c.timeout = b.timeout
+	}
+	if c.timeout == 0 {
+		c.timeout = DefaultDialTimeout
 	}
 	first, err := c.dial()
 	if err != nil {
@@ -152,11 +175,45 @@ func (c *conn) dial() (*amqp091.Connection, error) {
 		conf.Properties = amqp091.NewConnectionProperties()
 		conf.Properties.SetClientConnectionName("ferry-" + c.role)
 	}
+	// The timeout bounds the TCP connect (unless WithConfig brought a
+	// dialer of its own) and, through a deadline that the client clears
+	// once the connection is open, the TLS and AMQP handshakes.
+	timeout := c.timeout
+	if dial := conf.Dial; dial != nil {
+		conf.Dial = func(network, addr string) (net.Conn, error) {
+			nc, err := dial(network, addr)
+			if err != nil {
+				return nil, err
+			}
+			if err := nc.SetDeadline(time.Now().Add(timeout)); err != nil {
+				_ = nc.Close()
+				return nil, err
+			}
+			return nc, nil
+		}
+	} else {
+		conf.Dial = amqp091.DefaultDial(timeout)
+	}
 	ac, err := amqp091.DialConfig(c.url, conf)
 	if err != nil {
+		if isTimeout(err) {
+			return nil, fmt.Errorf("amqp: dial %s: timed out after %v (WithDialTimeout) without an open AMQP connection: %w", c.redacted, timeout, c.scrub(err))
+		}
 		return nil, fmt.Errorf("amqp: dial %s: %w", c.redacted, c.scrub(err))
 	}
 	return ac, nil
+}
+
+// isTimeout reports a dial or handshake that ran into its deadline. The
+// client turns a read error during the handshake into an *amqp091.Error
+// with the error's text as its reason.
+func isTimeout(err error) bool {
+	var ne net.Error
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	var ae *amqp091.Error
+	return errors.As(err, &ae) && strings.HasSuffix(ae.Reason, "i/o timeout")
 }
 
 func (c *conn) set(ac *amqp091.Connection) *session {

@@ -250,6 +250,25 @@
 // WithLogger. URLs in errors, logs and state changes have their password
 // redacted, and client errors that echo the password are scrubbed.
 //
+// A URL that does not parse, or is not an amqp:// or amqps:// URL with a
+// host part ("127.0.0.1:5672", "user:pass@host", "amqp:host", a bad
+// percent-escape, a space or a control character, an unencoded '/', '?'
+// or '#' in the password), fails the constructor with an error wrapping
+// message.ErrInvalidConfig that says what is wrong and shows the shape of
+// a valid URL (amqp://user:pass@host:5672/vhost), but never the URL or
+// any part of it, nor an error that quotes it: in a URL that does not
+// parse the password could be anywhere. Whatever the URL's shape, every
+// candidate for its password (as written and percent-decoded) is scrubbed
+// from every error text ferry returns, logs or reports.
+//
+// Every connection attempt, the constructor's and each reconnection, is
+// bounded by WithDialTimeout (default 10 s, DefaultDialTimeout, or the
+// URL's connection_timeout parameter): the TCP connect and the TLS and
+// AMQP handshakes together. A broker port that accepts TCP and never
+// answers thus fails the constructor after the timeout with an error that
+// says "timed out ... (WithDialTimeout)", instead of blocking for the
+// client's 30 s.
+//
 // # Configuration
 //
 // Options are typed by the side that uses them, so that an option given
@@ -263,6 +282,7 @@
 //	Option (both sides)     default
 //	WithConfig              amqp091's defaults (10 s heartbeat, credentials and vhost from the URL)
 //	WithReconnectBackoff    100 ms doubling to 10 s, with jitter
+//	WithDialTimeout         10 s (DefaultDialTimeout), or the URL's connection_timeout
 //	WithLogger              nil: no logging
 //	WithOnStateChange       nil: none
 //	WithKeyHeader           "ferry-key" (DefaultKeyHeader)

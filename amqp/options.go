@@ -34,6 +34,7 @@ const (
 	DefaultMinPrefetch     = 128
 	DefaultShards          = 16
 	DefaultGroupHeartbeat  = 500 * time.Millisecond
+	DefaultDialTimeout     = 10 * time.Second
 )
 
 // TimeHeader carries Message.Time as Unix milliseconds (an AMQP long), since
@@ -112,6 +113,7 @@ type config struct {
 	adapter.SubscriberConfig
 	prefetch    int
 	reconnect   [2]time.Duration
+	dialTimeout time.Duration // 0: the URL's connection_timeout, else DefaultDialTimeout
 	pubChannels int
 	logger      *slog.Logger
 	onState     func(StateChange)
@@ -484,6 +486,24 @@ func WithReconnectBackoff(initial, max time.Duration) Option {
 			return invalid("WithReconnectBackoff(%v, %v): want 0 < initial <= max", initial, max)
 		}
 		c.reconnect = [2]time.Duration{initial, max}
+		return nil
+	})
+}
+
+// WithDialTimeout bounds each connection attempt, the constructor's first
+// dial and every reconnection: the TCP connect, the TLS handshake and the
+// AMQP handshake together must finish within d (d > 0), or the attempt
+// fails with an error that says it timed out. With a dialer of
+// WithConfig's amqp091.Config.Dial, the connect is the dialer's business
+// and d bounds the handshakes. Publisher and Subscriber. Default:
+// DefaultDialTimeout (10 s), or the URL's connection_timeout parameter
+// (milliseconds) when it has one.
+func WithDialTimeout(d time.Duration) Option {
+	return sharedOpt(func(c *config) error {
+		if d <= 0 {
+			return invalid("WithDialTimeout(%v): want > 0", d)
+		}
+		c.dialTimeout = d
 		return nil
 	})
 }
