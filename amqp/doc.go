@@ -191,6 +191,12 @@
 // Payloads over WithMaxPayload (default 16 MiB) fail with
 // message.ErrMessageTooLarge and an invalid batch publishes nothing.
 //
+// A Publish whose ctx is already done publishes nothing and returns
+// ctx.Err() (context.Canceled or context.DeadlineExceeded, unwrapped),
+// also when a channel would have been free at once. A ctx that ends while
+// the confirms are awaited also returns ctx.Err(): the messages were
+// written and may or may not be stored.
+//
 // Subscribe consumes with manual acknowledgement and a Qos prefetch of
 // max(128, 16×concurrency) (WithPrefetch) on each shard it owns.
 // Deliveries of all its shards go to ferry's keyed dispatcher: up to

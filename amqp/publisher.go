@@ -399,6 +399,11 @@ func (p *Publisher) Publish(ctx context.Context, topic string, msgs ...*message.
 	if len(msgs) == 0 {
 		return nil
 	}
+	// A cancelled ctx publishes nothing (below, every round checks it
+	// again before writing).
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if err := p.ensureExchange(ctx, topic); err != nil {
 		return err
 	}
@@ -476,6 +481,11 @@ func sortFailed(f []message.FailedMessage) {
 func (p *Publisher) publishRound(ctx context.Context, topic string, msgs []*message.Message, rks []string, pubs []amqp091.Publishing, todo []int) (entries []*entry, connLost bool, err error) {
 	s, err := p.acquire(ctx)
 	if err != nil {
+		return nil, false, err
+	}
+	if err := ctx.Err(); err != nil {
+		// acquire may win a select against a done ctx: write nothing.
+		<-s.sem
 		return nil, false, err
 	}
 	pc := s.pc
