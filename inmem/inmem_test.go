@@ -12,21 +12,11 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/ferrymsg/ferry/internal/testenv"
 	"github.com/ferrymsg/ferry/message"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
 
 func held(b *Broker, topic string) int {
 	t, _ := b.topic(topic)
@@ -101,7 +91,7 @@ func TestSettledMessagesAreDroppedByDefault(t *testing.T) {
 	c := &collector{seen: map[string]int{}}
 	stop := run(t, s, "t", c.handler)
 	publishN(t, b, "t", 0, 3000)
-	waitFor(t, "3000 handled", func() bool { return c.count() == 3000 })
+	testenv.WaitFor(t, 15*time.Second, "3000 handled", func() bool { return c.count() == 3000 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +109,7 @@ func TestRetentionKeepsHistoryForLateGroups(t *testing.T) {
 	c := &collector{seen: map[string]int{}}
 	stop := run(t, s, "t", c.handler)
 	publishN(t, b, "t", 0, 2000)
-	waitFor(t, "2000 handled", func() bool { return c.count() == 2000 })
+	testenv.WaitFor(t, 15*time.Second, "2000 handled", func() bool { return c.count() == 2000 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +119,7 @@ func TestRetentionKeepsHistoryForLateGroups(t *testing.T) {
 	late, _ := NewSubscriber(b, WithGroup("late"))
 	lc := &collector{seen: map[string]int{}}
 	stopLate := run(t, late, "t", lc.handler)
-	waitFor(t, "late group reads the retained history up to the newest message", func() bool {
+	testenv.WaitFor(t, 15*time.Second, "late group reads the retained history up to the newest message", func() bool {
 		lc.mu.Lock()
 		defer lc.mu.Unlock()
 		return lc.seen["1999"] == 1
@@ -159,7 +149,7 @@ func TestUnsettledMessagesAreKept(t *testing.T) {
 		return nil
 	})
 	publishN(t, b, "t", 0, 1000)
-	waitFor(t, "retries", func() bool { mu.Lock(); defer mu.Unlock(); return attempts > 3 })
+	testenv.WaitFor(t, 15*time.Second, "retries", func() bool { mu.Lock(); defer mu.Unlock(); return attempts > 3 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -180,14 +170,14 @@ func TestMemberJoiningMidStreamLosesNothing(t *testing.T) {
 	s2, _ := NewSubscriber(b, WithGroup("g"), WithConcurrency(4))
 	stop1 := run(t, s1, "t", slow)
 	publishN(t, b, "t", 0, 2000)
-	waitFor(t, "some handled", func() bool { return c.count() > 200 })
+	testenv.WaitFor(t, 15*time.Second, "some handled", func() bool { return c.count() > 200 })
 	stop2 := run(t, s2, "t", slow)
 	publishN(t, b, "t", 2000, 2000)
-	waitFor(t, "second member leaves after some work", func() bool { return c.count() > 2500 })
+	testenv.WaitFor(t, 15*time.Second, "second member leaves after some work", func() bool { return c.count() > 2500 })
 	if err := stop2(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "all 4000 handled", func() bool { return c.count() == 4000 })
+	testenv.WaitFor(t, 15*time.Second, "all 4000 handled", func() bool { return c.count() == 4000 })
 	if err := stop1(); err != nil {
 		t.Fatal(err)
 	}

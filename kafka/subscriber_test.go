@@ -65,18 +65,6 @@ func newSubscriber(t *testing.T, brokers []string, opts ...kafka.SubscriberOptio
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(testWait)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", testWait, what)
-		}
-		<-tick.C
-	}
-}
 
 func uniqueTopic(t *testing.T) string {
 	return fmt.Sprintf("kt-%d-%d", time.Now().UnixNano(), rand.IntN(1e6))
@@ -198,7 +186,7 @@ func TestSlowKeyDoesNotStallOtherPartitions(t *testing.T) {
 	case <-time.After(testWait):
 		t.Fatal("slow message never started")
 	}
-	waitFor(t, "every other message handled while the slow key is blocked", func() bool {
+	testenv.WaitFor(t, testWait, "every other message handled while the slow key is blocked", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, m := range others {
@@ -215,7 +203,7 @@ func TestSlowKeyDoesNotStallOtherPartitions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "other partitions committed to their end", func() bool {
+	testenv.WaitFor(t, testWait, "other partitions committed to their end", func() bool {
 		c := committed(t, adm, "g-slow", topic)
 		ok := true
 		ends.Each(func(o kadm.ListedOffset) {
@@ -229,7 +217,7 @@ func TestSlowKeyDoesNotStallOtherPartitions(t *testing.T) {
 		t.Fatalf("partition %d committed at %d, past the unsettled slow record at %d", slowMsg.Delivery.Partition, c[slowMsg.Delivery.Partition], slowMsg.Delivery.Offset)
 	}
 	free()
-	waitFor(t, "slow message handled", func() bool {
+	testenv.WaitFor(t, testWait, "slow message handled", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return done[slowMsg.ID] == 1
@@ -370,17 +358,17 @@ func testRebalance(t *testing.T, brokers []string) {
 	opts := []kafka.SubscriberOption{kafka.WithGroup(group), kafka.WithConcurrency(4), kafka.WithRedeliveryBackoff(time.Millisecond, 10*time.Millisecond), kafka.WithMaxPending(64)}
 	publish(600)
 	a := startSubscribe(t, newSubscriber(t, brokers, opts...), topic, handler("a"))
-	waitFor(t, "member a handling", func() bool { return count("a") >= 150 })
+	testenv.WaitFor(t, testWait, "member a handling", func() bool { return count("a") >= 150 })
 
 	b := startSubscribe(t, newSubscriber(t, brokers, opts...), topic, handler("b"))
 	for count("b") < 100 {
 		publish(100)
-		waitFor(t, "member b to get partitions and handle", func() bool { return count("b") > 0 || count("a") >= len(published)-50 })
+		testenv.WaitFor(t, testWait, "member b to get partitions and handle", func() bool { return count("b") > 0 || count("a") >= len(published)-50 })
 	}
 	b.stop(t) // leaves mid-stream, with a's handlers in flight
 	publish(600)
 
-	waitFor(t, "every published message handled", func() bool {
+	testenv.WaitFor(t, testWait, "every published message handled", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, id := range published {

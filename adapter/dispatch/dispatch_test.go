@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/ferrymsg/ferry/internal/testenv"
 	"github.com/ferrymsg/ferry/message"
 )
 
@@ -24,16 +25,6 @@ func msg(key string, seq int) *message.Message {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
 
 func TestKeyOrderAndConcurrencyLimit(t *testing.T) {
 	const keys, perKey, conc = 64, 300, 16
@@ -90,7 +81,7 @@ func TestKeyOrderAndConcurrencyLimit(t *testing.T) {
 			}
 		}
 	}
-	waitFor(t, "all settled", func() bool { return settled.Load() == keys*perKey })
+	testenv.WaitFor(t, 10*time.Second, "all settled", func() bool { return settled.Load() == keys*perKey })
 	d.Shutdown()
 	mu.Lock()
 	defer mu.Unlock()
@@ -142,12 +133,12 @@ func TestErrorBlocksOnlyItsKey(t *testing.T) {
 	for i := range 5 {
 		_ = d.Submit(ctx, &Delivery{Msg: msg("b", i)})
 	}
-	waitFor(t, "key b to flow while a is failing", func() bool { return settledB.Load() == 5 })
+	testenv.WaitFor(t, 10*time.Second, "key b to flow while a is failing", func() bool { return settledB.Load() == 5 })
 	if settledA.Load() != 0 {
 		t.Fatalf("a settled while its first message kept failing")
 	}
 	close(release)
-	waitFor(t, "a settled", func() bool { return settledA.Load() == 2 })
+	testenv.WaitFor(t, 10*time.Second, "a settled", func() bool { return settledA.Load() == 2 })
 	mu.Lock()
 	defer mu.Unlock()
 	// a1 must come after every attempt of a0 and attempts must count up.
@@ -227,7 +218,7 @@ func shutdownInBackground(t *testing.T, d *Dispatcher) <-chan struct{} {
 	t.Helper()
 	done := make(chan struct{})
 	go func() { d.Shutdown(); close(done) }()
-	waitFor(t, "intake stopped", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "intake stopped", func() bool {
 		return errors.Is(d.Submit(context.Background(), &Delivery{Msg: msg("", 9)}), ErrStopped)
 	})
 	return done
@@ -279,7 +270,7 @@ func TestRemoveDropsMatchingAndWaitsForInFlight(t *testing.T) {
 	}
 	close(finish)
 	<-done
-	waitFor(t, "p2 handled", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "p2 handled", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return handled["p22"] == 1
@@ -319,7 +310,7 @@ func TestSubmitBatchAcceptsWhatFitsThenBlocks(t *testing.T) {
 	if n, err := d.SubmitBatch(context.Background(), batch[3:]); n != 2 || err != nil {
 		t.Fatalf("resubmitting the rest = %d, %v", n, err)
 	}
-	waitFor(t, "all handled", func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == 5 })
+	testenv.WaitFor(t, 10*time.Second, "all handled", func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == 5 })
 	d.Shutdown()
 	if n, err := d.SubmitBatch(context.Background(), batch[:1]); n != 0 || !errors.Is(err, ErrStopped) {
 		t.Fatalf("after Shutdown = %d, %v", n, err)

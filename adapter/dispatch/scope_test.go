@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ferrymsg/ferry/adapter"
+	"github.com/ferrymsg/ferry/internal/testenv"
 	"github.com/ferrymsg/ferry/message"
 )
 
@@ -79,7 +80,7 @@ func TestDrainCancelsOnlyTheScopesHandlersAfterTheTimeout(t *testing.T) {
 		t.Fatal("the drained scope's context was not released")
 	}
 	close(release)
-	waitFor(t, "b2 settled", func() bool { _, ok := settled.Load("b2"); return ok })
+	testenv.WaitFor(t, 10*time.Second, "b2 settled", func() bool { _, ok := settled.Load("b2"); return ok })
 	if _, ok := settled.Load("a2"); ok {
 		t.Fatal("a2, queued in the drained scope, ran")
 	}

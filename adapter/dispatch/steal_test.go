@@ -6,7 +6,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/ferrymsg/ferry/internal/testenv"
 	"github.com/ferrymsg/ferry/message"
 )
 
@@ -118,7 +120,7 @@ func TestClaimedUnstartedDeliveriesAreRemovedAndAbandoned(t *testing.T) {
 				}
 				close(finish)
 				<-done
-				waitFor(t, "the other ref's delivery", func() bool { mu.Lock(); defer mu.Unlock(); return ran["2"] })
+				testenv.WaitFor(t, 10*time.Second, "the other ref's delivery", func() bool { mu.Lock(); defer mu.Unlock(); return ran["2"] })
 				d.Shutdown()
 			} else {
 				stopped := shutdownInBackground(t, d)
