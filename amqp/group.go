@@ -278,7 +278,7 @@ func (m *member) claim(rctx context.Context, sess *session, i int) {
 		_ = ch.Close()
 		return
 	}
-	c := &consumer{ch: ch, tag: "ferry-" + m.id + "-" + strconv.Itoa(i), scope: m.d.NewScope()}
+	c := &consumer{ch: ch, tag: "ferry-" + m.id + "-" + strconv.Itoa(i)}
 	// The shard queue has a single active consumer: while another member
 	// still holds the shard (it is draining it, or its view of the group
 	// is behind), this consumer waits as the standby and receives nothing;
@@ -288,6 +288,7 @@ func (m *member) claim(rctx context.Context, sess *session, i int) {
 		_ = ch.Close()
 		return
 	}
+	c.scope = m.d.NewScope() // drained when the shard is let go (remove)
 	fctx, cancel := context.WithCancel(rctx)
 	sh := &shard{idx: i, c: c, cancel: cancel, fed: make(chan struct{})}
 	m.owned[i] = sh
