@@ -1,13 +1,13 @@
 GO ?= go
 
-.PHONY: test test-unit test-faults fuzz-short services services-down vet lint bench
+.PHONY: test test-unit test-faults fuzz-short services services-down interop vet lint bench
 
 # test runs lint, starts the real brokers (idempotent) and runs every suite against them,
 # in three steps: every package but reliability/ (in parallel), then the
 # fault, crash and soak tests of reliability/ on their own (they restart
 # brokers and measure heap and throughput, so no other package may share the
 # brokers or the CPU with them), then a short fuzz run.
-test: lint services
+test: lint services interop
 	FERRY_REQUIRE_BROKERS=1 $(GO) test -race -count=1 $$($(GO) list ./... | grep -v '/reliability')
 	cd adapter/kittest/chanadapter && $(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory test-faults fuzz-short
@@ -47,6 +47,11 @@ services:
 
 services-down:
 	bash scripts/services.sh down
+
+# interop installs and builds the other clients of interop/'s tests (Spring
+# AMQP through Maven, Python's pika in a venv, Debian's kcat), idempotent.
+interop:
+	bash scripts/interop.sh up
 
 vet:
 	$(GO) vet ./...

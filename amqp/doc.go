@@ -162,11 +162,14 @@
 // amqp091-go) is not mapped.
 //
 // Spring AMQP's JSON converters (Jackson2JsonMessageConverter and
-// JacksonJsonMessageConverter) read a message whose content_type contains
-// "json" and take the Java class from the "__TypeId__" table entry (a
-// @RabbitListener method prefers its parameter's type when that is a
-// concrete class), so to be read by RabbitTemplate.receiveAndConvert or a
-// listener a ferry message needs
+// JacksonJsonMessageConverter) convert a message whose content_type
+// contains "json" (or that has none: Spring then sees its default,
+// application/octet-stream, and assumes JSON; any other type, such as
+// text/plain, gets the raw bytes) to the Java class named by the
+// "__TypeId__" table entry (a Map or a Collection also needs
+// "__KeyTypeId__" and "__ContentTypeId__"; a @RabbitListener method
+// prefers its parameter's type when that is a concrete class). So for
+// RabbitTemplate.receiveAndConvert or a listener a ferry message has
 //
 //	Headers: map[string]string{
 //		amqp.ContentTypeHeader: "application/json",
@@ -174,9 +177,11 @@
 //	}
 //
 // and a message sent with RabbitTemplate.convertAndSend arrives with those
-// two headers, amqp-content-encoding "UTF-8" (Spring's charset), and
-// whatever properties its MessagePostProcessor set (interop/ tests both
-// directions against Spring AMQP itself).
+// two headers, amqp-content-encoding "UTF-8" (Spring's charset), the
+// properties its MessagePostProcessor set, its own headers as strings, and
+// no ID unless it set a message_id. Forwarded as it is, it reaches Spring
+// as the same object with the same properties. The tests in interop/ check
+// all of this against Spring AMQP itself.
 //
 // # Delivery semantics
 //

@@ -1,0 +1,21 @@
+// Package interop holds tests of ferry's adapters against other clients,
+// on the real brokers: what those clients send reaches a ferry handler
+// with its properties and headers converted as the adapters' package docs
+// say, and what ferry sends is read by them.
+//
+//	TestSpringAMQPReadsFerry      amqp -> Spring AMQP 4 (RabbitTemplate, Jackson2JsonMessageConverter
+//	                              and JacksonJsonMessageConverter): content type, __TypeId__, properties
+//	TestFerryReadsSpringAMQP      Spring's RabbitTemplate.convertAndSend -> an amqp Subscriber, and a
+//	                              handler that forwards the message unchanged back to Spring
+//	TestFerryReadsPika            Python's pika -> an amqp Subscriber: every AMQP header type,
+//	                              every property, no message_id, reserved names
+//	TestFerryReadsKcat            kcat (librdkafka) -> a kafka Subscriber: duplicate header names,
+//	                              two ferry-id headers, binary and empty values, no ferry-id
+//
+// The other clients are prepared by scripts/interop.sh (`make test` runs
+// `bash scripts/interop.sh up`): Spring AMQP's side is the Maven project
+// in spring-amqp/, pika's the script in pika/. Each test asks the script
+// for its client (`path`), skips when the client is missing, as it does
+// when the broker is unreachable, and fails instead with
+// FERRY_REQUIRE_BROKERS=1.
+package interop
