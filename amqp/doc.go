@@ -196,6 +196,32 @@
 // Payloads over WithMaxPayload (default 16 MiB) fail with
 // message.ErrMessageTooLarge and an invalid batch publishes nothing.
 //
+// A message whose header frame, its properties and header table, does
+// not fit in the connection's negotiated frame_max (RabbitMQ's default is
+// 128 KiB; WithConfig's FrameSize asks for another) fails alone, without
+// being sent, with message.ErrMessageTooLarge in the *message.PublishError;
+// the rest of its batch is published. AMQP never splits that frame, and
+// RabbitMQ closes the connection for one over frame_max (FRAME_ERROR).
+//
+// The broker's max_message_size (128 MiB on RabbitMQ 3.x, 16 MiB on 4.x)
+// is not announced to clients. A payload over it makes RabbitMQ close the
+// channel (PRECONDITION_FAILED, "message size N is larger than configured
+// max size M"): that message fails with message.ErrMessageTooLarge,
+// wrapping the broker's *amqp091.Error; the others of its batch are
+// published again; and the Publisher then refuses payloads over M before
+// sending anything. Set WithMaxPayload to the broker's limit to have
+// every such payload refused up front.
+//
+// When the broker closes the connection with an error of its own (not a
+// network failure, a heartbeat timeout or a shutdown) while messages were
+// in flight, each of those messages is published again alone, with
+// nothing else of the Publisher in flight, so that the broker's next
+// refusal is attributable. A message that makes the broker close the
+// connection three times in a row that way fails with
+// ErrBrokerClosedConnection (and message.ErrInvalidMessage and the
+// broker's *amqp091.Error) instead of being published forever. The other
+// messages and Publish calls wait for those rounds, then go on as usual.
+//
 // A Publish whose ctx is already done publishes nothing and returns
 // ctx.Err() (context.Canceled or context.DeadlineExceeded, unwrapped),
 // also when a channel would have been free at once. A ctx that ends while
@@ -348,7 +374,10 @@
 // message.ErrInvalidConfig (bad options, a bad URL, a declaration the
 // broker refuses). Per-message publish failures come in a
 // *message.PublishError: message.ErrUnroutable (returned by the broker),
-// ErrNacked (refused by the broker), or the channel error. Broker errors
+// ErrNacked (refused by the broker), message.ErrMessageTooLarge (a header
+// frame over frame_max, or a payload over the broker's max_message_size),
+// ErrBrokerClosedConnection (a message the broker closes the connection
+// for, every time), or the channel error. Broker errors
 // wrap *amqp091.Error, so errors.As finds the AMQP reply code. After Close,
 // Publish, Declare and Subscribe return message.ErrClosed. Context errors
 // are returned unwrapped.

@@ -28,6 +28,14 @@ type Publisher struct {
 	declMu   sync.Mutex
 	declared map[string]uint64 // exchange -> connection generation it was declared on
 
+	// solo is held shared by each publish round from its first write to
+	// its last confirm, and exclusively by a round of one suspect message
+	// (see Publish).
+	solo sync.RWMutex
+	// brokerMax is the broker's max_message_size once it refused a
+	// message over it (0 before): later payloads over it fail up front.
+	brokerMax atomic.Int64
+
 	mu        sync.Mutex // guards closing and calls
 	closing   bool
 	calls     sync.WaitGroup
@@ -382,6 +390,13 @@ func (p *Publisher) Publish(ctx context.Context, topic string, msgs ...*message.
 			return err
 		}
 	}
+	if limit := int(p.brokerMax.Load()); limit > 0 {
+		for i, m := range msgs {
+			if len(m.Payload) > limit {
+				return tooLargeForBroker(i, len(msgs), m, limit, nil)
+			}
+		}
+	}
 	rks := make([]string, len(msgs))
 	if err := adapter.Prepare(topic, msgs); err != nil {
 		return fmt.Errorf("amqp: %w", err)
@@ -417,50 +432,115 @@ func (p *Publisher) Publish(ctx context.Context, topic string, msgs ...*message.
 		todo[i] = i
 	}
 	var failed []message.FailedMessage
+	fail := func(i int, err error) {
+		failed = append(failed, message.FailedMessage{Index: i, Message: msgs[i], Err: err})
+	}
 	channelErrs := 0
+	// suspects are the messages that were in flight when the broker
+	// closed the connection with an error of its own (not a network
+	// failure): each is then published alone, with nothing else of this
+	// Publisher in flight, so that a loss during that round is its doing;
+	// the value counts those rounds in a row. One that reaches
+	// maxConnectionKills fails instead of being published forever.
+	var suspects map[int]int
 	for len(todo) > 0 {
-		entries, connLost, err := p.publishRound(ctx, topic, msgs, rks, pubs, todo)
-		if err != nil {
-			return err
-		}
-		todo = todo[:0]
-		for _, e := range entries {
-			switch e.state.Load() {
-			case entryOK:
-			case entryFailed:
-				failed = append(failed, message.FailedMessage{Index: e.idx, Message: msgs[e.idx], Err: e.err})
-			case entryLost:
-				todo = append(todo, e.idx)
-			}
-		}
-		if len(todo) == 0 {
-			break
-		}
-		// Lost with the connection: publish again once reconnected
-		// (at-least-once). Lost with a live connection: the broker closed
-		// the channel (a 404 after the exchange was deleted, say);
-		// redeclare and try a few times, then report.
-		lost := entries[0]
-		for _, e := range entries {
-			if e.state.Load() == entryLost {
-				lost = e
+		round, rest, solo := todo, []int(nil), false
+		for j, i := range todo {
+			if _, ok := suspects[i]; ok {
+				round, solo = []int{i}, true
+				rest = append(append(rest, todo[:j]...), todo[j+1:]...)
 				break
 			}
 		}
-		if !connLost {
+		entries, connLost, err := p.publishRound(ctx, topic, msgs, rks, pubs, round, solo)
+		if err != nil {
+			return err
+		}
+		var lost []int
+		var lostErr error
+		for _, e := range entries {
+			switch e.state.Load() {
+			case entryOK:
+				delete(suspects, e.idx)
+			case entryFailed:
+				delete(suspects, e.idx)
+				fail(e.idx, e.err)
+			case entryLost:
+				lost = append(lost, e.idx)
+				if lostErr == nil {
+					lostErr = e.err
+				}
+			}
+		}
+		// next is what remains, in batch order.
+		next := func(lost []int) []int {
+			t := append(lost, rest...)
+			slices.Sort(t)
+			return t
+		}
+		switch {
+		case len(lost) == 0:
+			todo = rest
+		case connLost:
+			// Lost with the connection: publish again once reconnected
+			// (at-least-once).
+			if brokerKilledConnection(lostErr) {
+				if suspects == nil {
+					suspects = map[int]int{}
+				}
+				keep := lost[:0]
+				for _, i := range lost {
+					if solo {
+						suspects[i]++
+					} else if _, ok := suspects[i]; !ok {
+						suspects[i] = 0
+					}
+					if suspects[i] >= maxConnectionKills {
+						delete(suspects, i)
+						fail(i, connectionKiller(i, len(msgs), msgs[i], maxConnectionKills, lostErr))
+						continue
+					}
+					keep = append(keep, i)
+				}
+				lost = keep
+			}
+			todo = next(lost)
+		default:
+			// Lost with a live connection: the broker closed the
+			// channel. A message over its max_message_size fails (and
+			// the limit is checked before later publishes); otherwise
+			// (a 404 after the exchange was deleted, say) redeclare and
+			// try a few times, then report.
+			if limit, ok := brokerSizeLimit(lostErr); ok {
+				p.brokerMax.Store(int64(limit))
+				keep := lost[:0]
+				for _, i := range lost {
+					if len(msgs[i].Payload) > limit {
+						fail(i, tooLargeForBroker(i, len(msgs), msgs[i], limit, lostErr))
+						continue
+					}
+					keep = append(keep, i)
+				}
+				if len(keep) < len(lost) {
+					todo = next(keep)
+					continue
+				}
+			}
 			p.declMu.Lock()
 			delete(p.declared, topic)
 			p.declMu.Unlock()
 			channelErrs++
-			if channelErrs >= 3 || isFatal(lost.err) {
-				for _, i := range todo {
-					failed = append(failed, message.FailedMessage{Index: i, Message: msgs[i], Err: fmt.Errorf("amqp: publish to exchange %q: %w", topic, lost.err)})
+			if channelErrs >= 3 || isFatal(lostErr) {
+				for _, i := range lost {
+					fail(i, fmt.Errorf("amqp: publish to exchange %q: %w", topic, lostErr))
 				}
-				break
+				todo = rest
+				continue
 			}
 			if err := p.ensureExchange(ctx, topic); err != nil {
 				return err
 			}
+			todo = next(lost)
 		}
 	}
 	if len(failed) == 0 {
@@ -477,18 +557,47 @@ func sortFailed(f []message.FailedMessage) {
 // publishRound publishes msgs[todo] on one channel and waits for their
 // confirms (or the channel's death). It returns ctx's error if ctx ends
 // first, ErrClosed if the Publisher closes while waiting for a channel.
-// connLost reports that the channel died with its connection.
-func (p *Publisher) publishRound(ctx context.Context, topic string, msgs []*message.Message, rks []string, pubs []amqp091.Publishing, todo []int) (entries []*entry, connLost bool, err error) {
-	s, err := p.acquire(ctx)
-	if err != nil {
-		return nil, false, err
-	}
-	if err := ctx.Err(); err != nil {
-		// acquire may win a select against a done ctx: write nothing.
-		<-s.sem
-		return nil, false, err
+// connLost reports that the channel died with its connection. A solo
+// round has nothing else of the Publisher in flight while it runs (other
+// rounds wait for it, and it waits for the running ones). A message whose
+// header frame does not fit in the connection's frame_max fails without
+// being written.
+func (p *Publisher) publishRound(ctx context.Context, topic string, msgs []*message.Message, rks []string, pubs []amqp091.Publishing, todo []int, solo bool) (entries []*entry, connLost bool, err error) {
+	var s *slot
+	for {
+		if s, err = p.acquire(ctx); err != nil {
+			return nil, false, err
+		}
+		if err := ctx.Err(); err != nil {
+			// acquire may win a select against a done ctx: write nothing.
+			<-s.sem
+			return nil, false, err
+		}
+		if !solo {
+			p.solo.RLock()
+			defer p.solo.RUnlock()
+			break
+		}
+		p.solo.Lock()
+		// The channel was live when acquired, but the round that held the
+		// lock may have killed its connection since: a loss of this round
+		// must be this round's doing, so wait for that channel's end and
+		// take a new one.
+		if pc := s.pc; pc.isDead() || pc.sess.conn.IsClosed() {
+			p.solo.Unlock()
+			<-s.sem
+			select {
+			case <-pc.dead:
+			case <-ctx.Done():
+				return nil, false, ctx.Err()
+			}
+			continue
+		}
+		defer p.solo.Unlock()
+		break
 	}
 	pc := s.pc
+	frameMax := pc.sess.conn.Config.FrameSize
 	c := &call{done: make(chan struct{})}
 	c.remaining.Store(int32(len(todo)))
 	entries = make([]*entry, len(todo))
@@ -500,6 +609,10 @@ func (p *Publisher) publishRound(ctx context.Context, topic string, msgs []*mess
 	}
 	for j, i := range todo {
 		e := entries[j]
+		if size, ok := frameFits(&pubs[i], frameMax); !ok {
+			e.resolve(entryFailed, tooLargeFrame(i, len(msgs), msgs[i], size, frameMax))
+			continue
+		}
 		pc.mu.Lock()
 		if pc.pending == nil {
 			pc.mu.Unlock()
