@@ -279,7 +279,7 @@ func (sub *subscription) build(rs []*kgo.Record, scope *dispatch.Scope) *recBatc
 	strs, ends := sub.strs[:0], sub.ends[:0]
 	for i, r := range rs {
 		rc := &b.run.Items[i]
-		rc.b, rc.offset, rc.epoch, rc.idx = b, r.Offset, r.LeaderEpoch, int32(i)
+		rc.offset, rc.epoch, rc.idx = r.Offset, r.LeaderEpoch, int32(i)
 		m := &rc.msg
 		m.Payload = r.Value
 		m.Time = r.Timestamp
@@ -315,7 +315,7 @@ func (sub *subscription) build(rs []*kgo.Record, scope *dispatch.Scope) *recBatc
 			Offset:    r.Offset,
 		}
 		rc.dl.Msg = m
-		rc.dl.Ref = rc
+		rc.dl.Ref = b
 		rc.dl.Scope = scope
 		if sub.recycle {
 			r.Recycle() // nothing of r is used after this
@@ -338,8 +338,7 @@ func (sub *subscription) build(rs []*kgo.Record, scope *dispatch.Scope) *recBatc
 
 // settled is the dispatcher's settle callback.
 func (sub *subscription) settled(dl *dispatch.Delivery) {
-	rc := dl.Ref.(*rec)
-	rc.b.ps.settle(rc)
+	dl.Ref.(*recBatch).ps.settle(recOf(dl))
 }
 
 // markLoop hands advanced commit points to franz-go's mark-based

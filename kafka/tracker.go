@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"sync"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -13,15 +14,23 @@ import (
 // rec is one record in the dispatcher: the delivery, its message and its
 // place in the partition's commit log. The records of one partition's
 // fetch are built in one array, the Items of a recBatch's run, which lives
-// until the last of them is settled or dropped.
+// until the last of them is settled or dropped. The delivery's Ref is the
+// batch, and the record is found from its delivery (recOf), which saves a
+// pointer per record: records are built and zeroed per fetch, so their
+// size is consume throughput.
 type rec struct {
-	dl     dispatch.Delivery
+	dl     dispatch.Delivery // first: recOf relies on it
 	msg    message.Message
-	b      *recBatch
 	offset int64 // kept apart from msg, which the handler may change
 	epoch  int32
-	idx    int32 // index in b.run.Items
+	idx    int32 // index in the batch's run.Items
 }
+
+// recOf returns the record whose delivery dl is.
+func recOf(dl *dispatch.Delivery) *rec { return (*rec)(unsafe.Pointer(dl)) }
+
+// rec.dl must be at offset 0 for recOf.
+var _ [0]struct{} = [unsafe.Offsetof(rec{}.dl)]struct{}{}
 
 // recBatch is the records of one partition from one fetch, in offset
 // order: a run of the kit's offsets.Log.
@@ -89,10 +98,11 @@ func (ps *partState) add(b *recBatch) int {
 // settle marks rc as settled; the commit point moves over the settled
 // prefix.
 func (ps *partState) settle(rc *rec) {
+	b := rc.dl.Ref.(*recBatch)
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	if !ps.dead {
-		ps.log.Settle(&rc.b.run, int(rc.idx))
+		ps.log.Settle(&b.run, int(rc.idx))
 	}
 }
 

@@ -13,7 +13,8 @@ func addBatch(ps *partState, epoch int32, offsets ...int64) []*rec {
 	b := &recBatch{}
 	b.run.Init(make([]rec, len(offsets)))
 	for i, o := range offsets {
-		b.run.Items[i] = rec{b: b, offset: o, epoch: epoch, idx: int32(i)}
+		b.run.Items[i] = rec{offset: o, epoch: epoch, idx: int32(i)}
+		b.run.Items[i].dl.Ref = b
 	}
 	var out []*rec
 	for i := ps.add(b); i < len(b.run.Items); i++ {
