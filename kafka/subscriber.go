@@ -283,9 +283,12 @@ func (sub *subscription) build(rs []*kgo.Record, scope *dispatch.Scope) *recBatc
 		m := &rc.msg
 		m.Payload = r.Value
 		m.Time = r.Timestamp
+		// A header name that repeats keeps its last value, as Kafka's
+		// Headers.lastHeader reads it; for HeaderID too, which never
+		// shows in Headers.
 		var id []byte
 		for _, h := range r.Headers {
-			if h.Key == HeaderID && id == nil {
+			if h.Key == HeaderID {
 				id = h.Value
 				continue
 			}
