@@ -65,7 +65,7 @@ func client(t *testing.T, name string) string {
 
 // run runs a client's command (what names it in the log), logs what it
 // printed and returns the rest of its stdout lines that start with
-// prefix + " ".
+// prefix + " ", or all of them when prefix is "".
 func run(t *testing.T, what, prefix, bin string, args ...string) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
@@ -82,7 +82,9 @@ func run(t *testing.T, what, prefix, bin string, args ...string) []string {
 	for sc.Scan() {
 		line := sc.Text()
 		t.Logf("  %s", line)
-		if rest, ok := strings.CutPrefix(line, prefix+" "); ok {
+		if prefix == "" {
+			lines = append(lines, line)
+		} else if rest, ok := strings.CutPrefix(line, prefix+" "); ok {
 			lines = append(lines, rest)
 		}
 	}

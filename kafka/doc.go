@@ -17,15 +17,26 @@
 //     topic with message.timestamp.type=LogAppendTime the broker replaces it
 //     with the append time.
 //   - ID is the "ferry-id" record header (HeaderID), UTF-8.
-//   - Headers are record headers, UTF-8 values. A user header named
-//     "ferry-id" is replaced by ID.
+//   - Headers are record headers, the values' bytes as they are. A user
+//     header named "ferry-id" is replaced by ID.
 //
 // A delivered record becomes a message the same way back. A record without
-// a "ferry-id" header (from a non-ferry producer) gets the ID
-// "<topic>-<partition>-<offset>", which is stable across redeliveries, so
-// the dedupe middleware still works. Delivery carries Topic, Group,
-// Partition, Offset and Attempt; Redelivered is always false (Kafka does
-// not say whether a record was delivered before).
+// a "ferry-id" header (from a non-ferry producer), or whose ferry-id is
+// empty, gets the ID "<topic>-<partition>-<offset>", which is stable
+// across redeliveries, so the dedupe middleware still works.
+//
+// Record headers are a list, Headers a map: a header name that appears
+// more than once (other clients may write that; ferry does not) keeps its
+// last value, the one Kafka's Java Headers.lastHeader returns, and the
+// earlier values are dropped. That holds for "ferry-id" as well: the last
+// one is the ID, and "ferry-id" is never in Headers. Header values are the
+// record's bytes as they are, not checked for UTF-8 (a binary value is a
+// string of those bytes, a null value ""), and publishing the message
+// again writes the same bytes.
+//
+// Delivery carries Topic, Group, Partition, Offset and Attempt;
+// Redelivered is always false (Kafka does not say whether a record was
+// delivered before).
 //
 // # Delivery semantics
 //
