@@ -49,11 +49,11 @@ func client(t *testing.T, name string) string {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) && ee.ExitCode() == 3 {
-		msg := fmt.Sprintf("%s is not installed: %s", name, strings.TrimSpace(stderr.String()))
+		msg := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(stderr.String()), "interop: ERROR: "))
 		if testenv.RequireBrokers() {
-			t.Fatalf("%s, and FERRY_REQUIRE_BROKERS=1: run `make test` or `bash scripts/interop.sh up`", msg)
+			t.Fatalf("%s; FERRY_REQUIRE_BROKERS=1, so this fails (`make test` runs it)", msg)
 		}
-		t.Skipf("%s: run `make test` or `bash scripts/interop.sh up`", msg)
+		t.Skipf("%s; `make test` runs it", msg)
 	}
 	if err != nil {
 		t.Fatalf("scripts/interop.sh path %s: %v\n%s", name, err, stderr.Bytes())
