@@ -26,7 +26,8 @@ func ValidateTopic(topic string) error {
 //
 // Errors wrap message.ErrInvalidTopic (an empty topic) or
 // message.ErrInvalidMessage (a nil message, naming its index). A call's new
-// IDs share one string, and one clock reservation keeps them in order.
+// IDs come from one message.NewIDs: one string, one clock reservation, in
+// order.
 func Prepare(topic string, msgs []*message.Message) error {
 	if err := ValidateTopic(topic); err != nil {
 		return err
@@ -39,28 +40,26 @@ func Prepare(topic string, msgs []*message.Message) error {
 	var now time.Time
 	need := 0
 	for _, m := range msgs {
-		if m.ID != "" && !m.Time.IsZero() {
-			continue
-		}
-		if now.IsZero() {
-			now = time.Now()
-		}
 		if m.ID == "" {
 			need++
 		}
 		if m.Time.IsZero() {
+			if now.IsZero() {
+				now = time.Now()
+			}
 			m.Time = now
 		}
 	}
 	if need == 0 {
 		return nil
 	}
-	var buf [16]string // stays on the stack for small batches
-	ids := message.AppendIDs(buf[:0], need)
-	for _, m := range msgs {
-		if m.ID == "" {
-			m.ID, ids = ids[0], ids[1:]
+	i := 0
+	for id := range message.NewIDs(need) {
+		for msgs[i].ID != "" {
+			i++
 		}
+		msgs[i].ID = id
+		i++
 	}
 	return nil
 }

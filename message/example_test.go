@@ -61,9 +61,12 @@ func ExampleNewID() {
 	// Output: 36 true true
 }
 
-// A batch's IDs in one call, in order.
-func ExampleAppendIDs() {
-	ids := message.AppendIDs(nil, 3)
+// A batch's IDs in one go, in order.
+func ExampleNewIDs() {
+	var ids []string
+	for id := range message.NewIDs(3) {
+		ids = append(ids, id)
+	}
 	fmt.Println(len(ids), ids[0] < ids[1] && ids[1] < ids[2])
 	// Output: 3 true
 }

@@ -1,8 +1,8 @@
 package message
 
 import (
+	"iter"
 	"math/rand/v2"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -27,22 +27,29 @@ func NewID() string {
 	return b.String()
 }
 
-// AppendIDs appends n new IDs to dst and returns the extended slice, like
-// n calls of NewID but cheaper: the IDs share one clock reading, one
-// reservation of the counter and one string, and they sort in the order
-// appended. Publishers use it to fill in a batch's IDs.
-func AppendIDs(dst []string, n int) []string {
-	if n <= 0 {
-		return dst
+// NewIDs returns an iterator over n new IDs, as n calls of NewID would
+// make them but cheaper: they share one clock reading, one reservation of
+// the counter and one string, and they come in sort order. Publishers use
+// it to fill in a batch's IDs:
+//
+//	for id := range message.NewIDs(len(batch)) { ... }
+//
+// The IDs are made when the iteration starts; stopping early discards the
+// rest.
+func NewIDs(n int) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		if n <= 0 {
+			return
+		}
+		var b strings.Builder
+		newIDs(&b, time.Now().UnixMilli(), n)
+		ids := b.String()
+		for i := range n {
+			if !yield(ids[i*idLen : (i+1)*idLen]) {
+				return
+			}
+		}
 	}
-	var b strings.Builder
-	newIDs(&b, time.Now().UnixMilli(), n)
-	ids := b.String()
-	dst = slices.Grow(dst, n)
-	for i := range n {
-		dst = append(dst, ids[i*idLen:(i+1)*idLen])
-	}
-	return dst
 }
 
 // reserveIDs takes n consecutive clock values for the millisecond ms with

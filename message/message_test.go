@@ -89,16 +89,19 @@ func TestPublishErrorUnwrapsEachFailure(t *testing.T) {
 	}
 }
 
-func TestAppendIDsAreOrderedUUIDv7s(t *testing.T) {
+func TestNewIDsAreOrderedUUIDv7s(t *testing.T) {
 	re := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 	var all []string
 	for round := range 50 {
 		before := time.Now().UnixMilli()
-		ids := AppendIDs([]string{"given"}, round*37)
-		if len(ids) != 1+round*37 || ids[0] != "given" {
-			t.Fatalf("AppendIDs(1 element, %d) returned %d elements starting %q", round*37, len(ids), ids[0])
+		var ids []string
+		for id := range NewIDs(round * 37) {
+			ids = append(ids, id)
 		}
-		for _, id := range ids[1:] {
+		if len(ids) != round*37 {
+			t.Fatalf("NewIDs(%d) yielded %d IDs", round*37, len(ids))
+		}
+		for _, id := range ids {
 			if !re.MatchString(id) {
 				t.Fatalf("not a UUIDv7: %q", id)
 			}
