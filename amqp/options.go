@@ -3,6 +3,7 @@ package amqp
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
@@ -357,6 +358,9 @@ func WithKeyHeader(name string) Option {
 	return sharedOpt(func(c *config) error {
 		if name == "" || len(name) > maxNameLen {
 			return invalid("WithKeyHeader(%q): want 1 to %d bytes", name, maxNameLen)
+		}
+		if name == TimeHeader || strings.HasPrefix(name, ShardHeaderPrefix) || strings.HasPrefix(name, "amqp-") {
+			return invalid("WithKeyHeader(%q): the name is reserved (%s, %s<bucket>, amqp-* property headers)", name, TimeHeader, ShardHeaderPrefix)
 		}
 		c.keyHeader = name
 		return nil

@@ -70,7 +70,9 @@
 //
 // # Dead-letter copy
 //
-// The copy (msg.Clone()) keeps the ID, Key, Payload, Time and Headers and
+// The copy (msg.Clone()) keeps the ID, Key, Payload, Time and Headers
+// (except "amqp-expiration", the AMQP adapter's per-message TTL, which
+// would let the broker drop the parked copy) and
 // adds, in the default profile, HeaderOriginalTopic, HeaderOriginalPartition
 // and HeaderOriginalOffset (only where the broker has them: Kafka and inmem,
 // not AMQP), HeaderOriginalGroup, HeaderErrorMessage, HeaderErrorType,

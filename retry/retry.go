@@ -178,6 +178,10 @@ func (r *retrier) deadLetter(ctx context.Context, msg *message.Message, f *failu
 	if c.Headers == nil {
 		c.Headers = make(map[string]string, 10)
 	}
+	// A per-message TTL would let the broker drop the parked copy: the
+	// AMQP adapter's expiration property travels in this header. RabbitMQ's
+	// own dead-lettering removes it too.
+	delete(c.Headers, amqpExpirationHeader)
 	r.writeHeaders(c.Headers, msg, f)
 	perr := r.pub.Publish(ctx, topic, c)
 	if r.onDeadLetter != nil {
@@ -192,6 +196,10 @@ func (r *retrier) deadLetter(ctx context.Context, msg *message.Message, f *failu
 	}
 	return nil
 }
+
+// amqpExpirationHeader is amqp.ExpirationHeader, the AMQP adapter's
+// per-message TTL (retry imports no adapter).
+const amqpExpirationHeader = "amqp-expiration"
 
 func keyOf(msg *message.Message) (pendingKey, bool) {
 	k := pendingKey{topic: msg.Delivery.Topic, group: msg.Delivery.Group, id: msg.ID,

@@ -405,3 +405,20 @@ func TestErrRedeliverPassesThroughByDefault(t *testing.T) {
 	_, msgs := pub.published()
 	assert.Empty(t, msgs, "a not-now error must never be dead-lettered")
 }
+
+// TestDeadLetterCopyDropsAMQPExpiration: a parked copy must not carry the
+// AMQP adapter's per-message TTL, or the broker could drop it from the DLT.
+func TestDeadLetterCopyDropsAMQPExpiration(t *testing.T) {
+	pub := &fakePublisher{}
+	h, _ := counting(0)
+	mw := mustNew(t, retry.WithDeadLetter(pub), retry.WithMaxAttempts(1))
+	msg := delivered("orders", 1)
+	msg.Headers["amqp-expiration"] = "60000"
+	msg.Headers["amqp-content-type"] = "application/json"
+	require.NoError(t, mw(h)(context.Background(), msg))
+	_, msgs := pub.published()
+	require.Len(t, msgs, 1)
+	assert.NotContains(t, msgs[0].Headers, "amqp-expiration")
+	assert.Equal(t, "application/json", msgs[0].Headers["amqp-content-type"], "other property headers are kept")
+	assert.Equal(t, "60000", msg.Headers["amqp-expiration"], "the original is untouched")
+}
