@@ -72,6 +72,25 @@ type session struct {
 	conn *amqp091.Connection
 	gen  uint64
 	down chan struct{}
+	// careful is set on a connection opened after undecodable losses
+	// (see undecodable.go): consumers opened on it take one delivery at
+	// a time. stable is closed once such a connection has lived
+	// stableConnection, when consumers go back to their prefetch; it is
+	// nil on other connections.
+	careful bool
+	stable  chan struct{}
+}
+
+// prefetch returns the Qos prefetch for a consumer opened on s.
+func (s *session) prefetch(normal int) int {
+	if s.careful {
+		select {
+		case <-s.stable:
+		default:
+			return 1
+		}
+	}
+	return normal
 }
 
 func (s *session) isDown() bool {
@@ -163,7 +182,7 @@ func dialConn(rawURL string, cfg *config, role string) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.set(first)
+	c.set(first, false)
 	c.report(StateChange{State: StateConnected})
 	go c.run(first)
 	return c, nil
@@ -216,11 +235,14 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ae) && strings.HasSuffix(ae.Reason, "i/o timeout")
 }
 
-func (c *conn) set(ac *amqp091.Connection) *session {
+func (c *conn) set(ac *amqp091.Connection, careful bool) *session {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
-	s := &session{conn: ac, gen: c.gen, down: make(chan struct{})}
+	s := &session{conn: ac, gen: c.gen, down: make(chan struct{}), careful: careful}
+	if careful {
+		s.stable = make(chan struct{})
+	}
 	c.cur = s
 	close(c.ready)
 	return s
@@ -258,30 +280,68 @@ func (c *conn) report(sc StateChange) {
 // run watches the current connection and replaces it when it is lost.
 func (c *conn) run(cur *amqp091.Connection) {
 	defer close(c.done)
+	b := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(c.cfg.reconnect[0]),
+		backoff.WithMaxInterval(c.cfg.reconnect[1]),
+		backoff.WithMaxElapsedTime(0),
+	)
+	var streak undecodableStreak // see undecodable.go
+	c.mu.Lock()
+	sess := c.cur
+	c.mu.Unlock()
 	for {
+		up := time.Now()
 		lost := cur.NotifyClose(make(chan *amqp091.Error, 1))
 		var cause error
-		select {
-		case <-c.closed:
-			c.unset()
-			_ = cur.Close()
-			c.report(StateChange{State: StateClosed})
-			return
-		case e, ok := <-lost:
-			if ok && e != nil {
-				cause = c.scrub(e)
-			} else {
-				cause = errors.New("connection closed")
+		var lostErr *amqp091.Error
+		var stable <-chan time.Time
+		var timer *time.Timer
+		if sess.careful {
+			timer = time.NewTimer(stableConnection)
+			stable = timer.C
+		}
+		for waiting := true; waiting; {
+			select {
+			case <-c.closed:
+				if timer != nil {
+					timer.Stop()
+				}
+				c.unset()
+				_ = cur.Close()
+				c.report(StateChange{State: StateClosed})
+				return
+			case <-stable:
+				// The careful connection held: the streak is over, and
+				// its consumers go back to their prefetch.
+				streak = undecodableStreak{}
+				close(sess.stable)
+				stable = nil
+			case e, ok := <-lost:
+				if ok && e != nil {
+					cause, lostErr = c.scrub(e), e
+				} else {
+					cause = errors.New("connection closed")
+				}
+				waiting = false
 			}
 		}
+		if timer != nil {
+			timer.Stop()
+		}
 		c.unset()
+		n := streak.observe(lostErr, time.Since(up))
+		if n > 0 {
+			cause = undecodableCause(n, cause)
+		}
 		c.report(StateChange{State: StateDisconnected, Err: cause})
-
-		b := backoff.NewExponentialBackOff(
-			backoff.WithInitialInterval(c.cfg.reconnect[0]),
-			backoff.WithMaxInterval(c.cfg.reconnect[1]),
-			backoff.WithMaxElapsedTime(0),
-		)
+		if n > 0 && streak.alarm() {
+			c.alarmUndecodable(n, cause)
+		}
+		if n <= 1 {
+			// A new outage starts at the initial interval; a streak of
+			// undecodable losses keeps backing off.
+			b.Reset()
+		}
 		for attempt := 1; ; attempt++ {
 			t := time.NewTimer(b.NextBackOff())
 			select {
@@ -294,12 +354,22 @@ func (c *conn) run(cur *amqp091.Connection) {
 			ac, err := c.dial()
 			if err == nil {
 				cur = ac
-				c.set(ac)
+				sess = c.set(ac, streak.n > 0)
 				c.report(StateChange{State: StateConnected, Attempt: attempt})
 				break
 			}
 			c.report(StateChange{State: StateReconnecting, Err: err, Attempt: attempt})
 		}
+	}
+}
+
+// alarmUndecodable logs, at Error, a streak of n connection losses to a
+// delivery the client cannot decode.
+func (c *conn) alarmUndecodable(n int, cause error) {
+	if l := c.cfg.logger; l != nil {
+		l.Error("ferry amqp: a message the client cannot decode closes the connection each time the broker delivers it, so its queue does not move; "+
+			"dead-letter it with a quorum queue's x-delivery-limit, or remove it with the broker's tools (see the amqp package doc, Undecodable deliveries)",
+			"role", c.role, "url", c.redacted, "times", n, "err", cause.Error())
 	}
 }
 

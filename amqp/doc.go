@@ -306,6 +306,58 @@
 // says "timed out ... (WithDialTimeout)", instead of blocking for the
 // client's 30 s.
 //
+// # Undecodable deliveries
+//
+// RabbitMQ stores messages that amqp091-go cannot read: a header table
+// nested deeper than the client's 32 levels (another client can publish
+// one), or a header frame larger than the frame_max the subscriber
+// negotiated (WithConfig's FrameSize below the publisher's). When the
+// broker delivers such a message, the client fails to decode the frame
+// and closes the whole connection; the broker puts the message back at
+// the head of its queue and delivers it again as soon as consuming
+// resumes. The queue does not move, and without a way out this goes on
+// forever: no handler ever sees the message, so neither the handler nor
+// the retry middleware can settle it.
+//
+// ferry recognises these losses by the client's decode error (a network
+// failure never looks like one) and, for each of them in a row:
+//
+//   - reports StateDisconnected with an Err that matches
+//     ErrUndecodableDelivery (errors.Is) and wraps the client's
+//     *amqp091.Error, and says how many losses in a row it is;
+//   - logs it at Error with WithLogger at the third loss in a row and at
+//     every tenth after, saying what to do;
+//   - keeps the reconnection backoff growing across the streak (up to
+//     WithReconnectBackoff's maximum) instead of starting again at the
+//     initial interval, so it does not reconnect ten times a second;
+//   - consumes with prefetch 1 on the connections it opens during the
+//     streak, so that the messages behind the undecodable one are not
+//     delivered and returned with it on every loss; once such a
+//     connection has held for a minute the consumers are opened again
+//     (each shard released and claimed as when shards move, its running
+//     handlers acked first) with their normal prefetch.
+//
+// Subscribe does not return: it goes on consuming the other shards (and
+// the shard itself once the message is gone). The way out that keeps the
+// rest of the queue flowing without anyone's intervention is the broker's
+// delivery limit: quorum queues (WithQuorumQueues) with an
+// x-delivery-limit (WithQueueArgs) and a dead-letter exchange
+// (WithDeadLetterExchange):
+//
+//	amqp.WithOptions(amqp.WithQuorumQueues(),
+//		amqp.WithQueueArgs(amqp091.Table{"x-delivery-limit": int64(5)}),
+//		amqp.WithDeadLetterExchange("orders.dlx"))
+//
+// The broker counts every delivery that a lost connection returns, and
+// after the limit dead-letters the message (on RabbitMQ 3.10 as on 4.x; a
+// test proves it), after which the queue flows again. Choose a limit of
+// at least 2: on the first loss the messages prefetched behind the
+// undecodable one come back with it once. (Messages that a handler keeps
+// failing do not count towards the limit: ferry redelivers those
+// in-process and never returns them to the broker.) On classic queues
+// there is no such limit: remove the message with the broker's tools
+// (for example move the queue's head with a shovel, or purge it).
+//
 // # Configuration
 //
 // Options are typed by the side that uses them, so that an option given
@@ -360,7 +412,9 @@
 // WithLogger is the adapter's operational log, the same on every ferry
 // adapter: connection state changes (Info; Warn with the cause),
 // consumer and group member restarts (Warn), a shard count that differs
-// between members (Warn), and each handler error (Warn, with topic,
+// between members (Warn), connection losses to a delivery the client
+// cannot decode, from the third in a row (Error, see Undecodable
+// deliveries), and each handler error (Warn, with topic,
 // group, partition, id, attempt and err) before the message is
 // redelivered. To act on handler errors otherwise (metrics, alerts), wrap
 // the handler in a message.Middleware.

@@ -77,6 +77,7 @@ type shard struct {
 	cancel    context.CancelFunc // stops the feeder
 	fed       chan struct{}      // closed when the feeder returned
 	releasing bool
+	careful   bool // consumed with prefetch 1 after undecodable deliveries (session.careful)
 }
 
 type shardEvent struct {
@@ -154,6 +155,7 @@ func (m *member) session(rctx context.Context, sess *session) error {
 	}
 	ctlClosed := ctl.NotifyClose(make(chan *amqp091.Error, 1))
 
+	stable := sess.stable // nil unless the session is careful
 	hb := m.s.cfg.heartbeat
 	tick := time.NewTicker(hb)
 	defer tick.Stop()
@@ -193,6 +195,16 @@ func (m *member) session(rctx context.Context, sess *session) error {
 			}
 			_ = ev.sh.c.ch.Close()
 			m.rebalance(rctx, sess)
+		case <-stable:
+			// The careful connection held: hand back the shards taken
+			// with prefetch 1 (drained and acked as on any release);
+			// rebalance claims them again with the normal prefetch.
+			stable = nil
+			for _, sh := range m.owned {
+				if sh.careful && !sh.releasing {
+					m.release(rctx, sh)
+				}
+			}
 		case <-tick.C:
 			m.announce(ctl, "beat")
 			cutoff := time.Now().Add(-memberTimeouts * hb)
@@ -274,7 +286,8 @@ func (m *member) claim(rctx context.Context, sess *session, i int) {
 	if err != nil {
 		return
 	}
-	if err := ch.Qos(m.s.cfg.prefetchCount(), 0, false); err != nil {
+	prefetch := sess.prefetch(m.s.cfg.prefetchCount())
+	if err := ch.Qos(prefetch, 0, false); err != nil {
 		_ = ch.Close()
 		return
 	}
@@ -290,7 +303,7 @@ func (m *member) claim(rctx context.Context, sess *session, i int) {
 	}
 	c.scope = m.d.NewScope() // drained when the shard is let go (remove)
 	fctx, cancel := context.WithCancel(rctx)
-	sh := &shard{idx: i, c: c, cancel: cancel, fed: make(chan struct{})}
+	sh := &shard{idx: i, c: c, cancel: cancel, fed: make(chan struct{}), careful: prefetch < m.s.cfg.prefetchCount()}
 	m.owned[i] = sh
 	go m.feed(fctx, sh)
 }

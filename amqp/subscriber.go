@@ -95,6 +95,11 @@ type consumer struct {
 	// giving the channel up (a shard moving, the channel lost) drains
 	// them alone (dispatch.Dispatcher.Drain).
 	scope *dispatch.Scope
+	// stable is the careful session's (session.stable) when the consumer
+	// was opened with prefetch 1 after undecodable deliveries, else nil;
+	// refresh is set when consume returned because it was closed.
+	stable  <-chan struct{}
+	refresh bool
 }
 
 // ref is a delivery's handle: acks go to the channel it came on.
@@ -118,8 +123,9 @@ func (s *Subscriber) startConsumer(sess *session, topic string) (*consumer, erro
 		_ = ch.Close()
 		return nil, err
 	}
-	if err := ch.Qos(s.cfg.prefetchCount(), 0, false); err != nil {
-		return fail(fmt.Errorf("amqp: set prefetch %d: %w", s.cfg.prefetchCount(), err))
+	prefetch := sess.prefetch(s.cfg.prefetchCount())
+	if err := ch.Qos(prefetch, 0, false); err != nil {
+		return fail(fmt.Errorf("amqp: set prefetch %d: %w", prefetch, err))
 	}
 	if err := s.cfg.declareExchange(ch, topic); err != nil {
 		return fail(err)
@@ -133,6 +139,9 @@ func (s *Subscriber) startConsumer(sess *session, topic string) (*consumer, erro
 	_, _ = rand.Read(rb[:])
 	tag := "ferry-" + hex.EncodeToString(rb[:])
 	c := &consumer{ch: ch, tag: tag, closes: ch.NotifyClose(make(chan *amqp091.Error, 1))}
+	if prefetch < s.cfg.prefetchCount() {
+		c.stable = sess.stable
+	}
 	c.deliveries, err = ch.Consume(q, tag, false, false, false, false, nil)
 	if err != nil {
 		return fail(declareErr(fmt.Sprintf("consume queue %q", q), err))
@@ -208,6 +217,23 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string, h message.Hand
 		if s.consume(rctx, cur, d, topic) {
 			break // ctx done or closed
 		}
+		if cur.refresh {
+			// The careful connection held: consume again with the
+			// normal prefetch, after the running handlers finished and
+			// were acked (closing the channel requeues the rest, in
+			// order).
+			_ = cur.ch.Cancel(cur.tag, false)
+			select {
+			case <-d.Drain(cur.scope):
+			case <-rctx.Done():
+			}
+			if rctx.Err() != nil {
+				break
+			}
+			_ = cur.ch.Close()
+			cur = nil
+			continue
+		}
 		// The channel died (or the broker cancelled the consumer): its
 		// unacked deliveries go back to the queue, so drop the ones not
 		// yet running and consume again.
@@ -254,6 +280,9 @@ func (s *Subscriber) consume(rctx context.Context, c *consumer, d *dispatch.Disp
 		select {
 		case <-rctx.Done():
 			return true
+		case <-c.stable:
+			c.refresh = true
+			return false
 		case dv, ok := <-c.deliveries:
 			if !ok {
 				return rctx.Err() != nil
