@@ -58,12 +58,14 @@ vet:
 
 # lint runs go vet and staticcheck (a pinned version, fetched and built
 # through the Go module proxy by `go run`, cached after the first run) on
-# the library and on the benchmarks module. It must report nothing.
+# the library, the benchmarks module and the out-of-module adapter
+# (adapter/kittest/chanadapter). It must report nothing.
 STATICCHECK = $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 lint:
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 	cd benchmarks && $(GO) vet ./... && $(STATICCHECK) ./...
+	cd adapter/kittest/chanadapter && $(GO) vet ./... && $(STATICCHECK) ./...
 
 # bench starts the brokers and runs the ferry-vs-raw-vs-Watermill benchmark
 # program (benchmarks/, its own module; about 40 minutes on 2 cores). It
