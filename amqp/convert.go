@@ -258,6 +258,9 @@ func (c *config) toMessage(topic, group string, d *amqp091.Delivery) *message.Me
 		m.Headers[k] = HeaderString(v)
 	}
 	propHeaders(m, d)
+	if m.ID == "" {
+		m.ID = DerivedID(topic, d) // a foreign message: see DerivedID
+	}
 	return m
 }
 

@@ -179,9 +179,22 @@
 // and a message sent with RabbitTemplate.convertAndSend arrives with those
 // two headers, amqp-content-encoding "UTF-8" (Spring's charset), the
 // properties its MessagePostProcessor set, its own headers as strings, and
-// no ID unless it set a message_id. Forwarded as it is, it reaches Spring
+// its message_id as ID, or a derived ID (below) when it set none. Forwarded as it is, it reaches Spring
 // as the same object with the same properties. The tests in interop/ check
 // all of this against Spring AMQP itself.
+//
+// A delivery without message_id (from another producer) gets the ID
+// DerivedID computes: ForeignIDPrefix ("amqp-") and 32 hex digits of the
+// SHA-256 of the topic, the body, the header table without the headers
+// the broker adds (x-delivery-count, x-death, x-first-death-*,
+// x-last-death-*, x-received-from) and the properties. AMQP has no offset
+// to key a message by, but these are the same on every redelivery of one
+// stored message, also after a dead-letter cycle, so the ID is stable and
+// the dedupe middleware recognises a redelivery. The price: two messages
+// published with identical body, headers and properties are one message
+// to dedupe, and the second is skipped as a redelivery of the first. A
+// producer whose identical messages must each be handled sets message_id
+// (or the timestamp property, or any header that differs).
 //
 // # Delivery semantics
 //
