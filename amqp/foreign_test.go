@@ -106,9 +106,12 @@ func TestDerivedID(t *testing.T) {
 	same := map[string]func(*amqp091.Delivery){
 		"redelivered":      func(d *amqp091.Delivery) { d.Redelivered = true; d.DeliveryTag = 99 },
 		"x-delivery-count": func(d *amqp091.Delivery) { d.Headers["x-delivery-count"] = int64(3) },
-		"x-death":          func(d *amqp091.Delivery) { d.Headers["x-death"] = []any{amqp091.Table{"count": int64(1)}}; d.Headers["x-first-death-queue"] = "q" },
-		"dead-letter key":  func(d *amqp091.Delivery) { d.Exchange, d.RoutingKey = "dlx", "other" },
-		"consumer":         func(d *amqp091.Delivery) { d.ConsumerTag = "c2" },
+		"x-death": func(d *amqp091.Delivery) {
+			d.Headers["x-death"] = []any{amqp091.Table{"count": int64(1)}}
+			d.Headers["x-first-death-queue"] = "q"
+		},
+		"dead-letter key": func(d *amqp091.Delivery) { d.Exchange, d.RoutingKey = "dlx", "other" },
+		"consumer":        func(d *amqp091.Delivery) { d.ConsumerTag = "c2" },
 	}
 	for name, f := range same {
 		d := base()
