@@ -437,9 +437,13 @@
 // Bad input fails before anything is sent: message.ErrInvalidTopic (empty,
 // over 255 bytes, a character outside the allowed set, the "amq." prefix),
 // message.ErrInvalidMessage (a nil message, an ID, header name or routing
-// key over 255 bytes), message.ErrMessageTooLarge, message.ErrNilHandler,
-// message.ErrInvalidConfig (bad options, a bad URL, a declaration the
-// broker refuses). Per-message publish failures come in a
+// key over 255 bytes), message.ErrMessageTooLarge (a payload over
+// WithMaxPayload, or over the broker's max_message_size once it refused
+// one), message.ErrNilHandler, message.ErrInvalidConfig (bad options, a
+// bad URL: what is wrong is said, the URL never shown, a declaration the
+// broker refuses). A constructor whose broker does not complete the
+// connection within WithDialTimeout fails with an error saying it timed
+// out. Per-message publish failures come in a
 // *message.PublishError: message.ErrUnroutable (returned by the broker),
 // ErrNacked (refused by the broker), message.ErrMessageTooLarge (a header
 // frame over frame_max, or a payload over the broker's max_message_size),
@@ -447,5 +451,10 @@
 // for, every time), or the channel error. Broker errors
 // wrap *amqp091.Error, so errors.As finds the AMQP reply code. After Close,
 // Publish, Declare and Subscribe return message.ErrClosed. Context errors
-// are returned unwrapped.
+// are returned unwrapped; a Publish whose ctx is already done returns its
+// error and publishes nothing. A connection lost to a delivery the client
+// cannot decode is reported, not returned: StateChange.Err (and the log)
+// matches ErrUndecodableDelivery (see Undecodable deliveries). No error,
+// log line or state change holds a broker URL's password, whatever the
+// URL's shape.
 package amqp
