@@ -2,6 +2,7 @@ package reliability_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,8 +10,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/ferrymsg/ferry/amqp"
+	"github.com/ferrymsg/ferry/internal/testenv"
 	"github.com/ferrymsg/ferry/message"
 )
 
@@ -177,4 +182,106 @@ func TestAMQPURLWithoutSchemeSaysWhatIsWrong(t *testing.T) {
 		}
 		t.Logf("%q: %v", raw, err)
 	}
+}
+
+// TestAMQPPasswordNotInLogsOrStates runs a Publisher and a Subscriber
+// whose URLs hold urlSecret (plain and percent-encoded; the broker is
+// logged into with WithConfig's SASL credentials, so the URL's password
+// is never checked) through a proxy that cuts their connections and then
+// refuses new ones for a while: the disconnections, the failed
+// reconnection attempts and the reconnections are logged and reported,
+// and none of them, nor any error of the outage, shows the password.
+func TestAMQPPasswordNotInLogsOrStates(t *testing.T) {
+	raw := testenv.NeedAMQP(t)
+	u := amqpTarget(t, raw)
+	px := testenv.NewProxy(t, u.Host)
+	guest := amqp091.Config{SASL: []amqp091.Authentication{&amqp091.PlainAuth{Username: "guest", Password: "guest"}}}
+	for _, pw := range []string{urlSecret, urlSecretEnc} {
+		t.Run(pw, func(t *testing.T) {
+			secretURL := "amqp://guest:" + pw + "@" + px.Addr() + "/"
+			var logs syncLog
+			var mu sync.Mutex
+			var states []amqp.StateChange
+			opts := amqp.WithOptions(amqp.WithConfig(guest), fastReconnect,
+				amqp.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))),
+				amqp.WithOnStateChange(func(sc amqp.StateChange) { mu.Lock(); states = append(states, sc); mu.Unlock() }))
+			p, err := amqp.NewPublisher(secretURL, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			s, err := amqp.NewSubscriber(secretURL, opts, amqp.WithGroup("g"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			count := func(st amqp.State) int {
+				mu.Lock()
+				defer mu.Unlock()
+				n := 0
+				for _, sc := range states {
+					if sc.State == st {
+						n++
+					}
+				}
+				return n
+			}
+			waitFor := func(st amqp.State, n int) {
+				deadline := time.Now().Add(30 * time.Second)
+				for count(st) < n {
+					if time.Now().After(deadline) {
+						t.Fatalf("%d %v state changes, want %d", count(st), st, n)
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+			px.Down()
+			waitFor(amqp.StateDisconnected, 2)
+			waitFor(amqp.StateReconnecting, 2)
+			// An outage's errors: a Publish bounded by a short ctx.
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			perr := p.Publish(ctx, "ferrytest.secrets", &message.Message{})
+			cancel()
+			px.Up()
+			waitFor(amqp.StateConnected, 4)
+			p.Close()
+			s.Close()
+
+			if secretIn(logs.String()) {
+				t.Errorf("the log shows the password:\n%s", logs.String())
+			}
+			if perr != nil && secretIn(perr.Error()) {
+				t.Errorf("Publish's error shows the password: %v", perr)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, sc := range states {
+				if secretIn(sc.URL) || sc.Err != nil && secretIn(sc.Err.Error()) {
+					t.Errorf("a state change shows the password: %+v", sc)
+				}
+				if !strings.Contains(sc.URL, "guest:xxxxx@") {
+					t.Errorf("state change URL %q: want the password redacted as xxxxx", sc.URL)
+				}
+			}
+			t.Logf("%d state changes, %d log bytes", len(states), len(logs.String()))
+		})
+	}
+}
+
+// syncLog is a log buffer safe for concurrent writers.
+type syncLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
