@@ -9,8 +9,41 @@ import (
 	"time"
 
 	"github.com/ferrymsg/ferry/adapter"
+	"github.com/ferrymsg/ferry/internal/isnil"
 	"github.com/ferrymsg/ferry/message"
 )
+
+// keyCtx is the context key of the dedupe key of the message being handled.
+type keyCtx struct{}
+
+// keyContext is the handler's context: ctx with the claimed key, one
+// allocation (context.WithValue would take two, boxing the string).
+type keyContext struct {
+	context.Context
+	key string
+}
+
+func (c *keyContext) Value(k any) any {
+	if _, ok := k.(keyCtx); ok {
+		return c.key
+	}
+	return c.Context.Value(k)
+}
+
+// KeyFromContext returns the dedupe key the middleware claimed for the
+// message being handled (the KeyFunc's result, WithKey) and true, when ctx
+// is (or derives from) the context the middleware passed to the handler.
+// It returns "", false otherwise (nil ctx included): outside the
+// middleware, or for a message without a key, which is not deduplicated.
+// sqlstore.MarkProcessedTx uses it when called with an empty key, so a
+// handler never recomputes the key.
+func KeyFromContext(ctx context.Context) (string, bool) {
+	if ctx == nil {
+		return "", false
+	}
+	k, ok := ctx.Value(keyCtx{}).(string)
+	return k, ok && k != ""
+}
 
 // DefaultLease is how long a claim holds a key before another delivery may
 // take it over, unless renewed. With renewal on (the default) a running
@@ -30,8 +63,14 @@ var ErrAlreadyProcessed = errors.New("dedupe: already processed")
 type KeyFunc func(msg *message.Message) string
 
 // KeyByID is the default KeyFunc: the message ID, which Publish fills in
-// and every adapter carries end to end.
-func KeyByID(msg *message.Message) string { return msg.ID }
+// and every adapter carries end to end. A nil message has the empty key, as
+// with every KeyFunc here.
+func KeyByID(msg *message.Message) string {
+	if msg == nil {
+		return ""
+	}
+	return msg.ID
+}
 
 // KeyByPosition keys a message by where the broker stored it:
 // "group/topic/partition/offset", as in Spring Kafka's idempotent-consumer
@@ -39,6 +78,9 @@ func KeyByID(msg *message.Message) string { return msg.ID }
 // rebalance) but not a message published twice. On brokers without
 // positions (AMQP, where Partition is -1) it falls back to "id:" + msg.ID.
 func KeyByPosition(msg *message.Message) string {
+	if msg == nil {
+		return ""
+	}
 	d := &msg.Delivery
 	if d.Partition < 0 || d.Offset < 0 {
 		if msg.ID == "" {
@@ -61,7 +103,12 @@ func KeyByPosition(msg *message.Message) string {
 // that carry their own idempotency key. A message without the header is
 // not deduplicated.
 func KeyByHeader(name string) KeyFunc {
-	return func(msg *message.Message) string { return msg.Headers[name] }
+	return func(msg *message.Message) string {
+		if msg == nil {
+			return ""
+		}
+		return msg.Headers[name]
+	}
 }
 
 // Option configures the middleware returned by New.
@@ -141,8 +188,8 @@ func WithLeaseRenewal(every time.Duration) Option {
 // processed (its replay runs), and ErrInProgress, which wraps
 // message.ErrRedeliver, is passed back for redelivery rather than retried.
 func New(store Store, opts ...Option) (message.Middleware, error) {
-	if store == nil {
-		return nil, invalidConfig("New: nil store")
+	if isnil.Is(store) {
+		return nil, invalidConfig("New: nil store (%T)", store)
 	}
 	c := config{key: KeyByID, lease: DefaultLease, renew: -1}
 	for _, o := range opts {
@@ -210,7 +257,7 @@ func (m *middleware) handle(ctx context.Context, next message.Handler, msg *mess
 		r = m.renewers.Get().(*renewer)
 		r.start(key, res.Token)
 	}
-	err = adapter.Call(ctx, next, msg)
+	err = adapter.Call(&keyContext{ctx, key}, next, msg)
 	if r != nil {
 		r.stop()
 		m.renewers.Put(r)

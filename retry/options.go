@@ -7,6 +7,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 
+	"github.com/ferrymsg/ferry/internal/isnil"
 	"github.com/ferrymsg/ferry/message"
 )
 
@@ -236,8 +237,8 @@ func WithRedeliver(fn func(error) bool) Option {
 // returned to the subscriber, which redelivers it.
 func WithDeadLetter(pub message.Publisher) Option {
 	return Option{func(c *config) error {
-		if pub == nil {
-			return invalid("WithDeadLetter: publisher is nil")
+		if isnil.Is(pub) {
+			return invalid("WithDeadLetter: publisher is nil (%T)", pub)
 		}
 		c.pub = pub
 		return nil

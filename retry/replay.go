@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ferrymsg/ferry/adapter"
+	"github.com/ferrymsg/ferry/internal/isnil"
 	"github.com/ferrymsg/ferry/message"
 )
 
@@ -115,8 +116,8 @@ func Replay(ctx context.Context, sub message.Subscriber, pub message.Publisher, 
 			return ReplayStats{}, err
 		}
 	}
-	if sub == nil || pub == nil {
-		return ReplayStats{}, invalid("Replay: subscriber and publisher must not be nil")
+	if isnil.Is(sub) || isnil.Is(pub) {
+		return ReplayStats{}, invalid("Replay: subscriber (%T) and publisher (%T) must not be nil", sub, pub)
 	}
 	if err := adapter.ValidateTopic(dltTopic); err != nil {
 		return ReplayStats{}, fmt.Errorf("retry: replay: %w", err)

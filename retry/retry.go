@@ -88,6 +88,11 @@ func (r *retrier) wrap(next message.Handler) message.Handler {
 		return nil
 	}
 	return func(ctx context.Context, msg *message.Message) error {
+		if msg == nil {
+			// Not a delivery (subscribers never pass nil): nothing to
+			// retry or dead-letter; the handler decides.
+			return adapter.Call(ctx, next, msg)
+		}
 		if msg.Delivery.Attempt > 1 && r.pub != nil {
 			// A redelivery of a message this process already gave up on,
 			// whose dead-letter publish failed: publish it again without

@@ -50,8 +50,9 @@ func ExampleStore_MarkProcessedTx() {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO payments (order_id, amount) VALUES (?, ?)`, m.ID, 10); err != nil {
 			return err
 		}
-		// Same key as the middleware: msg.ID by default.
-		if err := store.MarkProcessedTx(ctx, tx, m.ID); err != nil {
+		// An empty key: the one the middleware claimed, from ctx
+		// (dedupe.KeyFromContext), whatever dedupe.WithKey computes.
+		if err := store.MarkProcessedTx(ctx, tx, ""); err != nil {
 			return err
 		}
 		return tx.Commit()

@@ -388,8 +388,12 @@ func (s *Store) complete(ctx context.Context, db execer, key string) (bool, erro
 // MarkProcessedTx marks key processed inside the caller's transaction, so
 // the business write and the processed mark commit (or roll back)
 // together: the idempotent-consumer table of the classic pattern. Call it
-// from a handler wrapped by dedupe.New, with the key the middleware uses
-// (msg.ID by default), before committing tx.
+// from a handler wrapped by dedupe.New, before committing tx, with the
+// handler's ctx and an empty key: the key is then the one the middleware
+// claimed (dedupe.KeyFromContext), whatever dedupe.WithKey computes, so the
+// mark cannot miss the claimed row. A non-empty key is used as given. An
+// empty key with a ctx that does not come from the middleware is an error
+// wrapping dedupe.ErrInvalidKey.
 //
 // It returns dedupe.ErrAlreadyProcessed when the key is already marked:
 // another delivery committed the same work first (possible only when a
@@ -400,11 +404,18 @@ func (s *Store) complete(ctx context.Context, db execer, key string) (bool, erro
 // the key's row until tx ends, so a concurrent duplicate waits for the
 // outcome instead of running.
 func (s *Store) MarkProcessedTx(ctx context.Context, tx *sql.Tx, key string) error {
+	if ctx == nil {
+		return fmt.Errorf("sqlstore: MarkProcessedTx %q: %w: nil context", key, message.ErrInvalidConfig)
+	}
 	if tx == nil {
-		return fmt.Errorf("sqlstore: MarkProcessedTx %q: nil *sql.Tx", key)
+		return fmt.Errorf("sqlstore: MarkProcessedTx %q: %w: nil *sql.Tx", key, message.ErrInvalidConfig)
 	}
 	if key == "" {
-		return fmt.Errorf("%w: empty key", dedupe.ErrInvalidKey)
+		k, ok := dedupe.KeyFromContext(ctx)
+		if !ok {
+			return fmt.Errorf("%w: empty key, and ctx is not a handler context of the dedupe middleware (pass the handler's ctx, or the key)", dedupe.ErrInvalidKey)
+		}
+		key = k
 	}
 	marked, err := s.complete(ctx, tx, key)
 	if err != nil {
