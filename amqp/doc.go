@@ -109,6 +109,14 @@
 // publish with Publisher.Declare(ctx, topic, groups...) or
 // Subscriber.Declare, with the same options as the subscribers.
 //
+// Subscribe calls message.WithReady's function once it consumes: with
+// groups, after the exchange, the group's shard queues and their bindings
+// are declared and the member announced itself to the group and tried its
+// first shard claims (it may own no shard yet, or none at all when the
+// group has more members than shards); with WithCompetingConsumers, after
+// the queue is declared, bound and consumed. A message published after
+// ready is routed to the group's queues and kept for it.
+//
 // Topic names are exchange names: 1 to 255 bytes of letters, digits, '-',
 // '_', '.' and ':', not starting with "amq." (reserved by RabbitMQ).
 //

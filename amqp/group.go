@@ -161,6 +161,10 @@ func (m *member) session(rctx context.Context, sess *session) error {
 	defer tick.Stop()
 	m.announce(ctl, "hello")
 	m.rebalance(rctx, sess)
+	// Ready (message.WithReady): the group's queues are declared and
+	// bound, so what is published from now on is kept for the group, and
+	// the member announced itself and tried its first shard claims.
+	message.SignalReady(rctx)
 	for {
 		select {
 		case <-rctx.Done():

@@ -214,6 +214,9 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string, h message.Hand
 			continue
 		}
 		cur.scope = d.NewScope()
+		// Ready (message.WithReady): the queue is declared, bound and
+		// consumed.
+		message.SignalReady(rctx)
 		if s.consume(rctx, cur, d, topic) {
 			break // ctx done or closed
 		}

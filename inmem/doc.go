@@ -64,6 +64,10 @@
 // life of the Broker, even with no member, and holds back dropping until it
 // settles.
 //
+// Subscribe calls message.WithReady's function once the member joined its
+// group, before its first fetch: the group's offsets exist then, so every
+// message published afterwards reaches the group.
+//
 // # Configuration
 //
 // Options are typed by the constructor that takes them: NewBroker takes

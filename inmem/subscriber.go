@@ -143,6 +143,9 @@ func (s *Subscriber) Subscribe(ctx context.Context, topicName string, h message.
 	m.disp, m.scopes, m.epochs = disp, make([]*dispatch.Scope, len(g.parts)), make([]uint64, len(g.parts))
 	maxPending := disp.Config().MaxPending
 	dr := drainer{t: t, g: g, m: m, disp: disp, quit: make(chan struct{})}
+	// Ready: the member is in its group, whose offsets exist, so anything
+	// published from now on reaches it (message.WithReady).
+	message.SignalReady(ctx)
 
 	var result error
 	raw := make([]fetched, 0, 256)

@@ -95,6 +95,17 @@
 // batches (it lingers 10ms by default; kgo.ProducerLinger changes that).
 // A batch is not atomic: records go to different partitions.
 //
+// Subscribe calls message.WithReady's function at the first partition
+// assignment of the Subscribe call (franz-go's OnPartitionsAssigned, which
+// it calls after every join even when nothing is assigned), after the
+// topic was created if missing: the member joined the group and holds its
+// first assignment, which is empty when the group already has as many
+// members as the topic has partitions. The group exists then; a new group
+// starts at the earliest offset (WithStartOffset(StartEarliest), the
+// default), so a record published after ready is delivered to the group.
+// With StartLatest the start offset is looked up just after the
+// assignment, so a record published in between may be skipped.
+//
 // # Topics
 //
 // Publish and Subscribe create a missing topic with 8 partitions and the

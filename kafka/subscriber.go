@@ -118,6 +118,7 @@ type subscription struct {
 	mu    sync.Mutex
 	parts map[int32]*partState
 
+	ctx     context.Context // Subscribe's: carries message.WithReady
 	fatal   error
 	recycle bool // build recycles franz-go's records (see recordPool)
 
@@ -132,6 +133,7 @@ func (s *Subscriber) run(ctx context.Context, topic string, h message.Handler) e
 		group: s.cfg.Group,
 		cfg:   &s.cfg,
 		parts: make(map[int32]*partState),
+		ctx:   ctx,
 	}
 
 	dcfg := dispatch.ConfigFor(s.cfg.SubscriberConfig)
@@ -390,7 +392,6 @@ func (sub *subscription) commitAll() {
 // a dispatcher scope of its own.
 func (sub *subscription) assigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	sub.mu.Lock()
-	defer sub.mu.Unlock()
 	for _, p := range assigned[sub.topic] {
 		if old := sub.parts[p]; old != nil {
 			old.kill()
@@ -398,6 +399,12 @@ func (sub *subscription) assigned(_ context.Context, _ *kgo.Client, assigned map
 		}
 		sub.parts[p] = newPartState(sub.topic, p, sub.d.NewScope())
 	}
+	sub.mu.Unlock()
+	// Ready (message.WithReady): franz-go calls this after every join,
+	// with what is new to this member, empty when the group has more
+	// members than the topic has partitions; the first call says the
+	// member joined the group and holds its first assignment.
+	message.SignalReady(sub.ctx)
 }
 
 // detach stops tracking the given partitions and starts draining them

@@ -35,6 +35,23 @@
 // flight are delivered again: use the dedupe middleware for
 // effectively-once processing.
 //
+// # Readiness
+//
+// A Subscribe call blocks while it consumes, so the caller cannot see when
+// it started consuming. WithReady puts a function into Subscribe's context
+// that every adapter calls once, from Subscribe, when the subscription is
+// consuming: a message published after it was called reaches the
+// subscriber's group, without a warm-up message. Each adapter's package
+// documentation says what ready means there (inmem: joined the group;
+// kafka: joined the group and got its first, possibly empty, partition
+// assignment; amqp: the group's queues declared and bound, the member
+// announced). A Subscribe that fails before consuming (bad input, Close,
+// a cancelled context) does not call it.
+//
+//	ready := make(chan struct{})
+//	go sub.Subscribe(message.WithReady(ctx, func() { close(ready) }), "orders", h)
+//	<-ready // the subscription consumes; publish
+//
 // # Errors
 //
 // Sentinel errors (ErrClosed, ErrInvalidTopic, ErrInvalidMessage,

@@ -84,6 +84,16 @@
 //   - new group reads from the start (Features.NewGroupReadsHistory): a
 //     group created after every message was settled by another group still
 //     receives them all.
+//   - subscribe signals ready once it consumes, and a message published
+//     right after arrives (message.WithReady): Subscribe with an empty
+//     topic and Subscribe on a closed subscriber never call the ready
+//     function; a running Subscribe on a fresh topic and group calls it
+//     exactly once; 20 messages published as soon as it fired, with no
+//     warm-up and no Harness.Prepare (called only when the test ends, for
+//     clean-up, so the topology must come from Subscribe), are all
+//     handled; a second member joining the group is ready too (even with
+//     no partition or shard of its own), and 20 more messages published
+//     then are all handled by one of the two.
 //   - graceful shutdown lets in-flight handlers finish and settles them:
 //     cancelling Subscribe while handlers run lets them finish with a live
 //     context, Subscribe returns nil only after they finished, and a
@@ -115,7 +125,9 @@
 //
 // The suite calls Harness.Prepare (when set) with each fresh topic and the
 // groups that will consume it before publishing, so an adapter whose queues
-// only receive what is published after they exist (AMQP) gets them in time.
+// only receive what is published after they exist (AMQP) gets them in time,
+// except in "subscribe signals ready once it consumes", which relies on
+// Subscribe having declared them when the ready function is called.
 // It relies on history only in "new group reads from the start".
 //
 // Topics come from Harness.NewTopic, or are named ferry-<test>-<random> from

@@ -198,7 +198,13 @@ func (s *subscription) endedEarly() bool {
 // subscribe is Subscribe, returning the subscription so that a test can
 // end it (stop, wait).
 func (e *Env) subscribe(sub message.Subscriber, topic string, h message.Handler) *subscription {
-	ctx, cancel := context.WithCancel(context.Background())
+	return e.subscribeCtx(context.Background(), sub, topic, h)
+}
+
+// subscribeCtx is subscribe with Subscribe's context derived from parent
+// (which carries values, such as message.WithReady's, and never ends).
+func (e *Env) subscribeCtx(parent context.Context, sub message.Subscriber, topic string, h message.Handler) *subscription {
+	ctx, cancel := context.WithCancel(parent)
 	s := &subscription{topic: topic, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)

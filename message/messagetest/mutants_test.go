@@ -337,6 +337,31 @@ var mutants = []mutant{
 		lieDuringOutage: true,
 	},
 	{
+		// Ready is shadowed by a function of the wrapper's own, so the
+		// caller's is never called.
+		name:   "never signals ready",
+		fails:  []string{"subscribe signals ready once it consumes, and a message published right after arrives"},
+		passes: []string{"cancelling an idle subscribe returns nil"},
+		sub: func(s message.Subscriber, _ *messagetest.SubscriberConfig) message.Subscriber {
+			return &sub{Subscriber: s, subscribe: func(ctx context.Context, topic string, h message.Handler) error {
+				return s.Subscribe(message.WithReady(ctx, func() {}), topic, h)
+			}}
+		},
+	},
+	{
+		// Ready as soon as Subscribe is called, before it knows it can
+		// consume.
+		name:   "signals ready before consuming",
+		fails:  []string{"subscribe signals ready once it consumes, and a message published right after arrives"},
+		passes: []string{"cancelling an idle subscribe returns nil"},
+		sub: func(s message.Subscriber, _ *messagetest.SubscriberConfig) message.Subscriber {
+			return &sub{Subscriber: s, subscribe: func(ctx context.Context, topic string, h message.Handler) error {
+				message.SignalReady(ctx)
+				return s.Subscribe(ctx, topic, h)
+			}}
+		},
+	},
+	{
 		name:  "leaks a goroutine per subscriber",
 		fails: []string{"no goroutines are left after close"},
 		sub: func(s message.Subscriber, _ *messagetest.SubscriberConfig) message.Subscriber {

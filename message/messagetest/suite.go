@@ -86,6 +86,7 @@ func (s *suite) tests() []testCase {
 			}
 			return ""
 		}},
+		{"subscribe signals ready once it consumes, and a message published right after arrives", s.testReady, nil},
 		{"graceful shutdown lets in-flight handlers finish and settles them", s.testGracefulShutdown, nil},
 		{"cancelling an idle subscribe returns nil", s.testCancelIdle, nil},
 		{"close is idempotent", s.testCloseIdempotent, nil},
