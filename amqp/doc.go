@@ -107,7 +107,10 @@
 // does not read history, and a message published to a topic with no bound
 // queue is unroutable. Create a group's topology ahead of the first
 // publish with Publisher.Declare(ctx, topic, groups...) or
-// Subscriber.Declare, with the same options as the subscribers.
+// Subscriber.Declare, with the same options as the subscribers, or name
+// the groups in the publisher's WithDeclareGroups: it declares them with
+// the topic's exchange at its first use of each topic and after every
+// reconnection.
 //
 // Subscribe calls message.WithReady's function once it consumes: with
 // groups, after the exchange, the group's shard queues and their bindings

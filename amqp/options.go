@@ -108,6 +108,7 @@ type config struct {
 	keyHeader      string
 	routingKey     func(topic string, m *message.Message) string
 	maxPayload     int
+	declareGroups  []string // Publisher: groups declared at first use of a topic
 	// Subscriber: group, concurrency, redelivery backoff and drain
 	// timeout. Its MaxPending is not used: the dispatcher's bound is
 	// twice the prefetch (prefetchCount).
@@ -394,6 +395,29 @@ func WithMaxPayload(n int) PublisherOption {
 			return invalid("WithMaxPayload(%d): want 1..%d", n, maxMaxPayload)
 		}
 		c.maxPayload = n
+		return nil
+	})
+}
+
+// WithDeclareGroups makes the Publisher declare, at its first use of each
+// topic (and again after every reconnection), the topology of the given
+// groups besides the topic's exchange, as Publisher.Declare(ctx, topic,
+// groups...) would: each group's durable queues bound to the exchange,
+// with the Publisher's topology options (WithQueueName, WithShards,
+// WithQuorumQueues, WithQueueArgs, ...; give it the same ones as the
+// groups' Subscribers, or the declaration fails with an error wrapping
+// message.ErrInvalidConfig). Messages published before any subscriber of
+// these groups started are then kept for them instead of being
+// unroutable. Group names must not be empty; calling it again adds groups.
+// Publisher only. Default: none (only the exchange is declared).
+func WithDeclareGroups(groups ...string) PublisherOption {
+	return pubOpt(func(c *config) error {
+		for _, g := range groups {
+			if g == "" {
+				return invalid("WithDeclareGroups(%q): a group name is empty", groups)
+			}
+		}
+		c.declareGroups = append(c.declareGroups, groups...)
 		return nil
 	})
 }

@@ -286,7 +286,8 @@ func (p *Publisher) acquire(ctx context.Context) (*slot, error) {
 	return s, nil
 }
 
-// ensureExchange declares topic's exchange once per connection.
+// ensureExchange declares topic's exchange once per connection, with the
+// topology of the WithDeclareGroups groups.
 func (p *Publisher) ensureExchange(ctx context.Context, topic string) error {
 	for {
 		sess, err := p.conn.get(ctx)
@@ -299,14 +300,24 @@ func (p *Publisher) ensureExchange(ctx context.Context, topic string) error {
 		if done {
 			return nil
 		}
-		err = p.withChannel(sess, func(ch *amqp091.Channel) error { return p.cfg.declareExchange(ch, topic) })
+		err = p.withChannel(sess, func(ch *amqp091.Channel) error {
+			if err := p.cfg.declareExchange(ch, topic); err != nil {
+				return err
+			}
+			for _, g := range p.cfg.declareGroups {
+				if _, err := p.cfg.declareGroup(ch, topic, g); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 		if err == nil {
 			p.declMu.Lock()
 			p.declared[topic] = sess.gen
 			p.declMu.Unlock()
 			return nil
 		}
-		if isFatal(err) {
+		if isFatal(err) || errors.Is(err, message.ErrInvalidConfig) {
 			return err
 		}
 		if err := p.conn.pause(ctx, sess, 100*time.Millisecond); err != nil {
