@@ -3,6 +3,9 @@ package kafka
 import (
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -42,8 +45,10 @@ type Option interface {
 type (
 	sharedOpt func(*config) error
 	subOpt    func(*config) error
+	pubOpt    func(*config) error
 )
 
+func (o pubOpt) applyPublisher(c *config) error     { return applyOpt(o, c) }
 func (o sharedOpt) applyPublisher(c *config) error  { return applyOpt(o, c) }
 func (o sharedOpt) applySubscriber(c *config) error { return applyOpt(o, c) }
 func (o subOpt) applySubscriber(c *config) error    { return applyOpt(o, c) }
@@ -75,6 +80,7 @@ const (
 	DefaultPartitions        = 8
 	DefaultReplicationFactor = -1 // the broker's default.replication.factor
 	DefaultCommitInterval    = time.Second
+	DefaultDeliveryTimeout   = 30 * time.Second
 )
 
 type config struct {
@@ -82,9 +88,13 @@ type config struct {
 	logger     *slog.Logger
 
 	// Topics.
-	createTopics bool
-	partitions   int32
-	replication  int16
+	createTopics   bool
+	partitions     int32
+	replication    int16
+	havePartitions bool // set by WithTopicCreation: an existing topic must match
+
+	// Publisher.
+	deliveryTimeout time.Duration
 
 	// Subscriber: group, concurrency, max pending, redelivery backoff,
 	// drain timeout, and what only Kafka has.
@@ -103,6 +113,7 @@ func defaultConfig() config {
 		SubscriberConfig: adapter.DefaultSubscriberConfig(),
 		start:            StartEarliest,
 		commitInterval:   DefaultCommitInterval,
+		deliveryTimeout:  DefaultDeliveryTimeout,
 	}
 }
 
@@ -150,6 +161,39 @@ func (c *config) finish() error {
 	c.onError = func(m *message.Message, err error) {
 		l.Warn("ferry kafka: handler failed; redelivering", "topic", m.Delivery.Topic, "group", m.Delivery.Group,
 			"partition", m.Delivery.Partition, "offset", m.Delivery.Offset, "id", m.ID, "attempt", m.Delivery.Attempt, "err", err)
+	}
+	return nil
+}
+
+// validateBrokers checks the seed broker addresses of NewPublisher and
+// NewSubscriber: at least one, each "host:port" with a non-empty host
+// without spaces and a port from 1 to 65535 ("[::1]:9092" for IPv6). An
+// empty entry, what strings.Split of an unset variable gives, is an error
+// instead of franz-go's silent default of 127.0.0.1:9092.
+func validateBrokers(brokers []string) error {
+	if len(brokers) == 0 {
+		return invalid("no seed brokers")
+	}
+	for i, b := range brokers {
+		why := ""
+		host, port, err := net.SplitHostPort(b)
+		switch {
+		case strings.TrimSpace(b) == "":
+			why = "it is empty (an unset variable split on commas gives one empty address)"
+		case strings.ContainsAny(b, " \t\r\n"):
+			why = "it contains white space"
+		case err != nil:
+			why = "want host:port: " + err.Error()
+		case host == "":
+			why = "the host is empty"
+		default:
+			if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+				why = fmt.Sprintf("port %q is not a number from 1 to 65535", port)
+			}
+		}
+		if why != "" {
+			return invalid("seed broker #%d %q of %d: %s", i, b, len(brokers), why)
+		}
 	}
 	return nil
 }
@@ -223,6 +267,13 @@ func WithLogger(l *slog.Logger) Option {
 // that does not exist, and turns topic creation on. Publisher and
 // Subscriber. Default: DefaultPartitions (8) partitions, replication
 // DefaultReplicationFactor (-1).
+//
+// Given explicitly, the partition count is also checked against a topic
+// that already exists: another count (which maps keys to other partitions
+// than intended) fails the Publish or Subscribe with an error wrapping
+// message.ErrInvalidConfig that names both counts, rather than being
+// accepted silently. Without WithTopicCreation an existing topic's count
+// is accepted as it is.
 func WithTopicCreation(partitions int32, replicationFactor int16) Option {
 	return sharedOpt(func(c *config) error {
 		if partitions < 1 {
@@ -234,6 +285,28 @@ func WithTopicCreation(partitions int32, replicationFactor int16) Option {
 		c.createTopics = true
 		c.partitions = partitions
 		c.replication = replicationFactor
+		c.havePartitions = true
+		return nil
+	})
+}
+
+// WithDeliveryTimeout bounds a Publish call whose ctx has no deadline: the
+// topic look-up (and creation) and the records' delivery, franz-go's
+// retries included, get at most d. A broker that accepts connections and
+// never answers then fails the Publish after about d with an error naming
+// WithDeliveryTimeout that matches context.DeadlineExceeded, instead of
+// holding it for franz-go's retry timeouts (about 40 s for the topic
+// look-up) or, for records, forever. A ctx with a deadline is used as it
+// is (this bound does not apply). ferry does not use
+// kgo.RecordDeliveryTimeout by default because franz-go measures it from
+// the record timestamp (Message.Time), which may be in the past. It must
+// be positive. Publisher only. Default: DefaultDeliveryTimeout (30 s).
+func WithDeliveryTimeout(d time.Duration) PublisherOption {
+	return pubOpt(func(c *config) error {
+		if d <= 0 {
+			return invalid("WithDeliveryTimeout(%v): want > 0", d)
+		}
+		c.deliveryTimeout = d
 		return nil
 	})
 }

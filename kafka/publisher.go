@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -28,6 +29,8 @@ type Publisher struct {
 	topics   *topics
 	maxBatch func(string) int32
 
+	deliveryTimeout time.Duration // WithDeliveryTimeout
+
 	mu     sync.RWMutex // held for reading by Publish, for writing by Close
 	closed bool
 }
@@ -35,7 +38,8 @@ type Publisher struct {
 var _ message.Publisher = (*Publisher)(nil)
 
 // NewPublisher returns a Publisher for the cluster reachable through the
-// given seed brokers ("host:port"). It uses franz-go's idempotent producer
+// given seed brokers, each "host:port" (an empty or malformed address is an
+// error wrapping message.ErrInvalidConfig that names it). It uses franz-go's idempotent producer
 // with acks=all, its batching and lingering (10ms), and its default
 // partitioner, which puts a key on the same partition as the Java client
 // does (murmur2). It does not connect until the first Publish.
@@ -45,8 +49,8 @@ var _ message.Publisher = (*Publisher)(nil)
 // does not compile here. A bad option value fails with an error wrapping
 // message.ErrInvalidConfig that names the option.
 func NewPublisher(brokers []string, opts ...PublisherOption) (*Publisher, error) {
-	if len(brokers) == 0 {
-		return nil, fmt.Errorf("kafka: %w: no seed brokers", message.ErrInvalidConfig)
+	if err := validateBrokers(brokers); err != nil {
+		return nil, err
 	}
 	c, err := newPublisherConfig(opts)
 	if err != nil {
@@ -64,6 +68,7 @@ func NewPublisher(brokers []string, opts ...PublisherOption) (*Publisher, error)
 		cl:     cl,
 		topics: newTopics(kadm.NewClient(cl), &c),
 	}
+	p.deliveryTimeout = c.deliveryTimeout
 	p.maxBatch, _ = cl.OptValue(kgo.ProducerBatchMaxBytesFn).(func(string) int32)
 	if p.maxBatch == nil {
 		p.maxBatch = func(string) int32 { return 1000012 }
@@ -89,7 +94,14 @@ func (p *Publisher) Client() *kgo.Client { return p.cl }
 // On failure of some records the error is a *message.PublishError listing
 // them; each entry's error wraps the franz-go/kerr error and, where one
 // applies, a message sentinel. If ctx ends before any record was sent,
-// ctx.Err() is returned as is.
+// ctx.Err() is returned as is; an already cancelled ctx publishes nothing.
+//
+// When ctx has no deadline, the call is bounded by WithDeliveryTimeout
+// (default DefaultDeliveryTimeout, 30 s): a broker that accepts
+// connections and never answers fails it with an error naming
+// WithDeliveryTimeout that matches context.DeadlineExceeded (records
+// already buffered may still be delivered by franz-go afterwards, as with
+// any ended ctx). A ctx with a deadline is used as it is.
 func (p *Publisher) Publish(ctx context.Context, topic string, msgs ...*message.Message) error {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
@@ -105,9 +117,36 @@ func (p *Publisher) Publish(ctx context.Context, topic string, msgs ...*message.
 	if len(msgs) == 0 {
 		return nil
 	}
+	if err := ctx.Err(); err != nil {
+		return err // a cancelled ctx publishes nothing
+	}
 	if err := adapter.Prepare(topic, msgs); err != nil {
 		return fmt.Errorf("kafka: %w", err)
 	}
+	if _, ok := ctx.Deadline(); !ok {
+		// No deadline of the caller's: bound the wait for the brokers
+		// (WithDeliveryTimeout), so a broker that never answers cannot
+		// hold the call for franz-go's retry timeouts or forever.
+		bctx, cancel := context.WithTimeout(ctx, p.deliveryTimeout)
+		defer cancel()
+		if err := p.publish(bctx, topic, msgs); err != nil {
+			var pe *message.PublishError
+			if ctx.Err() == nil && bctx.Err() != nil && !errors.As(err, &pe) {
+				// Our bound ended the call, not the caller's ctx.
+				if isCtxErr(err) {
+					return fmt.Errorf("kafka: publish %q: no answer from the brokers within %v (WithDeliveryTimeout): %w", topic, p.deliveryTimeout, err)
+				}
+				return fmt.Errorf("kafka: publish %q: no answer from the brokers within %v (WithDeliveryTimeout): %w: %w", topic, p.deliveryTimeout, context.DeadlineExceeded, err)
+			}
+			return err
+		}
+		return nil
+	}
+	return p.publish(ctx, topic, msgs)
+}
+
+// publish is Publish once msgs are checked and prepared.
+func (p *Publisher) publish(ctx context.Context, topic string, msgs []*message.Message) error {
 	if err := p.topics.ensure(ctx, topic); err != nil {
 		return err
 	}

@@ -31,13 +31,14 @@ type topics struct {
 	create      bool
 	partitions  int32
 	replication int16
+	mustMatch   bool // WithTopicCreation given: an existing topic's partition count must match
 
 	known sync.Map // topic name -> struct{}
 	mu    sync.Mutex
 }
 
 func newTopics(adm *kadm.Client, c *config) *topics {
-	return &topics{adm: adm, create: c.createTopics, partitions: c.partitions, replication: c.replication}
+	return &topics{adm: adm, create: c.createTopics, partitions: c.partitions, replication: c.replication, mustMatch: c.havePartitions}
 }
 
 // ensure returns nil when topic exists or was created.
@@ -50,11 +51,18 @@ func (t *topics) ensure(ctx context.Context, topic string) error {
 	if _, ok := t.known.Load(topic); ok {
 		return nil
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	details, err := t.adm.ListTopics(ctx, topic)
 	if err != nil {
 		return topicErr(ctx, topic, "look up", err)
 	}
 	if d, ok := details[topic]; ok && d.Err == nil {
+		if n := len(d.Partitions); t.mustMatch && n != int(t.partitions) {
+			return fmt.Errorf("kafka: topic %q: %w: it exists with %d partitions, WithTopicCreation(%d, %d) asks for %d (keys would map to other partitions than intended; change the option or the topic)",
+				topic, message.ErrInvalidConfig, n, t.partitions, t.replication, t.partitions)
+		}
 		t.known.Store(topic, struct{}{})
 		return nil
 	} else if ok && !errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
