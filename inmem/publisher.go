@@ -35,8 +35,17 @@ func NewPublisher(b *Broker) (*Publisher, error) {
 // Publish. Topic names follow Kafka's rules (1 to 249 of [a-zA-Z0-9._-]) so
 // that code tested on inmem runs on Kafka. Publish is safe for concurrent
 // use; a batch is appended atomically. After Close it returns
-// message.ErrClosed.
+// message.ErrClosed. An already cancelled ctx publishes nothing and returns
+// ctx.Err(). A nil ctx (a programmer error by Go convention) and a
+// Publisher not made by NewPublisher get an error wrapping
+// message.ErrInvalidConfig, not a panic.
 func (p *Publisher) Publish(ctx context.Context, topicName string, msgs ...*message.Message) error {
+	if ctx == nil {
+		return fmt.Errorf("inmem: publish %q: %w: nil context", topicName, message.ErrInvalidConfig)
+	}
+	if p.b == nil {
+		return fmt.Errorf("inmem: publish %q: %w: the Publisher was not made by NewPublisher", topicName, message.ErrInvalidConfig)
+	}
 	if p.closed.Load() || p.b.isClosed() {
 		return fmt.Errorf("inmem: publish %q: %w", topicName, message.ErrClosed)
 	}
