@@ -101,8 +101,16 @@ func (p *Publisher) Client() *kgo.Client { return p.cl }
 // connections and never answers fails it with an error naming
 // WithDeliveryTimeout that matches context.DeadlineExceeded (records
 // already buffered may still be delivered by franz-go afterwards, as with
-// any ended ctx). A ctx with a deadline is used as it is.
+// any ended ctx). A ctx with a deadline is used as it is. A nil ctx (a
+// programmer error by Go convention) and a Publisher not made by
+// NewPublisher get an error wrapping message.ErrInvalidConfig, not a panic.
 func (p *Publisher) Publish(ctx context.Context, topic string, msgs ...*message.Message) error {
+	if ctx == nil {
+		return fmt.Errorf("kafka: publish %q: %w: nil context", topic, message.ErrInvalidConfig)
+	}
+	if p.cl == nil {
+		return fmt.Errorf("kafka: publish %q: %w: the Publisher was not made by NewPublisher", topic, message.ErrInvalidConfig)
+	}
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.closed {
