@@ -93,7 +93,20 @@
 // Publish returns when every record is acknowledged by all in-sync replicas
 // (acks=all, idempotent producer). Concurrent Publish calls share franz-go's
 // batches (it lingers 10ms by default; kgo.ProducerLinger changes that).
-// A batch is not atomic: records go to different partitions.
+// A batch is not atomic: records go to different partitions. An already
+// cancelled ctx publishes nothing and returns context.Canceled. A Publish
+// whose ctx has no deadline is bounded by WithDeliveryTimeout (default
+// DefaultDeliveryTimeout, 30 s): a broker that accepts connections and
+// never answers fails it with an error naming WithDeliveryTimeout that
+// matches context.DeadlineExceeded (without the bound franz-go gives up
+// on the topic look-up after about 40 s, and retries records forever).
+// Pass a ctx with a deadline to choose per call.
+//
+// Seed brokers are "host:port": an empty entry (what
+// strings.Split(os.Getenv("BROKERS"), ",") gives for an unset variable),
+// a missing or bad port, an empty host or white space fails the
+// constructor with message.ErrInvalidConfig naming the address, instead
+// of franz-go's silent default of 127.0.0.1:9092.
 //
 // Subscribe calls message.WithReady's function at the first partition
 // assignment of the Subscribe call (franz-go's OnPartitionsAssigned, which
@@ -112,7 +125,11 @@
 // broker's default replication factor (WithTopicCreation changes both), or,
 // with WithoutTopicCreation, fail with an error matching
 // message.ErrTopicNotFound. Known topics are cached per Publisher and
-// Subscriber.
+// Subscriber. With WithTopicCreation given explicitly, an existing topic
+// whose partition count differs from the option's fails Publish and
+// Subscribe with message.ErrInvalidConfig naming both counts (keys would
+// map to other partitions than the configuration says); without it, any
+// existing count is accepted.
 //
 // # Configuration
 //
@@ -143,9 +160,11 @@
 //	WithStartOffset        StartEarliest, for a group with no commit
 //	WithCommitInterval     1s
 //
-// There are no Publisher-only options yet: what the producer does beyond
-// ferry's settings (acks=all, idempotence) is tuned with kgo options
-// through WithClientOptions.
+//	PublisherOption        default
+//	WithDeliveryTimeout    30s, for a Publish whose ctx has no deadline
+//
+// Beyond these, what the producer does beyond ferry's settings (acks=all,
+// idempotence) is tuned with kgo options through WithClientOptions.
 //
 // # Logging
 //
