@@ -102,8 +102,8 @@ func TestNilSweep(t *testing.T) {
 		}
 	})
 	noPanic(t, "Publish(nil ctx)", func() {
-		//nolint:staticcheck // a nil context on purpose
-		if err := p.Publish(nil, "t", &message.Message{}); !errors.Is(err, message.ErrInvalidConfig) {
+		var nilCtx context.Context // a nil context on purpose
+		if err := p.Publish(nilCtx, "t", &message.Message{}); !errors.Is(err, message.ErrInvalidConfig) {
 			t.Errorf("Publish(nil ctx) = %v, want ErrInvalidConfig", err)
 		}
 	})

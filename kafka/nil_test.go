@@ -59,8 +59,8 @@ func TestNilSweep(t *testing.T) {
 		if err := p.Publish(ctx, "nils", &message.Message{}, nil); !errors.Is(err, message.ErrInvalidMessage) {
 			t.Errorf("Publish(nil message) = %v, want ErrInvalidMessage", err)
 		}
-		//nolint:staticcheck // a nil context on purpose
-		if err := p.Publish(nil, "nils", &message.Message{}); !errors.Is(err, message.ErrInvalidConfig) {
+		var nilCtx context.Context // a nil context on purpose
+		if err := p.Publish(nilCtx, "nils", &message.Message{}); !errors.Is(err, message.ErrInvalidConfig) {
 			t.Errorf("Publish(nil ctx) = %v, want ErrInvalidConfig", err)
 		}
 		if err := p.Publish(ctx, "nils"); err != nil {

@@ -120,8 +120,8 @@ func TestNilSweep(t *testing.T) {
 		}
 	})
 	noPanic("MarkProcessedTx(nil ctx)", func() {
-		//nolint:staticcheck // a nil context on purpose
-		if err := s.MarkProcessedTx(nil, tx, ""); err == nil {
+		var nilCtx context.Context // a nil context on purpose
+		if err := s.MarkProcessedTx(nilCtx, tx, ""); err == nil {
 			t.Error("MarkProcessedTx(nil ctx) = nil")
 		}
 	})
