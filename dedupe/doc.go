@@ -66,7 +66,14 @@
 // database writes: mark the key inside the business transaction with
 // sqlstore's MarkProcessedTx, so the write and the mark commit or roll back
 // together (the classic processed_messages table). The middleware's own
-// Complete afterwards then changes nothing.
+// Complete afterwards then changes nothing. The handler need not recompute
+// the key: KeyFromContext(ctx) returns the one the middleware claimed
+// (whatever WithKey computes), and MarkProcessedTx(ctx, tx, "") uses it.
+//
+// New rejects a nil Store, typed nils included (a nil *MemoryStore in the
+// interface), with message.ErrInvalidConfig: such a store would panic on
+// every delivery. A nil message passed to the middleware's handler goes to
+// the next handler undeduplicated; the KeyFuncs return "" for it.
 //
 // The memory store only remembers within one process: it catches in-process
 // redeliveries and duplicate publishes, not duplicates after a restart, and

@@ -37,7 +37,10 @@
 // claim.
 //
 // The business write and the processed mark can commit together: in the
-// handler, call MarkProcessedTx with the handler's *sql.Tx before Commit.
+// handler, call MarkProcessedTx with the handler's ctx and *sql.Tx before
+// Commit, and an empty key: the key is then the one the middleware claimed
+// (dedupe.KeyFromContext), so a custom dedupe.WithKey cannot be
+// recomputed wrongly and silently lose the atomicity.
 // If the transaction rolls back, so does the mark, and the middleware
 // releases the claim for a redelivery. If another delivery marked the key
 // first (possible only when a hung handler's lease ran out),
