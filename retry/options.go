@@ -233,8 +233,11 @@ func WithRedeliver(fn func(error) bool) Option {
 // WithDeadLetter publishes a message whose attempts are exhausted (or whose
 // error is permanent) to its dead-letter topic through pub, then settles
 // the original. pub can be any adapter's Publisher (the one of the
-// consumed broker, usually). Default: none: an exhausted message's error is
-// returned to the subscriber, which redelivers it.
+// consumed broker, usually). A nil pub, a typed nil included (a nil
+// *kafka.Publisher in the interface), makes New fail with
+// message.ErrInvalidConfig: it would panic at every dead-letter. Default:
+// none: an exhausted message's error is returned to the subscriber, which
+// redelivers it.
 func WithDeadLetter(pub message.Publisher) Option {
 	return Option{func(c *config) error {
 		if isnil.Is(pub) {
