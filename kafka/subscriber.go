@@ -45,8 +45,8 @@ var _ message.Subscriber = (*Subscriber)(nil)
 // WithLogger, WithOptions). A bad option value fails with an error
 // wrapping message.ErrInvalidConfig that names the option.
 func NewSubscriber(brokers []string, opts ...SubscriberOption) (*Subscriber, error) {
-	if err := validateBrokers(brokers); err != nil {
-		return nil, err
+	if len(brokers) == 0 {
+		return nil, fmt.Errorf("kafka: %w: no seed brokers", message.ErrInvalidConfig)
 	}
 	c, err := newSubscriberConfig(opts)
 	if err != nil {
@@ -63,6 +63,14 @@ func NewSubscriber(brokers []string, opts ...SubscriberOption) (*Subscriber, err
 		topics:  newTopics(kadm.NewClient(admin), &c),
 	}, nil
 }
+
+// Group liveness defaults of a Subscriber, applied before
+// WithClientOptions (so kgo.SessionTimeout and kgo.HeartbeatInterval
+// there win). See the package doc, "Crash recovery".
+const (
+	DefaultSessionTimeout    = 10 * time.Second
+	DefaultHeartbeatInterval = time.Second
+)
 
 // Subscribe joins the consumer group for topic and calls h for each record
 // until ctx is cancelled (it then shuts down gracefully and returns nil),
@@ -152,6 +160,11 @@ func (s *Subscriber) run(ctx context.Context, topic string, h message.Handler) e
 		kgo.ConsumeTopics(topic),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.ConsumeResetOffset(reset),
+		// A crashed member's partitions move when its session times out
+		// (see the package doc, "Crash recovery"): 10 s instead of
+		// franz-go's 45 s, heartbeats every second.
+		kgo.SessionTimeout(DefaultSessionTimeout),
+		kgo.HeartbeatInterval(DefaultHeartbeatInterval),
 		kgo.AutoCommitMarks(),
 		kgo.AutoCommitInterval(s.cfg.commitInterval),
 		kgo.OnPartitionsAssigned(sub.assigned),
