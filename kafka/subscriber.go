@@ -45,8 +45,8 @@ var _ message.Subscriber = (*Subscriber)(nil)
 // WithLogger, WithOptions). A bad option value fails with an error
 // wrapping message.ErrInvalidConfig that names the option.
 func NewSubscriber(brokers []string, opts ...SubscriberOption) (*Subscriber, error) {
-	if len(brokers) == 0 {
-		return nil, fmt.Errorf("kafka: %w: no seed brokers", message.ErrInvalidConfig)
+	if err := validateBrokers(brokers); err != nil {
+		return nil, err
 	}
 	c, err := newSubscriberConfig(opts)
 	if err != nil {
