@@ -265,7 +265,7 @@ func TestPropertyHeadersDelivered(t *testing.T) {
 	if !maps.Equal(got.Headers, want) {
 		t.Errorf("headers\n got %v\nwant %v", got.Headers, want)
 	}
-	if got.ID != "" || got.Key != "" || string(got.Payload) != `{"id":"o-1"}` {
+	if got.ID != DerivedID("t", d) || got.Key != "" || string(got.Payload) != `{"id":"o-1"}` { // no message_id: a derived ID
 		t.Errorf("got %+v", got)
 	}
 
