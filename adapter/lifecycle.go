@@ -3,6 +3,7 @@ package adapter
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/ferrymsg/ferry/message"
@@ -69,8 +70,15 @@ func (l *Lifecycle) initLocked() {
 // is also cancelled, with the cause message.ErrClosed, when Close is
 // called, and end, which the call must run when it returns (defer end());
 // Close waits for it. end releases the context and is safe to call more
-// than once.
+// than once. A nil ctx is refused with an error wrapping
+// message.ErrInvalidConfig.
 func (l *Lifecycle) Begin(ctx context.Context) (context.Context, func(), error) {
+	if ctx == nil {
+		// A programmer error by Go's convention, reported rather than
+		// panicking inside the adapter (where a half-begun call would
+		// also keep Close waiting).
+		return nil, nil, fmt.Errorf("%w: nil context", message.ErrInvalidConfig)
+	}
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ferrymsg/ferry/adapter"
+	"github.com/ferrymsg/ferry/inmem"
 	"github.com/ferrymsg/ferry/message"
 )
 
@@ -97,4 +98,41 @@ func TestLifecycleBeginStartsNoGoroutine(t *testing.T) {
 		end()
 	}
 	l.Close()
+}
+
+// TestLifecycleNilContext: a nil context is refused with an error, and a
+// later Close does not wait for the call that never began.
+func TestLifecycleNilContext(t *testing.T) {
+	var l adapter.Lifecycle
+	_, end, err := l.Begin(nil) //lint:ignore SA1012 a nil context on purpose
+	if !errors.Is(err, message.ErrInvalidConfig) || end != nil {
+		t.Fatalf("Begin(nil) = end %v, err %v; want no end func and ErrInvalidConfig", end != nil, err)
+	}
+	done := make(chan struct{})
+	go func() { l.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waited for a call that Begin refused")
+	}
+}
+
+// TestSubscribeNilContext: every adapter's Subscribe (here inmem's) reports
+// a nil context instead of panicking, and Close still returns.
+func TestSubscribeNilContext(t *testing.T) {
+	b, err := inmem.NewBroker()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := inmem.NewSubscriber(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	//lint:ignore SA1012 a nil context on purpose
+	if err := s.Subscribe(nil, "t", func(context.Context, *message.Message) error { return nil }); !errors.Is(err, message.ErrInvalidConfig) {
+		t.Fatalf("Subscribe(nil ctx) = %v, want ErrInvalidConfig", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
