@@ -4,22 +4,17 @@ package retrytest_test
 // that the retry middleware relies on by wrapping the inmem adapter, and
 // the subtests that guard it must fail on it. Each mutant runs in a child
 // process (this test binary, re-run with FERRY_RETRYTEST_MUTANT set),
-// because a failing subtest cannot be observed from inside the same test.
-// The machinery is the one of message/messagetest's mutants_test.go, cut
-// down to what these mutants need.
+// because a failing subtest cannot be observed from inside the same test;
+// internal/mutanttest runs them.
 
 import (
 	"context"
-	"errors"
-	"os"
-	"os/exec"
-	"regexp"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ferrymsg/ferry/inmem"
+	"github.com/ferrymsg/ferry/internal/mutanttest"
 	"github.com/ferrymsg/ferry/message"
 	"github.com/ferrymsg/ferry/message/messagetest"
 	"github.com/ferrymsg/ferry/retry/retrytest"
@@ -167,7 +162,7 @@ func harness(t *testing.T, m *mutant) messagetest.Harness {
 // says. It is the child process of TestSuiteCatchesMutants, and on its own
 // (the variable unset) runs the suite on the healthy adapter.
 func TestMutantChild(t *testing.T) {
-	name := os.Getenv(mutantEnv)
+	name := mutanttest.Child(mutantEnv)
 	if name == "" {
 		retrytest.Run(t, harness(t, nil))
 		return
@@ -181,47 +176,10 @@ func TestMutantChild(t *testing.T) {
 	t.Fatalf("unknown mutant %q", name)
 }
 
-// subtestName is the name go test gives t.Run(name).
-func subtestName(name string) string {
-	return strings.ReplaceAll(name, " ", "_")
-}
-
 func TestSuiteCatchesMutants(t *testing.T) {
-	if os.Getenv(mutantEnv) != "" {
-		t.Skip("running as a mutant child process")
+	cases := make([]mutanttest.Case, len(mutants))
+	for i, m := range mutants {
+		cases[i] = mutanttest.Case{Name: m.name, Fails: m.fails, Passes: m.passes}
 	}
-	if testing.Short() {
-		t.Skip("runs the suite in child processes; skipped with -short")
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range mutants {
-		t.Run(subtestName(m.name), func(t *testing.T) {
-			t.Parallel()
-			var parts []string
-			for _, f := range append(slices.Clone(m.fails), m.passes...) {
-				parts = append(parts, regexp.QuoteMeta(subtestName(f)))
-			}
-			run := "^TestMutantChild$/^(" + strings.Join(parts, "|") + ")$"
-			cmd := exec.Command(exe, "-test.run="+run, "-test.v", "-test.count=1")
-			cmd.Env = append(os.Environ(), mutantEnv+"="+m.name)
-			out, err := cmd.CombinedOutput()
-			var exit *exec.ExitError
-			if !errors.As(err, &exit) {
-				t.Fatalf("mutant child: want a failing exit, got %v\n%s", err, out)
-			}
-			for _, f := range m.fails {
-				if want := "--- FAIL: TestMutantChild/" + subtestName(f) + " "; !strings.Contains(string(out), want) {
-					t.Errorf("subtest %q did not fail on this mutant; child output:\n%s", f, out)
-				}
-			}
-			for _, f := range m.passes {
-				if want := "--- PASS: TestMutantChild/" + subtestName(f) + " "; !strings.Contains(string(out), want) {
-					t.Errorf("subtest %q did not pass on this mutant, which it cannot detect; child output:\n%s", f, out)
-				}
-			}
-		})
-	}
+	mutanttest.Check(t, mutantEnv, cases)
 }
