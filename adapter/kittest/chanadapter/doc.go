@@ -24,7 +24,8 @@
 //     validated), dispatch.Dispatcher built by dispatch.ConfigFor (keyed
 //     order, concurrency, redelivery backoff, backpressure, graceful
 //     shutdown, panics recovered through adapter.Call), one dispatch.Scope
-//     per partition assignment and Dispatcher.Drain to revoke it. Fetching
+//     per partition assignment and Dispatcher.Drain to revoke it,
+//     message.SignalReady once the member has joined its group. Fetching
 //     from the log, settling into the tracker and the group assignment are
 //     the adapter's own (under 400 lines of code in all).
 //

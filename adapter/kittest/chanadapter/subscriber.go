@@ -112,6 +112,9 @@ func (s *Subscriber) Subscribe(ctx context.Context, topicName string, h message.
 	}
 	d := dispatch.New(ctx, h, dispatch.ConfigFor(s.cfg), settled)
 	maxPending := d.Config().MaxPending
+	// Ready: the member has joined its group and consumes from here on
+	// (message.WithReady).
+	message.SignalReady(ctx)
 
 	closed := false
 	var revoked []int
