@@ -15,7 +15,6 @@ import (
 
 	"github.com/ferrymsg/ferry/dedupe"
 	"github.com/ferrymsg/ferry/dedupe/dedupetest"
-	"github.com/ferrymsg/ferry/inmem"
 	"github.com/ferrymsg/ferry/internal/mutanttest"
 	"github.com/ferrymsg/ferry/message"
 	"github.com/ferrymsg/ferry/message/messagetest"
@@ -119,73 +118,12 @@ func (s *mutatedStore) Extend(ctx context.Context, key string, token dedupe.Toke
 	return s.Store.Extend(ctx, key, token, lease)
 }
 
-type mutatedPublisher struct {
-	message.Publisher
-	change func(m *message.Message)
-}
-
-func (p mutatedPublisher) Publish(ctx context.Context, topic string, msgs ...*message.Message) error {
-	cs := make([]*message.Message, len(msgs))
-	for i, m := range msgs {
-		if m != nil {
-			cs[i] = m.Clone()
-			p.change(cs[i])
-		}
-	}
-	return p.Publisher.Publish(ctx, topic, cs...)
-}
-
-type mutatedSubscriber struct {
-	message.Subscriber
-	wrap func(message.Handler) message.Handler
-}
-
-func (s mutatedSubscriber) Subscribe(ctx context.Context, topic string, h message.Handler) error {
-	if h != nil {
-		h = s.wrap(h)
-	}
-	return s.Subscriber.Subscribe(ctx, topic, h)
-}
-
 // harness builds the inmem harness, with the mutant applied when m is set.
 func harness(t *testing.T, m *mutant) messagetest.Harness {
-	b, err := inmem.NewBroker(inmem.WithPartitions(4), inmem.WithRetention(1<<20, 0))
-	if err != nil {
-		t.Fatal(err)
+	if m == nil {
+		return mutanttest.InmemHarness(t, false, nil, nil)
 	}
-	t.Cleanup(func() { _ = b.Close() })
-	timeout := 20 * time.Second
-	if m != nil {
-		timeout = 2 * time.Second // mutants that lose messages fail by timing out
-	}
-	return messagetest.Harness{
-		NewPublisher: func(testing.TB) (message.Publisher, error) {
-			ip, err := inmem.NewPublisher(b)
-			if err != nil {
-				return nil, err
-			}
-			var p message.Publisher = ip
-			if m != nil && m.publish != nil {
-				p = mutatedPublisher{Publisher: p, change: m.publish}
-			}
-			return p, nil
-		},
-		NewSubscriber: func(_ testing.TB, cfg messagetest.SubscriberConfig) (message.Subscriber, error) {
-			s, err := inmem.NewSubscriber(b,
-				inmem.WithGroup(cfg.Group),
-				inmem.WithConcurrency(cfg.Concurrency),
-				inmem.WithRedeliveryBackoff(cfg.InitialBackoff, cfg.MaxBackoff),
-				inmem.WithDrainTimeout(cfg.DrainTimeout))
-			if err != nil {
-				return nil, err
-			}
-			if m != nil && m.handle != nil {
-				return mutatedSubscriber{Subscriber: s, wrap: m.handle}, nil
-			}
-			return s, nil
-		},
-		Features: messagetest.Features{Timeout: timeout},
-	}
+	return mutanttest.InmemHarness(t, true, m.publish, m.handle)
 }
 
 // runSuites runs both suites: the store suite on the memory store and the
