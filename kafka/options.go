@@ -102,6 +102,7 @@ type config struct {
 	haveMaxPending bool // set by WithMaxPending, checked against Concurrency
 	start          StartOffset
 	commitInterval time.Duration
+	share          bool                          // WithShareGroup: Group is a share group (share.go)
 	onError        func(*message.Message, error) // the logger's handler error log; nil without one
 }
 

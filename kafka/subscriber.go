@@ -92,7 +92,10 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string, h message.Hand
 	defer end()
 
 	err = s.topics.ensure(runCtx, topic)
-	if err == nil {
+	switch {
+	case err == nil && s.cfg.share:
+		err = s.runShare(runCtx, topic, h) // share.go
+	case err == nil:
 		err = s.run(runCtx, topic, h)
 	}
 	if s.life.Closed() {

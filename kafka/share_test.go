@@ -1,0 +1,164 @@
+package kafka_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ferrymsg/ferry/internal/testenv"
+	"github.com/ferrymsg/ferry/kafka"
+	"github.com/ferrymsg/ferry/message"
+	"github.com/ferrymsg/ferry/retry"
+)
+
+// shareBackends runs fn on kfake and on the real broker (which skips
+// unless FERRY_REQUIRE_BROKERS is set or a broker is up).
+func shareBackends(t *testing.T, fn func(t *testing.T, brokers []string)) {
+	t.Run("kfake", func(t *testing.T) { fn(t, newFake(t)) })
+	t.Run("broker", func(t *testing.T) { fn(t, testenv.NeedKafka(t)) })
+}
+
+// fastShare makes share-group joins quick in tests: heartbeats as often
+// as the broker allows and short fetch waits.
+func fastShare() kafka.Option {
+	return kafka.WithClientOptions(kgo.FetchMaxWait(100 * time.Millisecond))
+}
+
+func newShareSubscriber(t *testing.T, brokers []string, group string, opts ...kafka.SubscriberOption) *kafka.Subscriber {
+	t.Helper()
+	s, err := kafka.NewSubscriber(brokers, append([]kafka.SubscriberOption{kafka.WithShareGroup(group), fastShare(),
+		kafka.WithRedeliveryBackoff(time.Millisecond, 5*time.Millisecond)}, opts...)...)
+	if err != nil {
+		t.Fatalf("NewSubscriber: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// setGroupConfig sets share group configuration entries, as an operator
+// would with kafka-configs.sh --entity-type groups.
+func setGroupConfig(t testing.TB, brokers []string, group string, kv map[string]string) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrIncrementalAlterConfigsRequest()
+	res := kmsg.NewIncrementalAlterConfigsRequestResource()
+	res.ResourceType = kmsg.ConfigResourceTypeGroupConfig
+	res.ResourceName = group
+	for k, v := range kv {
+		c := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+		c.Name, c.Value, c.Op = k, kmsg.StringPtr(v), kmsg.IncrementalAlterConfigOpSet
+		res.Configs = append(res.Configs, c)
+	}
+	req.Resources = append(req.Resources, res)
+	resp, err := req.RequestWith(context.Background(), cl)
+	if err == nil {
+		err = kerr.ErrorForCode(resp.Resources[0].ErrorCode)
+	}
+	if err != nil {
+		t.Fatalf("set group config %v of %q: %v", kv, group, err)
+	}
+}
+
+// publishN publishes n messages with IDs prefix-0 ... prefix-(n-1).
+func publishN(t *testing.T, p *kafka.Publisher, topic, prefix string, n int) []string {
+	t.Helper()
+	msgs := make([]*message.Message, n)
+	ids := make([]string, n)
+	for i := range msgs {
+		ids[i] = prefix + "-" + strconv.Itoa(i)
+		msgs[i] = &message.Message{ID: ids[i], Payload: []byte(ids[i])}
+	}
+	if err := p.Publish(context.Background(), topic, msgs...); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	return ids
+}
+
+// calls records handler calls by message ID.
+type calls struct {
+	mu       sync.Mutex
+	byID     map[string][]message.Delivery
+	byMember map[int]int
+	total    int
+	changed  chan struct{}
+}
+
+func newCalls() *calls {
+	return &calls{byID: map[string][]message.Delivery{}, byMember: map[int]int{}, changed: make(chan struct{}, 1)}
+}
+
+func (c *calls) add(member int, m *message.Message) {
+	c.mu.Lock()
+	c.byID[m.ID] = append(c.byID[m.ID], m.Delivery)
+	c.byMember[member]++
+	c.total++
+	c.mu.Unlock()
+	select {
+	case c.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (c *calls) deliveries(id string) []message.Delivery {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]message.Delivery(nil), c.byID[id]...)
+}
+
+// waitUntil waits until cond holds on the recorded calls, failing with
+// what was seen after the timeout.
+func (c *calls) waitUntil(t *testing.T, what string, cond func(c *calls) bool) {
+	t.Helper()
+	deadline := time.NewTimer(testWait)
+	defer deadline.Stop()
+	for {
+		c.mu.Lock()
+		ok := cond(c)
+		seen := fmt.Sprintf("%d calls of %d messages, per member %v", c.total, len(c.byID), c.byMember)
+		c.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-c.changed:
+		case <-deadline.C:
+			t.Fatalf("timed out after %v waiting for %s; saw %s", testWait, what, seen)
+		}
+	}
+}
+
+func TestShareGroupAcceptsEachMessageOnce(t *testing.T) {
+	shareBackends(t, func(t *testing.T, brokers []string) {
+		topic := uniqueTopic(t)
+		p := newPublisher(t, brokers, kafka.WithTopicCreation(2, -1))
+		ids := publishN(t, p, topic, "m", 50)
+		group := "share-" + topic
+		c := newCalls()
+		s := newShareSubscriber(t, brokers, group, kafka.WithConcurrency(4), kafka.WithTopicCreation(2, -1))
+		r := startSubscribe(t, s, topic, func(_ context.Context, m *message.Message) error {
+			c.add(0, m)
+			return nil
+		})
+		c.waitUntil(t, "every message handled", func(c *calls) bool { return len(c.byID) == len(ids) })
+		r.stop(t)
+		for _, id := range ids {
+			if d := c.deliveries(id); len(d) != 1 || d[0].Attempt != 1 || d[0].Group != group || d[0].Topic != topic {
+				t.Errorf("%s: deliveries %+v, want one with attempt 1, group %q", id, d, group)
+			}
+		}
+		_ = errors.New
+		_ = retry.Permanent
+	})
+}
