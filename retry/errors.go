@@ -31,6 +31,12 @@ func (e *PermanentError) Error() string { return e.Err.Error() }
 // Unwrap returns Err.
 func (e *PermanentError) Unwrap() error { return e.Err }
 
+// Permanent reports true: the error is permanent. Subscribers that can
+// reject a message outright (a Kafka share group, kafka.WithShareGroup)
+// look for this method in a handler error's chain instead of importing
+// retry.
+func (e *PermanentError) Permanent() bool { return true }
+
 // Permanent wraps err so that the retry middleware skips the remaining
 // attempts. Permanent(nil) is nil. Errors wrapped with backoff.Permanent from
 // github.com/cenkalti/backoff/v4 are treated the same way.
