@@ -256,9 +256,9 @@ func TestBadBrokerURL(t *testing.T) {
 	cases := []struct {
 		name, url, want string
 	}{
-		{"unknown scheme", "nats://user:s3cret@127.0.0.1:4222", `unknown broker scheme "nats" in nats://user:xxxxx@127.0.0.1:4222; want inmem://`},
-		{"no scheme", "127.0.0.1:9092", `has no scheme; want inmem://`},
-		{"kafka without brokers", "kafka://", `kafka://: no host:port after kafka://`},
+		{"unknown scheme", "nats://user:s3cret@127.0.0.1:4222", `unknown broker URL scheme "nats" in nats://user:xxxxx@127.0.0.1:4222; want kafka://`},
+		{"no scheme", "127.0.0.1:9092", `does not start with a scheme; want kafka://`},
+		{"kafka without brokers", "kafka://", `kafka://: an empty host in the host list`},
 		{"unreachable RabbitMQ", "amqp://guest:s3cret@127.0.0.1:1/", `cannot reach RabbitMQ: amqp: dial amqp://guest:xxxxx@127.0.0.1:1/`},
 		{"unreachable Kafka", "kafka://127.0.0.1:1", `cannot reach Kafka at kafka://127.0.0.1:1`},
 	}

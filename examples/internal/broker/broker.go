@@ -7,10 +7,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/url"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -19,13 +17,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/ferrymsg/ferry/amqp"
+	"github.com/ferrymsg/ferry/connect"
 	"github.com/ferrymsg/ferry/inmem"
 	"github.com/ferrymsg/ferry/kafka"
 	"github.com/ferrymsg/ferry/message"
 )
 
 // Forms lists the URL forms Open accepts.
-const Forms = "inmem:// (the default), kafka://host:port[,host:port...] or amqp://user:pass@host:port/vhost"
+const Forms = "inmem:// (the default), kafka://host:port[,host:port...] or amqp://user:pass@host:port/vhost, with connect's query parameters"
 
 // Usage describes the -broker flag.
 const Usage = "broker URL: " + Forms
@@ -34,7 +33,7 @@ const Usage = "broker URL: " + Forms
 func Flag() *string { return flag.String("broker", "inmem://", Usage) }
 
 // ErrUnknownScheme is returned by Open for a URL it cannot map to an adapter.
-var ErrUnknownScheme = errors.New("unknown broker scheme")
+var ErrUnknownScheme = connect.ErrUnknownScheme
 
 // Subscriber settings used by every example, chosen for quick demos: a
 // failed message is redelivered after 20 ms (doubling up to 1 s), and a
@@ -55,126 +54,54 @@ type Broker struct {
 	URL string
 
 	runID string
-	pub   message.Publisher
-
-	mem     *inmem.Broker
-	brokers []string // kafka
-	amqpURL string   // amqp
-	amqpPub *amqp.Publisher
-	amqpOpt amqp.Option // shared by the publisher and subscribers: same queue declarations
+	conn  *connect.Broker
 
 	mu     sync.Mutex
 	topics []string // topics named by Topic, deleted by Close on Kafka
-	subs   []message.Subscriber
 }
 
-// Open connects to the broker named by rawURL and checks that it is
-// reachable, waiting at most 10 s or until ctx ends. The error names the URL
-// with its password redacted.
+// Open connects to the broker named by rawURL (connect.Open) and checks
+// that it is reachable, waiting at most 10 s or until ctx ends. The error
+// names the URL with its password redacted.
 func Open(ctx context.Context, rawURL string) (*Broker, error) {
 	if rawURL == "" {
 		rawURL = "inmem://"
 	}
-	scheme, rest, ok := strings.Cut(rawURL, "://")
-	if !ok {
-		return nil, fmt.Errorf("broker: %w: %q has no scheme; want %s", ErrUnknownScheme, Redact(rawURL), Forms)
-	}
-	b := &Broker{URL: Redact(rawURL), runID: newRunID()}
-	switch strings.ToLower(scheme) {
-	case "inmem", "mem":
-		b.Kind = "inmem"
+	octx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	conn, err := connect.Open(octx, rawURL,
 		// Retention keeps the history for groups that subscribe after the
 		// first messages were published, as Kafka's log does.
-		mem, err := inmem.NewBroker(inmem.WithRetention(1<<20, 0))
-		if err != nil {
-			return nil, fmt.Errorf("broker: %s: %w", b.URL, err)
+		connect.WithInmem(inmem.WithRetention(1<<20, 0)),
+		connect.WithAMQP(amqp.WithQueueArgs(amqp091.Table{"x-expires": int32(queueExpiry)})),
+		connect.WithInmemSubscriber(inmem.WithRedeliveryBackoff(redeliveryInitial, redeliveryMax), inmem.WithDrainTimeout(drainTimeout)),
+		connect.WithKafkaSubscriber(kafka.WithRedeliveryBackoff(redeliveryInitial, redeliveryMax), kafka.WithDrainTimeout(drainTimeout),
+			kafka.WithCommitInterval(200*time.Millisecond)),
+		connect.WithAMQPSubscriber(amqp.WithRedeliveryBackoff(redeliveryInitial, redeliveryMax), amqp.WithDrainTimeout(drainTimeout)),
+	)
+	if err != nil {
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return nil, ctx.Err() // interrupted
 		}
-		pub, err := inmem.NewPublisher(mem)
-		if err != nil {
-			return nil, fmt.Errorf("broker: %s: %w", b.URL, err)
-		}
-		b.mem, b.pub = mem, pub
-		return b, nil
-
-	case "kafka":
-		b.Kind = "kafka"
-		for _, hp := range strings.Split(strings.TrimRight(rest, "/"), ",") {
-			if hp = strings.TrimSpace(hp); hp != "" {
-				b.brokers = append(b.brokers, hp)
-			}
-		}
-		if len(b.brokers) == 0 {
-			return nil, fmt.Errorf("broker: %s: no host:port after kafka://", b.URL)
-		}
-		pub, err := kafka.NewPublisher(b.brokers)
-		if err != nil {
-			return nil, fmt.Errorf("broker: %s: %w", b.URL, err)
-		}
-		pctx, cancel := context.WithTimeout(ctx, connectTimeout)
-		defer cancel()
-		if err := pub.Client().Ping(pctx); err != nil {
-			pub.Close()
-			if errors.Is(ctx.Err(), context.Canceled) {
-				return nil, ctx.Err() // interrupted
-			}
-			return nil, fmt.Errorf("broker: cannot reach Kafka at %s: %w", b.URL, err)
-		}
-		b.pub = pub
-		return b, nil
-
-	case "amqp", "amqps":
-		b.Kind = "amqp"
-		b.amqpURL = rawURL
-		b.amqpOpt = amqp.WithQueueArgs(amqp091.Table{"x-expires": int32(queueExpiry)})
-		pub, err := amqp.NewPublisher(rawURL, b.amqpOpt)
-		if err != nil {
-			// The adapter's errors already carry the redacted URL.
-			return nil, fmt.Errorf("broker: cannot reach RabbitMQ: %w", err)
-		}
-		b.amqpPub, b.pub = pub, pub
-		return b, nil
+		return nil, err
 	}
-	return nil, fmt.Errorf("broker: %w %q in %s; want %s", ErrUnknownScheme, scheme, Redact(rawURL), Forms)
+	kind := conn.Scheme()
+	if kind == connect.SchemeAMQPS {
+		kind = connect.SchemeAMQP
+	}
+	return &Broker{Kind: kind, URL: conn.String(), runID: newRunID(), conn: conn}, nil
 }
 
 // Publisher returns the broker's publisher. Close closes it.
-func (b *Broker) Publisher() message.Publisher { return b.pub }
+func (b *Broker) Publisher() message.Publisher { return b.conn.Publisher() }
 
 // Subscriber returns a subscriber in group running up to concurrency
 // handlers at once. Close closes it.
 func (b *Broker) Subscriber(group string, concurrency int) (message.Subscriber, error) {
-	var (
-		sub message.Subscriber
-		err error
-	)
-	switch b.Kind {
-	case "inmem":
-		sub, err = inmem.NewSubscriber(b.mem,
-			inmem.WithGroup(group),
-			inmem.WithConcurrency(concurrency),
-			inmem.WithRedeliveryBackoff(redeliveryInitial, redeliveryMax),
-			inmem.WithDrainTimeout(drainTimeout))
-	case "kafka":
-		sub, err = kafka.NewSubscriber(b.brokers,
-			kafka.WithGroup(group),
-			kafka.WithConcurrency(concurrency),
-			kafka.WithRedeliveryBackoff(redeliveryInitial, redeliveryMax),
-			kafka.WithDrainTimeout(drainTimeout),
-			kafka.WithCommitInterval(200*time.Millisecond))
-	case "amqp":
-		sub, err = amqp.NewSubscriber(b.amqpURL,
-			amqp.WithGroup(group),
-			amqp.WithConcurrency(concurrency),
-			amqp.WithRedeliveryBackoff(redeliveryInitial, redeliveryMax),
-			amqp.WithDrainTimeout(drainTimeout),
-			b.amqpOpt)
-	}
+	sub, err := b.conn.NewSubscriber(connect.WithGroup(group), connect.WithConcurrency(concurrency))
 	if err != nil {
 		return nil, fmt.Errorf("broker: subscriber for group %q on %s: %w", group, b.URL, err)
 	}
-	b.mu.Lock()
-	b.subs = append(b.subs, sub)
-	b.mu.Unlock()
 	return sub, nil
 }
 
@@ -191,65 +118,34 @@ func (b *Broker) Topic(topic string) string {
 }
 
 // Prepare makes topic ready to receive messages that groups will read, even
-// if their subscribers have not started yet. On RabbitMQ it declares the
-// topic's exchange and each group's queue bound to it (a message published
-// while no queue is bound is unroutable). Kafka creates missing topics on
-// first use and keeps messages for groups that join later (they start at
-// the earliest offset), and so does inmem with the retention Open sets, so
-// there it does nothing.
+// if their subscribers have not started yet (connect.Broker.Declare): on
+// RabbitMQ it declares the topic's exchange and each group's queue bound
+// to it. Kafka keeps messages for groups that join later, and so does
+// inmem with the retention Open sets, so there it does nothing.
 func (b *Broker) Prepare(ctx context.Context, topic string, groups ...string) error {
-	if b.Kind != "amqp" {
-		return nil
-	}
-	if err := b.amqpPub.Declare(ctx, topic, groups...); err != nil {
-		return fmt.Errorf("broker: declare %q for groups %q on %s: %w", topic, groups, b.URL, err)
-	}
-	return nil
+	return b.conn.Declare(ctx, topic, groups...)
 }
 
 // Close closes the subscribers made by Subscriber and the publisher, and
 // deletes the run's Kafka topics (best effort).
 func (b *Broker) Close() error {
 	b.mu.Lock()
-	subs := b.subs
 	topics := b.topics
-	b.subs = nil
 	b.mu.Unlock()
-	var errs []error
-	for _, s := range subs {
-		if err := s.Close(); err != nil && !errors.Is(err, message.ErrClosed) {
-			errs = append(errs, err)
-		}
-	}
-	if kp, ok := b.pub.(*kafka.Publisher); ok && len(topics) > 0 {
+	if cl := b.conn.KafkaClient(); cl != nil && len(topics) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		var all []string
 		for _, t := range topics {
 			all = append(all, t, t+".DLT")
 		}
-		_, _ = kadm.NewClient(kp.Client()).DeleteTopics(ctx, all...)
+		_, _ = kadm.NewClient(cl).DeleteTopics(ctx, all...)
 		cancel()
 	}
-	if err := b.pub.Close(); err != nil && !errors.Is(err, message.ErrClosed) {
-		errs = append(errs, err)
-	}
-	if b.mem != nil {
-		errs = append(errs, b.mem.Close())
-	}
-	return errors.Join(errs...)
+	return b.conn.Close()
 }
 
 // Redact returns rawURL with its password, if any, replaced by "xxxxx".
-func Redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil || u.User == nil {
-		if err != nil && strings.Contains(rawURL, "@") {
-			return "(unparsable URL with credentials)"
-		}
-		return rawURL
-	}
-	return u.Redacted()
-}
+func Redact(rawURL string) string { return connect.Redact(rawURL) }
 
 func newRunID() string {
 	var b [3]byte

@@ -6,8 +6,10 @@
 //	kafka://127.0.0.1:9092[,host:port...]     Kafka seed brokers
 //	amqp://guest:guest@127.0.0.1:5672/        RabbitMQ (amqps:// too)
 //
-// It is example plumbing, not part of ferry's API: an application builds its
-// adapter directly (inmem.NewBroker, kafka.NewPublisher, amqp.NewPublisher).
+// The URL is opened by the public package connect (its query parameters
+// work here too); this package adds only the examples' plumbing: run-ID
+// topic names, demo redelivery settings, and Main. An application uses
+// connect.Open directly.
 //
 // # Names on real brokers
 //
