@@ -43,14 +43,27 @@ type Message struct {
 
 // Delivery is the metadata a Subscriber attaches to a delivered message.
 type Delivery struct {
+	// System names the broker the message came from, as the OpenTelemetry
+	// messaging conventions name it (messaging.system): "kafka",
+	// "rabbitmq", or "inmem" for ferry's in-memory broker.
+	System string
 	// Topic the message was consumed from.
 	Topic string
+	// RoutingKey is the AMQP routing key the message was published with;
+	// empty elsewhere.
+	RoutingKey string
 	// Group is the consumer group (or queue group) that received it.
 	Group string
 	// Attempt is 1 on the first delivery and grows by one on each
 	// redelivery the library knows of: a handler error, or a broker
-	// redelivery flag after a crash or reconnect.
+	// redelivery flag after a crash or reconnect. A message back from a
+	// delayed retry tier (retry.WithDelayedRetry) counts the handler calls
+	// made before it entered the tier too.
 	Attempt int
+	// Tier is the delayed retry tier the message comes back from (1 for
+	// the first, see retry.WithDelayedRetry); 0 on its first trip through
+	// its topic.
+	Tier int
 	// Partition is the Kafka partition or in-memory partition; -1 where the
 	// broker has none (AMQP).
 	Partition int32
