@@ -11,6 +11,7 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/ferrymsg/ferry/amqp"
+	"github.com/ferrymsg/ferry/codec/codectest"
 	"github.com/ferrymsg/ferry/dedupe/dedupetest"
 	"github.com/ferrymsg/ferry/internal/testenv"
 	"github.com/ferrymsg/ferry/message"
@@ -102,4 +103,5 @@ func TestConformance(t *testing.T) {
 	messagetest.Run(t, h)
 	t.Run("retry and dead-lettering", func(t *testing.T) { retrytest.Run(t, h) })
 	t.Run("dedupe", func(t *testing.T) { dedupetest.RunMiddleware(t, h) })
+	t.Run("codec", func(t *testing.T) { codectest.Run(t, h) })
 }

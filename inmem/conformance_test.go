@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferrymsg/ferry/codec/codectest"
 	"github.com/ferrymsg/ferry/dedupe/dedupetest"
 	"github.com/ferrymsg/ferry/inmem"
 	"github.com/ferrymsg/ferry/message"
@@ -51,4 +52,5 @@ func TestConformance(t *testing.T) {
 	messagetest.Run(t, h)
 	t.Run("retry and dead-lettering", func(t *testing.T) { retrytest.Run(t, h) })
 	t.Run("dedupe", func(t *testing.T) { dedupetest.RunMiddleware(t, h) })
+	t.Run("codec", func(t *testing.T) { codectest.Run(t, h) })
 }

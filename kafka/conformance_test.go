@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ferrymsg/ferry/codec/codectest"
 	"github.com/ferrymsg/ferry/dedupe/dedupetest"
 	"github.com/ferrymsg/ferry/internal/testenv"
 	"github.com/ferrymsg/ferry/kafka"
@@ -98,6 +99,7 @@ func conformance(t *testing.T, h messagetest.Harness) {
 	messagetest.Run(t, h)
 	t.Run("retry and dead-lettering", func(t *testing.T) { retrytest.Run(t, h) })
 	t.Run("dedupe", func(t *testing.T) { dedupetest.RunMiddleware(t, h) })
+	t.Run("codec", func(t *testing.T) { codectest.Run(t, h) })
 }
 
 func TestConformanceKfake(t *testing.T) {
