@@ -102,8 +102,13 @@ type config struct {
 	haveMaxPending bool // set by WithMaxPending, checked against Concurrency
 	start          StartOffset
 	commitInterval time.Duration
-	share          bool                          // WithShareGroup: Group is a share group (share.go)
-	onError        func(*message.Message, error) // the logger's handler error log; nil without one
+	share          bool // WithShareGroup: Group is a share group (share.go)
+
+	// Events (observe.go): the WithObserver observers, and all of them
+	// with the logger's message.LogEvents once the options are applied;
+	// nil without any.
+	observers []message.Observer
+	obs       message.Observer
 }
 
 func defaultConfig() config {
@@ -154,15 +159,11 @@ func newSubscriberConfig(opts []SubscriberOption) (config, error) {
 // logger's bridge for franz-go goes before the client options, so that a
 // kgo.WithLogger given with WithClientOptions overrides it.
 func (c *config) finish() error {
+	c.obs = message.Observers(append(c.observers, message.LogEvents(c.logger))...)
 	if c.logger == nil {
 		return nil
 	}
 	c.clientOpts = append([]kgo.Opt{kgo.WithLogger(newKgoLogger(c.logger))}, c.clientOpts...)
-	l := c.logger
-	c.onError = func(m *message.Message, err error) {
-		l.Warn("ferry kafka: handler failed; redelivering", "topic", m.Delivery.Topic, "group", m.Delivery.Group,
-			"partition", m.Delivery.Partition, "offset", m.Delivery.Offset, "id", m.ID, "attempt", m.Delivery.Attempt, "err", err)
-	}
 	return nil
 }
 
@@ -249,11 +250,13 @@ func WithClientOptions(opts ...kgo.Opt) Option {
 // WithLogger sets the adapter's operational log: franz-go's own log
 // (connections, metadata, group joins and rebalances, failed requests and
 // commits) at the levels the logger has enabled, each record with the
-// attribute client=franz-go, and, on a Subscriber, each handler error at
-// Warn (topic, group, partition, offset, id, attempt, err) before the
-// record is redelivered. It means the same as amqp.WithLogger and
-// inmem.WithLogger. To observe handler errors otherwise (metrics), wrap
-// the handler in a message.Middleware. Publisher and Subscriber. Default:
+// attribute client=franz-go, and ferry's events in the one format of
+// message.LogEvents, the same on every adapter: on a Subscriber each
+// handler error at Debug before the record is redelivered, each failed
+// commit at Warn; on a Publisher each failed Publish at Debug. It means
+// the same as amqp.WithLogger and inmem.WithLogger. For handler errors at
+// another level use WithObserver(message.LogEvents(l,
+// message.LogHandlerErrorsAt(level))). Publisher and Subscriber. Default:
 // nil, no logging.
 func WithLogger(l *slog.Logger) Option {
 	return sharedOpt(func(c *config) error {

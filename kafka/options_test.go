@@ -205,7 +205,8 @@ func (l *logBuffer) String() string {
 }
 
 // TestWithLogger: franz-go's log reaches the slog logger at the levels it
-// enables, and a Subscriber logs handler errors at Warn.
+// enables, and a Subscriber logs handler errors at Debug in the format of
+// message.LogEvents.
 func TestWithLogger(t *testing.T) {
 	brokers := newFake(t)
 	topic := uniqueTopic(t)
@@ -219,8 +220,8 @@ func TestWithLogger(t *testing.T) {
 		t.Errorf("publisher log lacks franz-go's debug records:\n%.2000s", out)
 	}
 
-	warn := slog.New(slog.NewTextHandler(&subLog, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	s := newSubscriber(t, brokers, kafka.WithGroup("g-log"), kafka.WithLogger(warn),
+	subDebug := slog.New(slog.NewTextHandler(&subLog, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s := newSubscriber(t, brokers, kafka.WithGroup("g-log"), kafka.WithLogger(subDebug),
 		kafka.WithRedeliveryBackoff(time.Millisecond, time.Millisecond))
 	done := make(chan struct{})
 	r := startSubscribe(t, s, topic, func(_ context.Context, m *message.Message) error {
@@ -237,12 +238,15 @@ func TestWithLogger(t *testing.T) {
 	}
 	r.stop(t)
 	out := subLog.String()
-	for _, want := range []string{"level=WARN", "handler failed", "first attempt fails", "attempt=1", "topic=" + topic, "group=g-log"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("subscriber log lacks %q:\n%s", want, out)
+	var line string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, `msg="ferry: handler failed"`) {
+			line = l
 		}
 	}
-	if strings.Contains(out, "level=INFO") || strings.Contains(out, "level=DEBUG") {
-		t.Errorf("a Warn logger got records below Warn:\n%s", out)
+	for _, want := range []string{"level=DEBUG", "system=kafka", `err="first attempt fails"`, "attempt=1", "topic=" + topic, "group=g-log", "partition=", "offset="} {
+		if !strings.Contains(line, want) {
+			t.Errorf("handler failure record lacks %q: %q\nlog:\n%.3000s", want, line, out)
+		}
 	}
 }

@@ -29,7 +29,8 @@ type Publisher struct {
 	topics   *topics
 	maxBatch func(string) int32
 
-	deliveryTimeout time.Duration // WithDeliveryTimeout
+	deliveryTimeout time.Duration    // WithDeliveryTimeout
+	obs             message.Observer // WithObserver, WithLogger; nil without
 
 	mu     sync.RWMutex // held for reading by Publish, for writing by Close
 	closed bool
@@ -69,6 +70,7 @@ func NewPublisher(brokers []string, opts ...PublisherOption) (*Publisher, error)
 		topics: newTopics(kadm.NewClient(cl), &c),
 	}
 	p.deliveryTimeout = c.deliveryTimeout
+	p.obs = c.obs
 	p.maxBatch, _ = cl.OptValue(kgo.ProducerBatchMaxBytesFn).(func(string) int32)
 	if p.maxBatch == nil {
 		p.maxBatch = func(string) int32 { return 1000012 }
@@ -104,12 +106,16 @@ func (p *Publisher) Client() *kgo.Client { return p.cl }
 // any ended ctx). A ctx with a deadline is used as it is. A nil ctx (a
 // programmer error by Go convention) and a Publisher not made by
 // NewPublisher get an error wrapping message.ErrInvalidConfig, not a panic.
-func (p *Publisher) Publish(ctx context.Context, topic string, msgs ...*message.Message) error {
+func (p *Publisher) Publish(ctx context.Context, topic string, msgs ...*message.Message) (err error) {
 	if ctx == nil {
 		return fmt.Errorf("kafka: publish %q: %w: nil context", topic, message.ErrInvalidConfig)
 	}
 	if p.cl == nil {
 		return fmt.Errorf("kafka: publish %q: %w: the Publisher was not made by NewPublisher", topic, message.ErrInvalidConfig)
+	}
+	if o := p.obs; o != nil {
+		start := time.Now()
+		defer func() { observePublish(ctx, o, topic, msgs, start, err) }()
 	}
 	p.mu.RLock()
 	defer p.mu.RUnlock()

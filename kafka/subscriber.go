@@ -148,9 +148,7 @@ func (s *Subscriber) run(ctx context.Context, topic string, h message.Handler) e
 	}
 
 	dcfg := dispatch.ConfigFor(s.cfg.SubscriberConfig)
-	if fn := s.cfg.onError; fn != nil {
-		dcfg.OnError = func(d *dispatch.Delivery, err error) { fn(d.Msg, err) }
-	}
+	dcfg.OnError = s.cfg.handlerErrorObserver()
 	sub.d = dispatch.New(ctx, h, dcfg, sub.settled)
 
 	reset := kgo.NewOffset().AtStart()
@@ -182,7 +180,7 @@ func (s *Subscriber) run(ctx context.Context, topic string, h message.Handler) e
 		// Fetched records are decoded into recycled arrays: build copies
 		// what it needs and recycles each record.
 		kgo.WithPools(records),
-	}, s.cfg.clientOpts...)
+	}, append(sub.commitCallback(), s.cfg.clientOpts...)...)
 	cl, err := kgo.NewClient(kopts...)
 	if err != nil {
 		sub.d.Shutdown()
@@ -261,6 +259,9 @@ func (sub *subscription) submitPartition(ctx context.Context, p kgo.FetchTopicPa
 	if ps == nil {
 		return true // not (or no longer) ours
 	}
+	if sub.cfg.obs != nil {
+		ps.noteFetch(&p) // for the lag (observe.go)
+	}
 	batch := sub.batch[:0]
 	for rs := p.Records; len(rs) > 0; {
 		n := min(len(rs), recChunk)
@@ -330,6 +331,7 @@ func (sub *subscription) build(rs []*kgo.Record, scope *dispatch.Scope) *recBatc
 		}
 		ends = append(ends, len(strs))
 		m.Delivery = message.Delivery{
+			System:    System,
 			Topic:     r.Topic,
 			Group:     sub.group,
 			Partition: r.Partition,
@@ -359,6 +361,7 @@ func (sub *subscription) build(rs []*kgo.Record, scope *dispatch.Scope) *recBatc
 
 // settled is the dispatcher's settle callback.
 func (sub *subscription) settled(dl *dispatch.Delivery) {
+	sub.observeHandled(dl)
 	dl.Ref.(*recBatch).ps.settle(recOf(dl))
 }
 
@@ -375,6 +378,7 @@ func (sub *subscription) markLoop(done <-chan struct{}, stopped chan<- struct{})
 			return
 		case <-t.C:
 			sub.mark()
+			sub.reportLag()
 		}
 	}
 }
@@ -401,7 +405,7 @@ func (sub *subscription) commitAll() {
 	sub.mark()
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
-	_ = sub.cl.CommitMarkedOffsets(ctx) // best effort: uncommitted work is redelivered
+	sub.commitFailed(-1, sub.cl.CommitMarkedOffsets(ctx)) // best effort: uncommitted work is redelivered
 }
 
 // assigned starts tracking newly assigned partitions, each assignment in
@@ -438,6 +442,7 @@ func (sub *subscription) detach(partitions []int32) ([]*partState, []<-chan stru
 		}
 	}
 	sub.mu.Unlock()
+	sub.forgetLag(gone)
 	idle := make([]<-chan struct{}, len(gone))
 	for i, ps := range gone {
 		idle[i] = sub.d.Drain(ps.scope)
@@ -474,7 +479,7 @@ func (sub *subscription) revoked(_ context.Context, cl *kgo.Client, revoked map[
 	cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{sub.topic: offsets})
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
-	_ = cl.CommitMarkedOffsets(ctx) // best effort: uncommitted work is redelivered
+	sub.commitFailed(-1, cl.CommitMarkedOffsets(ctx)) // best effort: uncommitted work is redelivered
 }
 
 // lost drops lost partitions without committing: another member may own

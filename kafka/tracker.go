@@ -64,10 +64,11 @@ type partState struct {
 	last   int64 // offset of the last added record, -1 before the first
 	log    offsets.Log[rec]
 	marked kgo.EpochOffset
+	lag    partLag // observe.go
 }
 
 func newPartState(topic string, partition int32, scope *dispatch.Scope) *partState {
-	return &partState{topic: topic, partition: partition, scope: scope, last: -1}
+	return &partState{topic: topic, partition: partition, scope: scope, last: -1, lag: partLag{first: -1, reported: -1}}
 }
 
 // add appends a built batch and returns the index of its first record to
