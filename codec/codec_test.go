@@ -216,8 +216,7 @@ func TestHandlerNilArguments(t *testing.T) {
 
 // capture records what it is asked to publish.
 type capture struct {
-	header string
-	msgs   []*message.Message
+	msgs []*message.Message
 }
 
 func (c *capture) Publish(_ context.Context, _ string, msgs ...*message.Message) error {
