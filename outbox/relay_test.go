@@ -228,7 +228,9 @@ func waitCond(t testing.TB, what string, cond func() bool) {
 
 // TestPostgres covers what only PostgreSQL has: concurrent writers and
 // several relays.
-func TestPostgres(t *testing.T) {
+func TestPostgres(t *testing.T) { pgSuite(t) }
+
+func pgSuite(t *testing.T) {
 	db := openPostgres(t)
 	ctx := context.Background()
 
