@@ -7,6 +7,10 @@
 //	                              and JacksonJsonMessageConverter): content type, __TypeId__, properties
 //	TestFerryReadsSpringAMQP      Spring's RabbitTemplate.convertAndSend -> an amqp Subscriber, and a
 //	                              handler that forwards the message unchanged back to Spring
+//	TestSpringAMQPReadsFerryCodec a typed codec.Publisher (JSON, WithTypeID) -> Spring AMQP's two JSON
+//	                              converters build the Java Order (content_type, __TypeId__)
+//	TestFerryCodecReadsSpringAMQP convertAndSend's Order, Map and String -> a typed codec.Handler: the
+//	                              Order decodes, the String is a *codec.DecodeError
 //	TestFerryReadsPika            Python's pika -> an amqp Subscriber: every AMQP header type,
 //	                              every property, no message_id, reserved names
 //	TestFerryReadsKcat            kcat (librdkafka) -> a kafka Subscriber: duplicate header names,
