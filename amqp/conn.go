@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -260,18 +259,7 @@ func (c *conn) unset() {
 
 func (c *conn) report(sc StateChange) {
 	sc.URL, sc.Role = c.redacted, c.role
-	if l := c.cfg.logger; l != nil {
-		attrs := []any{"role", c.role, "url", c.redacted, "state", sc.State.String()}
-		if sc.Attempt > 0 {
-			attrs = append(attrs, "attempt", sc.Attempt)
-		}
-		level := slog.LevelInfo
-		if sc.Err != nil {
-			attrs = append(attrs, "err", sc.Err.Error())
-			level = slog.LevelWarn
-		}
-		l.Log(context.Background(), level, "ferry amqp: connection "+sc.State.String(), attrs...)
-	}
+	c.cfg.observeState(sc) // logged by WithLogger's message.LogEvents
 	if f := c.cfg.onState; f != nil {
 		f(sc)
 	}

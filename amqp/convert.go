@@ -204,7 +204,9 @@ func (c *config) toMessage(topic, group string, d *amqp091.Delivery) *message.Me
 		ID:      d.MessageId,
 		Payload: d.Body,
 		Delivery: message.Delivery{
+			System:      System,
 			Topic:       topic,
+			RoutingKey:  d.RoutingKey,
 			Group:       group,
 			Attempt:     1,
 			Partition:   -1,

@@ -9,7 +9,6 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/ferrymsg/ferry/adapter"
-	"github.com/ferrymsg/ferry/adapter/dispatch"
 	"github.com/ferrymsg/ferry/message"
 )
 
@@ -119,6 +118,9 @@ type config struct {
 	pubChannels int
 	logger      *slog.Logger
 	onState     func(StateChange)
+	observers   []message.Observer // WithObserver (observe.go)
+	obs         message.Observer   // observers and LogEvents(logger); nil without any
+	lagInterval time.Duration      // WithLagInterval; 0: DefaultLagInterval
 	shards      int
 	competing   bool
 	heartbeat   time.Duration
@@ -149,6 +151,7 @@ func newPublisherConfig(opts []PublisherOption) (*config, error) {
 			return nil, err
 		}
 	}
+	c.finishObservers()
 	return c, nil
 }
 
@@ -165,21 +168,8 @@ func newSubscriberConfig(opts []SubscriberOption) (*config, error) {
 	if err := c.SubscriberConfig.Validate(); err != nil {
 		return nil, fmt.Errorf("amqp: %w", err)
 	}
+	c.finishObservers()
 	return c, nil
-}
-
-// onHandlerError is the dispatcher's error observer: with a logger, each
-// handler error at Warn before the redelivery; nil without one.
-func (c *config) onHandlerError() func(*dispatch.Delivery, error) {
-	l := c.logger
-	if l == nil {
-		return nil
-	}
-	return func(d *dispatch.Delivery, err error) {
-		m := d.Msg
-		l.Warn("ferry amqp: handler failed; redelivering", "topic", m.Delivery.Topic, "group", m.Delivery.Group,
-			"partition", m.Delivery.Partition, "id", m.ID, "attempt", m.Delivery.Attempt, "err", err)
-	}
 }
 
 // bindKey is the binding key of group queues.
@@ -536,13 +526,18 @@ func WithDialTimeout(d time.Duration) Option {
 	})
 }
 
-// WithLogger sets the adapter's operational log: connection state changes
-// (Info, Warn with the cause), consumer and group member restarts (Warn),
-// shard count disagreements in a group (Warn) and, on a Subscriber, each
-// handler error at Warn (topic, group, partition, id, attempt, err) before
-// the message is redelivered. URLs in logs have their password redacted.
-// It means the same as kafka.WithLogger and inmem.WithLogger. Publisher
-// and Subscriber. Default: nil, no logging.
+// WithLogger sets the adapter's operational log: ferry's events in the one
+// format of message.LogEvents, the same on every adapter (connection lost
+// and failed reconnection attempts at Warn with the cause, connection
+// restored at Info; on a Subscriber each handler error at Debug before the
+// message is redelivered; on a Publisher each failed Publish at Debug),
+// and what only this adapter has: consumer and group member restarts
+// (Warn), shard count disagreements in a group and undecodable deliveries
+// (Error). URLs in logs have their password redacted. It means the same as
+// kafka.WithLogger and inmem.WithLogger. For handler errors at another
+// level use WithObserver(message.LogEvents(l,
+// message.LogHandlerErrorsAt(level))). Publisher and Subscriber. Default:
+// nil, no logging.
 func WithLogger(l *slog.Logger) Option {
 	return sharedOpt(func(c *config) error { c.logger = l; return nil })
 }

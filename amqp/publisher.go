@@ -392,7 +392,12 @@ func (p *Publisher) Declare(ctx context.Context, topic string, groups ...string)
 // Publish publishes msgs to topic's exchange and returns once the broker
 // has confirmed every one of them. See the package doc for the mapping of
 // Message fields and for what happens across a reconnection.
-func (p *Publisher) Publish(ctx context.Context, topic string, msgs ...*message.Message) error {
+func (p *Publisher) Publish(ctx context.Context, topic string, msgs ...*message.Message) (err error) {
+	if p.cfg != nil && p.cfg.obs != nil && ctx != nil {
+		o := p.cfg.obs
+		start := time.Now()
+		defer func() { observePublish(ctx, o, topic, msgs, start, err) }()
+	}
 	if err := ValidateTopic(topic); err != nil {
 		return err
 	}

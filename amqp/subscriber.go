@@ -175,11 +175,13 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string, h message.Hand
 
 	dcfg := dispatch.ConfigFor(s.cfg.SubscriberConfig)
 	dcfg.MaxPending = 2 * s.cfg.prefetchCount()
-	dcfg.OnError = s.cfg.onHandlerError()
+	dcfg.OnError = s.cfg.handlerErrorObserver()
 	d := dispatch.New(ctx, h, dcfg, func(dl *dispatch.Delivery) {
+		s.cfg.observeHandled(dl)
 		r := dl.Ref.(*ref)
 		r.c.ack(r.tag)
 	})
+	defer s.startLag(rctx, topic)() // the queue depth, with an observer (observe.go)
 
 	if !s.cfg.competing {
 		err := s.runGroup(rctx, topic, d)

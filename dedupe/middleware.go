@@ -123,14 +123,14 @@ type config struct {
 
 // WithOnDuplicate calls fn for each message skipped because its key was
 // already processed (for logs and metrics). fn runs on the handler's
-// goroutine before the message is settled and must not block. Default:
-// none.
+// goroutine before the message is settled and must not block. It adds to
+// WithObserver's. Default: none.
 func WithOnDuplicate(fn func(ctx context.Context, msg *message.Message, key string)) Option {
 	return func(c *config) error {
 		if fn == nil {
 			return invalidConfig("WithOnDuplicate(nil)")
 		}
-		c.onDuplicate = fn
+		c.onDuplicate = thenDuplicate(c.onDuplicate, fn) // with WithObserver's (observe.go)
 		return nil
 	}
 }

@@ -244,7 +244,7 @@ func TestWithLoggerLogsHandlerErrors(t *testing.T) {
 	b := newBroker(t, WithPartitions(1))
 	defer b.Close()
 	var buf syncBuffer
-	s, err := NewSubscriber(b, WithLogger(slog.New(slog.NewTextHandler(&buf, nil))), WithRedeliveryBackoff(time.Millisecond, time.Millisecond))
+	s, err := NewSubscriber(b, WithLogger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))), WithRedeliveryBackoff(time.Millisecond, time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +261,7 @@ func TestWithLoggerLogsHandlerErrors(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	if out := buf.String(); !strings.Contains(out, "handler failed") || !strings.Contains(out, "first attempt fails") || !strings.Contains(out, "attempt=1") {
+	if out := buf.String(); !strings.Contains(out, `level=DEBUG msg="ferry: handler failed" system=inmem topic=t`) || !strings.Contains(out, "first attempt fails") || !strings.Contains(out, "attempt=1") {
 		t.Fatalf("log %q lacks the failure", out)
 	}
 }

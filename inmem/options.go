@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/ferrymsg/ferry/adapter"
-	"github.com/ferrymsg/ferry/adapter/dispatch"
 	"github.com/ferrymsg/ferry/message"
 )
 
@@ -104,6 +103,8 @@ type subConfig struct {
 	adapter.SubscriberConfig
 	haveMaxPending bool // set by WithMaxPending, checked against Concurrency
 	logger         *slog.Logger
+	observers      []message.Observer // WithObserver (observe.go)
+	obs            message.Observer   // observers and LogEvents(logger); nil without any
 }
 
 func newSubConfig(opts []SubscriberOption) (subConfig, error) {
@@ -122,21 +123,8 @@ func newSubConfig(opts []SubscriberOption) (subConfig, error) {
 	if err := c.SubscriberConfig.Validate(); err != nil {
 		return c, fmt.Errorf("inmem: %w", err)
 	}
+	c.obs = c.observer()
 	return c, nil
-}
-
-// onHandlerError is the dispatcher's error observer: with a logger, each
-// handler error at Warn before the redelivery; nil without one.
-func (c *subConfig) onHandlerError() func(*dispatch.Delivery, error) {
-	l := c.logger
-	if l == nil {
-		return nil
-	}
-	return func(d *dispatch.Delivery, err error) {
-		m := d.Msg
-		l.Warn("ferry inmem: handler failed; redelivering", "topic", m.Delivery.Topic, "group", m.Delivery.Group,
-			"partition", m.Delivery.Partition, "id", m.ID, "attempt", m.Delivery.Attempt, "err", err)
-	}
 }
 
 // WithGroup sets the consumer group, not empty. Subscribers of one group
@@ -205,12 +193,13 @@ func WithMaxPending(n int) SubscriberOption {
 	})
 }
 
-// WithLogger sets the adapter's operational log: each handler error at
-// Warn (topic, group, partition, id, attempt, err) before the message is
-// redelivered. The in-memory broker has no connections or consumer
-// restarts to report. It means the same as kafka.WithLogger and
-// amqp.WithLogger. Default: nil, no logging; the retry middleware's hooks
-// are the place to observe failures in production.
+// WithLogger sets the adapter's operational log: ferry's events in the one
+// format of message.LogEvents, the same on every adapter; here each
+// handler error at Debug before the message is redelivered (the in-memory
+// broker has no connections or commits to report). It means the same as
+// kafka.WithLogger and amqp.WithLogger. For handler errors at another
+// level use WithObserver(message.LogEvents(l,
+// message.LogHandlerErrorsAt(level))). Default: nil, no logging.
 func WithLogger(l *slog.Logger) SubscriberOption {
 	return subOpt(func(c *subConfig) error {
 		c.logger = l

@@ -45,7 +45,9 @@ func TestOptionSides(t *testing.T) {
 		line += 2
 	}
 	src.WriteString("\t_, _ = inmem.NewPublisher(b, inmem.WithGroup(\"x\"))\n")
-	want[line] = "too many arguments"
+	want[line] = "inmem.PublisherOption"
+	src.WriteString("\t_, _ = inmem.NewPublisher(b, inmem.WithObserver(nil))\n")
+	src.WriteString("\t_, _ = inmem.NewSubscriber(b, inmem.WithObserver(nil))\n")
 	src.WriteString("}\n")
 	errs := typecheck.Check(t, src.String())
 	got := map[int]bool{}

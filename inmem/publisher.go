@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/ferrymsg/ferry/adapter"
 	"github.com/ferrymsg/ferry/message"
@@ -14,18 +15,23 @@ import (
 type Publisher struct {
 	b      *Broker
 	closed atomic.Bool
+	obs    message.Observer // WithObserver; nil without
 }
 
 var _ message.Publisher = (*Publisher)(nil)
 
 // NewPublisher returns a publisher to b. It fails with an error wrapping
-// message.ErrInvalidConfig when b is nil. The in-memory Publisher has no
-// options.
-func NewPublisher(b *Broker) (*Publisher, error) {
+// message.ErrInvalidConfig when b is nil or an option is bad. Its one
+// option is WithObserver; nil options are skipped.
+func NewPublisher(b *Broker, opts ...PublisherOption) (*Publisher, error) {
 	if b == nil {
 		return nil, fmt.Errorf("inmem: %w: nil broker", message.ErrInvalidConfig)
 	}
-	return &Publisher{b: b}, nil
+	c, err := newPubConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Publisher{b: b, obs: message.Observers(c.observers...)}, nil
 }
 
 // Publish appends msgs to topic, which is created on first use, and
@@ -39,9 +45,13 @@ func NewPublisher(b *Broker) (*Publisher, error) {
 // ctx.Err(). A nil ctx (a programmer error by Go convention) and a
 // Publisher not made by NewPublisher get an error wrapping
 // message.ErrInvalidConfig, not a panic.
-func (p *Publisher) Publish(ctx context.Context, topicName string, msgs ...*message.Message) error {
+func (p *Publisher) Publish(ctx context.Context, topicName string, msgs ...*message.Message) (err error) {
 	if ctx == nil {
 		return fmt.Errorf("inmem: publish %q: %w: nil context", topicName, message.ErrInvalidConfig)
+	}
+	if o := p.obs; o != nil {
+		start := time.Now()
+		defer func() { observePublish(ctx, o, topicName, msgs, start, err) }()
 	}
 	if p.b == nil {
 		return fmt.Errorf("inmem: publish %q: %w: the Publisher was not made by NewPublisher", topicName, message.ErrInvalidConfig)

@@ -120,6 +120,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topicName string, h message.
 	cfg := dispatch.ConfigFor(s.conf.SubscriberConfig)
 	cfg.OnError = s.conf.onHandlerError()
 	settled := func(d *dispatch.Delivery) {
+		s.conf.observeHandled(d)
 		r := d.Ref.(*ref)
 		gp := g.parts[r.part]
 		gp.mu.Lock()
@@ -146,6 +147,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topicName string, h message.
 	// Ready: the member is in its group, whose offsets exist, so anything
 	// published from now on reaches it (message.WithReady).
 	message.SignalReady(ctx)
+	stopLag := s.startLag(rctx, t, g, m) // with an observer (observe.go)
 
 	var result error
 	raw := make([]fetched, 0, 256)
@@ -220,6 +222,7 @@ loop:
 		result = message.ErrClosed // Close, not the caller's ctx
 	}
 	disp.Shutdown()
+	stopLag()
 	close(dr.quit)
 	dr.wg.Wait()
 	t.mu.Lock()
@@ -294,7 +297,7 @@ func makeDeliveries(raw []fetched, topicName, group string, m *member, batch []*
 		d := &ds[i]
 		d.msg, d.ref = *f.msg, f.ref
 		d.msg.Delivery = message.Delivery{
-			Topic: topicName, Group: group, Attempt: 1,
+			System: System, Topic: topicName, Group: group, Attempt: 1,
 			Partition: int32(f.ref.part), Offset: f.ref.off,
 		}
 		if f.redelivered {

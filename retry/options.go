@@ -299,7 +299,7 @@ func OnRetry(fn func(ctx context.Context, ev RetryEvent)) Option {
 		if fn == nil {
 			return invalid("OnRetry: hook is nil")
 		}
-		c.onRetry = fn
+		c.onRetry = thenRetry(c.onRetry, fn) // after WithObserver's (observe.go)
 		return nil
 	}}
 }
@@ -313,7 +313,7 @@ func OnDeadLetter(fn func(ctx context.Context, ev DeadLetterEvent)) Option {
 		if fn == nil {
 			return invalid("OnDeadLetter: hook is nil")
 		}
-		c.onDeadLetter = fn
+		c.onDeadLetter = thenDeadLetter(c.onDeadLetter, fn)
 		return nil
 	}}
 }
