@@ -151,6 +151,114 @@
 // the session timeout is the broker's group.consumer.session.timeout.ms
 // (45 s by default), which a client cannot lower.
 //
+// # Share groups
+//
+// WithShareGroup("workers") makes Subscribe join a Kafka share group
+// (KIP-932, "queues for Kafka"; Kafka 4.2 or newer with the feature
+// share.version enabled, which a newly formatted 4.2+ cluster has)
+// instead of a consumer group. The message.Subscriber contract is the
+// same except for what follows.
+//
+// There is no per-key order. The broker hands the records of every
+// partition to every member and each record is acknowledged on its own,
+// so messages with the same key may be handled at the same time (on two
+// members, or on one up to WithConcurrency) and in any order,
+// redeliveries included. That is the point: any number of members work
+// on a topic, also one with a single partition, where a consumer group
+// leaves all but one member idle ("consumers <= partitions"). Use a
+// consumer group where order matters.
+//
+// Each record is acknowledged by its handler's return:
+//
+//   - nil accepts it: settled for the group, never delivered to it again.
+//   - An error (or a panic) releases it after the redelivery backoff
+//     (WithRedeliveryBackoff; the record stays held, its lock renewed, no
+//     worker is held): the broker delivers it again, to any member, with
+//     its delivery count one higher. Delivery.Attempt is the broker's
+//     delivery count (Delivery.Redelivered when it is above 1), so it
+//     counts deliveries across members and crashes.
+//   - A permanent error rejects it: the broker archives it and never
+//     delivers it again (on Kafka 4.4 it writes it to the group's
+//     errors.deadletterqueue.topic.name instead, when that group config
+//     is set; ferry does not set it). An error is permanent when its
+//     chain holds an error with a method Permanent() bool that returns
+//     true (retry.Permanent; a codec decode error) or a
+//     github.com/cenkalti/backoff/v4 *PermanentError.
+//
+// The broker bounds redelivery: a record delivered
+// share.delivery.count.limit times (a group config; the broker default
+// group.share.delivery.count.limit is 5, from 2 to 10) is archived when
+// it is released again or its lock expires, and not delivered again.
+// That is the one way a share group drops a message that ferry would
+// otherwise redeliver forever, so pair share mode with the retry
+// middleware and a dead-letter topic, with WithMaxAttempts below the
+// limit (its default, 3, is). The retry middleware works unchanged: it
+// makes its attempts (and waits between them) as on a consumer group,
+// counting the deliveries before the current one, as Delivery.Attempt
+// reports them, as attempts used; when they are exhausted it
+// dead-letters the message and returns nil, which accepts it. A
+// dead-letter topic rather than the broker's limit, because the copy
+// keeps the error and the attempts in its headers and can be replayed,
+// while an archived record is gone. The dedupe middleware works
+// unchanged too; its "in progress" answer (another member holds the
+// message, after a lock expired) releases the record like any error, and
+// so uses up one delivery of the limit.
+//
+// Records are held with an acquisition lock (the group config
+// share.record.lock.duration.ms: 30 s by default, from the broker's
+// group.share.min.record.lock.duration.ms, 15 s, to its max, 60 s). ferry
+// renews the lock (AckRenew, Kafka 4.2+) of every record it holds, queued,
+// running or waiting for its release, halfway through the lock and at
+// least every half kgo.ConnIdleTimeout (the broker releases a session's
+// records when its connection closes), so a long handler keeps its
+// record. A record whose lock ran out anyway is delivered again elsewhere
+// (at least once).
+//
+// franz-go accepts, at the next poll, every record of the previous poll
+// that has no terminal acknowledgement, renewed ones included: a
+// subscriber that kept polling while handlers run would silently settle
+// the failures. ferry never polls while a record of the last poll is
+// queued, running or waiting for its release, so no record is ever
+// accepted unless its handler returned nil. So that workers do not sit
+// idle while a poll's last records are handled, a Subscribe call polls
+// through min(WithConcurrency, 4) share sessions (franz-go clients, each
+// a member of the group, sharing the WithConcurrency workers): while one
+// waits for its records, another polls. The sessions together acquire at
+// most WithMaxPending records per round of polls (default 16 per
+// WithConcurrency worker; franz-go's ShareMaxRecordsStrict), and records
+// are fetched only during a poll, so no record waits in a buffer where
+// its lock cannot be renewed. The cost: a session waits for the slowest
+// record of its poll before it fetches again (see BENCHMARKS.md, "Share
+// groups"). Count the sessions against the broker's group.share.max.size
+// (200 members per group).
+//
+// A new share group starts where WithStartOffset says (StartEarliest by
+// default, like a consumer group; the broker's own default is latest):
+// Subscribe sets the group config share.auto.offset.reset to earliest
+// (or latest) before it joins, with an IncrementalAlterConfigs request on
+// the GROUP resource (with ACLs this needs ALTER_CONFIGS on the group).
+// It applies to partitions the group has not read yet. message.WithReady's
+// function is called once the member shows in the group with the topic
+// assigned (DescribeShareGroups, asked every 50 ms until then). The
+// broker's share.heartbeat.interval.ms (5 s, also its minimum) sets the
+// pace of group changes: a new member gets work within about 5 s.
+//
+// Shutdown (cancel or Close): queued records, and failed ones waiting for
+// their release, are released at once; running handlers finish with a
+// live context for up to WithDrainTimeout (then it is cancelled, and they
+// are still waited for) and their results are acknowledged as above;
+// the acknowledgements are sent and the member leaves the group, and
+// franz-go releases anything it still holds. Nothing unfinished is
+// accepted. After a crash the broker releases the member's records when
+// it sees its connections close (a killed process: at once), or when
+// their locks expire (a hung process, a lost network), and delivers them
+// to the other members with the delivery count one higher (see
+// RELIABILITY.md).
+//
+// WithCommitInterval does not apply (nothing is committed). A Subscriber
+// with WithShareGroup fails Subscribe with message.ErrInvalidConfig when
+// the cluster has no share groups.
+//
 // # Topics
 //
 // Publish and Subscribe create a missing topic with 8 partitions and the
@@ -185,6 +293,7 @@
 //
 //	SubscriberOption       default
 //	WithGroup              "default"
+//	WithShareGroup         off (a consumer group); see "Share groups"
 //	WithConcurrency        1
 //	WithMaxPending         4096 records, and at least the concurrency
 //	WithRedeliveryBackoff  100ms doubling to 10s, with jitter

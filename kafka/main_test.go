@@ -1,6 +1,7 @@
 package kafka_test
 
 import (
+	"os"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -10,5 +11,8 @@ import (
 // franz-go clients, the commit mark loops, dispatch workers and kfake
 // clusters must all end with Close.
 func TestMain(m *testing.M) {
+	if os.Getenv(shareChildEnv) != "" {
+		os.Exit(shareChild()) // a share-group member for the crash tests (share_crash_test.go)
+	}
 	goleak.VerifyTestMain(m)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -51,23 +52,41 @@ type shareResult struct {
 	err error
 }
 
-// shareSub is one Subscribe call in share-group mode.
+// maxShareLanes bounds the share sessions (franz-go clients, each a
+// member of the group) of one Subscribe call.
+const maxShareLanes = 4
+
+// shareSub is one Subscribe call in share-group mode: up to maxShareLanes
+// lanes, each a franz-go client that polls on its own, sharing
+// WithConcurrency workers. A lane polls only when it holds nothing, so
+// with one lane a poll that returned fewer records than there are workers
+// would leave the others idle until the poll's records are done; the
+// other lanes poll meanwhile.
 type shareSub struct {
 	topic string
+	group string
 	cfg   *config
-	cl    *kgo.Client
 	h     message.Handler
 
-	jobs    chan *shareRec
-	results chan shareResult
+	slots chan struct{} // one per running handler, WithConcurrency in all
 
 	hctx    context.Context // the handlers' context: cancelled only after the drain timeout
 	hcancel context.CancelFunc
 
 	backoff dispatch.Backoff
+	perPoll int // records a lane acquires in one poll
+
+	mu    sync.Mutex
+	fatal error
+}
+
+// shareLane is one client of a shareSub and its poll loop.
+type shareLane struct {
+	ss      *shareSub
+	cl      *kgo.Client
+	results chan shareResult
 	lockEst time.Duration // the longest acquisition lock seen, a lower bound of the group's lock duration
 	idle    time.Duration // the client's ConnIdleTimeout: a held session needs traffic more often
-	fatal   error
 }
 
 // runShare is Subscribe in share-group mode.
@@ -84,89 +103,115 @@ func (s *Subscriber) runShare(ctx context.Context, topic string, h message.Handl
 		return err
 	}
 
+	n := min(s.cfg.Concurrency, maxShareLanes)
 	ss := &shareSub{
 		topic:   topic,
+		group:   group,
 		cfg:     &s.cfg,
 		h:       h,
-		jobs:    make(chan *shareRec, s.cfg.Concurrency),
-		results: make(chan shareResult, s.cfg.Concurrency),
+		slots:   make(chan struct{}, s.cfg.Concurrency),
 		backoff: dispatch.Backoff{Initial: s.cfg.InitialBackoff, Max: s.cfg.MaxBackoff, Multiplier: 2},
+		perPoll: (s.cfg.shareMaxRecords() + n - 1) / n,
 	}
-	clientID := "ferry-share-" + message.NewID()
-	kopts := []kgo.Opt{
-		kgo.SeedBrokers(s.brokers...),
-		kgo.ClientID(clientID),
-		kgo.ShareGroup(group),
-		kgo.ConsumeTopics(topic),
-		// At most shareMaxRecords records per poll, and no fetch while
-		// records are held (ShareMaxRecordsStrict makes franz-go fetch
-		// only during PollRecords): a record is acquired only when a
-		// worker is about to get it, so no acquisition lock runs out in a
-		// buffer where ferry cannot renew it.
-		kgo.ShareMaxRecords(int32(s.cfg.shareMaxRecords())),
-		kgo.ShareMaxRecordsStrict(),
-	}
-	if l := s.cfg.logger; l != nil {
-		kopts = append(kopts, kgo.ShareAckCallback(func(_ *kgo.Client, rs kgo.ShareAckResults) {
-			for _, r := range rs {
-				if r.Err != nil {
-					l.Warn("ferry kafka: share acknowledgement failed; the broker redelivers the records once their lock expires",
-						"topic", r.Topic, "group", group, "partition", r.Partition, "err", r.Err)
-				}
+	base := "ferry-share-" + message.NewID()
+	lanes := make([]*shareLane, n)
+	ids := make(map[string]bool, n)
+	for i := range lanes {
+		ln, id, err := ss.newLane(s.brokers, base+"-"+strconv.Itoa(i))
+		if err != nil {
+			for _, ln := range lanes[:i] {
+				ln.cl.Close()
 			}
-		}))
-	}
-	cl, err := kgo.NewClient(append(kopts, s.cfg.clientOpts...)...)
-	if err != nil {
-		return fmt.Errorf("kafka: subscribe %q: %w: %w", topic, message.ErrInvalidConfig, err)
-	}
-	ss.cl = cl
-	ss.idle, _ = cl.OptValue(kgo.ConnIdleTimeout).(time.Duration)
-	if id, ok := cl.OptValue(kgo.ClientID).(string); ok {
-		clientID = id // WithClientOptions(kgo.ClientID(...)) overrides ours
+			return fmt.Errorf("kafka: subscribe %q: %w: %w", topic, message.ErrInvalidConfig, err)
+		}
+		lanes[i], ids[id] = ln, true
 	}
 
 	ss.hctx, ss.hcancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer ss.hcancel()
-	done := make(chan struct{})
-	for range s.cfg.Concurrency {
-		go ss.work(done)
-	}
+	// A fatal error of one lane stops them all.
+	lctx, stopLanes := context.WithCancel(ctx)
+	defer stopLanes()
 	readyDone := make(chan struct{})
-	readyCtx, readyStop := context.WithCancel(ctx)
 	go func() {
 		defer close(readyDone)
-		ss.signalReady(readyCtx, kadm.NewClient(s.admin), group, clientID)
+		ss.signalReady(lctx, kadm.NewClient(s.admin), ids)
 	}()
-
-	ss.loop(ctx)
-
-	readyStop()
-	<-readyDone
-	close(ss.jobs)
-	for range s.cfg.Concurrency {
-		<-done
+	var wg sync.WaitGroup
+	for _, ln := range lanes {
+		wg.Go(func() {
+			if ln.loop(lctx) {
+				stopLanes()
+			}
+			// Every record of the lane is done: send the acks, then
+			// leave the group (Close releases anything franz-go still
+			// holds).
+			fctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+			_ = ln.cl.FlushAcks(fctx) // best effort: an ack that is not sent becomes a redelivery
+			cancel()
+			ln.cl.Close()
+		})
 	}
-	// Every record is done: send the acks, then leave the group
-	// (Close releases anything franz-go still holds).
-	fctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
-	_ = cl.FlushAcks(fctx) // best effort: an ack that is not sent becomes a redelivery
-	cancel()
-	cl.Close()
+	wg.Wait()
+	stopLanes()
+	<-readyDone
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
 	return ss.fatal
 }
 
-// signalReady calls message.SignalReady once this member shows in the
-// share group with an assignment of the topic (DescribeShareGroups,
-// checked every 50ms), or not at all if ctx ends first.
-func (ss *shareSub) signalReady(ctx context.Context, adm *kadm.Client, group, clientID string) {
+// newLane creates a lane's client, with clientID unless WithClientOptions
+// sets one, and returns the lane and its client ID.
+func (ss *shareSub) newLane(brokers []string, clientID string) (*shareLane, string, error) {
+	kopts := []kgo.Opt{
+		kgo.SeedBrokers(brokers...),
+		kgo.ClientID(clientID),
+		kgo.ShareGroup(ss.group),
+		kgo.ConsumeTopics(ss.topic),
+		// At most perPoll records per poll, and no fetch while records
+		// are held (ShareMaxRecordsStrict makes franz-go fetch only
+		// during PollRecords): records are acquired only when the lane
+		// is about to hand them out, so no acquisition lock runs out in a
+		// buffer where ferry cannot renew it.
+		kgo.ShareMaxRecords(int32(ss.perPoll)),
+		kgo.ShareMaxRecordsStrict(),
+	}
+	if o := ss.cfg.obs; o != nil {
+		// A failed acknowledgement is the share group's failed commit:
+		// the broker delivers the records again once their lock expires.
+		kopts = append(kopts, kgo.ShareAckCallback(func(_ *kgo.Client, rs kgo.ShareAckResults) {
+			for _, r := range rs {
+				if r.Err != nil {
+					o.Observe(context.Background(), message.Event{Kind: message.EventCommitFailed, System: System,
+						Topic: r.Topic, Group: ss.group, Partition: r.Partition, Err: r.Err})
+				}
+			}
+		}))
+	}
+	cl, err := kgo.NewClient(append(kopts, ss.cfg.clientOpts...)...)
+	if err != nil {
+		return nil, "", err
+	}
+	ln := &shareLane{ss: ss, cl: cl, results: make(chan shareResult, ss.cfg.Concurrency)}
+	ln.idle, _ = cl.OptValue(kgo.ConnIdleTimeout).(time.Duration)
+	if id, ok := cl.OptValue(kgo.ClientID).(string); ok {
+		clientID = id // WithClientOptions(kgo.ClientID(...)) overrides ours
+	}
+	return ln, clientID, nil
+}
+
+// signalReady calls message.SignalReady once a lane of this Subscribe
+// call shows in the share group with an assignment of the topic
+// (DescribeShareGroups, asked every 50ms), or not at all if ctx ends
+// first.
+func (ss *shareSub) signalReady(ctx context.Context, adm *kadm.Client, clientIDs map[string]bool) {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
-		gs, err := adm.DescribeShareGroups(ctx, group)
+		gs, err := adm.DescribeShareGroups(ctx, ss.group)
 		if err == nil {
-			for _, m := range gs[group].Members {
-				if m.ClientID == clientID && len(m.Assignment[ss.topic]) > 0 {
+			for _, m := range gs[ss.group].Members {
+				if clientIDs[m.ClientID] && len(m.Assignment[ss.topic]) > 0 {
 					message.SignalReady(ctx)
 					return
 				}
@@ -180,24 +225,16 @@ func (ss *shareSub) signalReady(ctx context.Context, adm *kadm.Client, group, cl
 	}
 }
 
-// work runs handlers for the poll loop until jobs is closed.
-func (ss *shareSub) work(done chan<- struct{}) {
-	defer func() { done <- struct{}{} }()
-	for rec := range ss.jobs {
-		err := adapter.Call(ss.hctx, ss.h, &rec.msg)
-		ss.results <- shareResult{rec, err}
-	}
-}
-
-// loop polls and processes records until ctx ends or a fatal error.
-func (ss *shareSub) loop(ctx context.Context) {
-	n := ss.cfg.shareMaxRecords()
+// loop polls and processes records until ctx ends or a fatal error; it
+// reports whether it stopped for a fatal error.
+func (ln *shareLane) loop(ctx context.Context) bool {
+	ss := ln.ss
 	for ctx.Err() == nil {
 		// Nothing is held here (process returned with every record
 		// done), so the auto-accept of this poll finds nothing to accept.
-		fetches := ss.cl.PollRecords(ctx, n)
+		fetches := ln.cl.PollRecords(ctx, ss.perPoll)
 		if fetches.IsClientClosed() {
-			return
+			return false
 		}
 		var fatal error
 		fetches.EachError(func(t string, p int32, err error) {
@@ -208,23 +245,32 @@ func (ss *shareSub) loop(ctx context.Context) {
 		var recs []*shareRec
 		now := time.Now()
 		fetches.EachRecord(func(r *kgo.Record) {
-			recs = append(recs, ss.newRec(r, now))
+			recs = append(recs, ln.newRec(r, now))
 		})
 		if fatal != nil || ctx.Err() != nil {
 			for _, rec := range recs {
 				rec.r.Ack(kgo.AckRelease)
 			}
-			ss.fatal = fatal
-			return
+			if fatal != nil {
+				ss.mu.Lock()
+				if ss.fatal == nil {
+					ss.fatal = fatal
+				}
+				ss.mu.Unlock()
+				return true
+			}
+			return false
 		}
 		if len(recs) > 0 {
-			ss.process(ctx, recs)
+			ln.process(ctx, recs)
 		}
 	}
+	return false
 }
 
 // newRec builds the delivered message of a polled record.
-func (ss *shareSub) newRec(r *kgo.Record, now time.Time) *shareRec {
+func (ln *shareLane) newRec(r *kgo.Record, now time.Time) *shareRec {
+	ss := ln.ss
 	rec := &shareRec{r: r}
 	m := &rec.msg
 	m.Key = string(r.Key)
@@ -245,6 +291,7 @@ func (ss *shareSub) newRec(r *kgo.Record, now time.Time) *shareRec {
 	}
 	n := int(r.DeliveryCount())
 	m.Delivery = message.Delivery{
+		System:      System,
 		Topic:       r.Topic,
 		Group:       ss.cfg.Group,
 		Partition:   r.Partition,
@@ -254,38 +301,43 @@ func (ss *shareSub) newRec(r *kgo.Record, now time.Time) *shareRec {
 	}
 	// The first renewal halfway through what is left of the lock.
 	left := r.AcquisitionDeadline().Sub(now)
-	ss.lockEst = max(ss.lockEst, left)
-	rec.nextRenew = now.Add(ss.renewEvery(left))
+	ln.lockEst = max(ln.lockEst, left)
+	rec.nextRenew = now.Add(ln.renewEvery(left))
 	return rec
 }
 
 // renewEvery is the wait before renewing a lock with left to run: half of
 // it, and at most half of the connection idle timeout (franz-go closes an
 // idle connection, and the broker releases a closed session's records).
-func (ss *shareSub) renewEvery(left time.Duration) time.Duration {
+func (ln *shareLane) renewEvery(left time.Duration) time.Duration {
 	d := left / 2
-	if ss.idle > 0 {
-		d = min(d, ss.idle/2)
+	if ln.idle > 0 {
+		d = min(d, ln.idle/2)
 	}
 	return max(d, 10*time.Millisecond)
 }
 
-// process runs one poll's records through the workers and returns when
-// every one of them is done (has a terminal ack). See the state table
-// above.
-func (ss *shareSub) process(ctx context.Context, recs []*shareRec) {
+// process runs one poll's records through the shared workers and returns
+// when every one of them is done (has a terminal ack). See the state
+// table above.
+func (ln *shareLane) process(ctx context.Context, recs []*shareRec) {
+	ss := ln.ss
 	var (
 		queue    = recs
 		open     = len(recs)
-		running  = 0
 		stopping = false
 		wake     = make(chan *shareRec, len(recs)) // backoff timers; never blocks
 		drain    <-chan time.Time
 		drainT   *time.Timer
 		ctxDone  = ctx.Done()
 	)
-	tick := time.NewTicker(max(ss.renewEvery(ss.lockEst)/4, 5*time.Millisecond))
+	tick := time.NewTicker(max(ln.renewEvery(ln.lockEst)/4, 5*time.Millisecond))
 	defer tick.Stop()
+	defer func() {
+		if drainT != nil {
+			drainT.Stop()
+		}
+	}()
 	finish := func(rec *shareRec, st kgo.AckStatus) {
 		rec.r.Ack(st)
 		rec.state = shareDone
@@ -306,37 +358,34 @@ func (ss *shareSub) process(ctx context.Context, recs []*shareRec) {
 		drainT = time.NewTimer(ss.cfg.DrainTimeout)
 		drain = drainT.C
 	}
-	defer func() {
-		if drainT != nil {
-			drainT.Stop()
-		}
-	}()
 	for open > 0 {
-		for !stopping && len(queue) > 0 && running < ss.cfg.Concurrency {
+		// A worker slot is asked for only while a record is queued.
+		var slot chan<- struct{}
+		if !stopping && len(queue) > 0 {
+			slot = ss.slots
+		}
+		select {
+		case slot <- struct{}{}:
 			rec := queue[0]
 			queue = queue[1:]
 			rec.state = shareRunning
-			running++
-			ss.jobs <- rec // never blocks: at most Concurrency are out
-		}
-		if open == 0 {
-			break
-		}
-		select {
-		case res := <-ss.results:
-			running--
+			go func() {
+				err := adapter.Call(ss.hctx, ss.h, &rec.msg)
+				ln.results <- shareResult{rec, err} // never blocks: at most Concurrency run
+			}()
+		case res := <-ln.results:
+			<-ss.slots
 			rec := res.rec
+			ss.observe(rec, res.err)
 			switch {
 			case res.err == nil:
 				finish(rec, kgo.AckAccept)
 			case permanent(res.err):
-				ss.logFailure(rec, res.err, "rejecting (permanent error)")
+				ss.logReject(rec, res.err)
 				finish(rec, kgo.AckReject)
 			case stopping:
-				ss.logFailure(rec, res.err, "releasing")
 				finish(rec, kgo.AckRelease)
 			default:
-				ss.logFailure(rec, res.err, "releasing after the redelivery backoff")
 				rec.state = shareWaiting
 				d := ss.backoff.Delay(rec.msg.Delivery.Attempt)
 				rec.timer = time.AfterFunc(d, func() { wake <- rec })
@@ -349,7 +398,7 @@ func (ss *shareSub) process(ctx context.Context, recs []*shareRec) {
 			for _, rec := range recs {
 				if rec.state != shareDone && !now.Before(rec.nextRenew) {
 					rec.r.Ack(kgo.AckRenew) // a no-op while the previous renewal is in flight
-					rec.nextRenew = now.Add(ss.renewEvery(ss.lockEst))
+					rec.nextRenew = now.Add(ln.renewEvery(ln.lockEst))
 				}
 			}
 		case <-ctxDone:
@@ -361,11 +410,28 @@ func (ss *shareSub) process(ctx context.Context, recs []*shareRec) {
 	}
 }
 
-// logFailure logs a failed handler at Warn (WithLogger).
-func (ss *shareSub) logFailure(rec *shareRec, err error, what string) {
+// observe reports a handler's outcome (WithObserver, WithLogger):
+// EventHandled or EventHandlerError.
+func (ss *shareSub) observe(rec *shareRec, err error) {
+	o := ss.cfg.obs
+	if o == nil {
+		return
+	}
+	ev := message.MessageEvent(message.EventHandled, &rec.msg)
+	if err != nil {
+		ev.Kind, ev.Err = message.EventHandlerError, err
+	}
+	ev.Partition = rec.msg.Delivery.Partition
+	o.Observe(context.Background(), ev)
+}
+
+// logReject logs a rejected record at Warn (WithLogger): the broker
+// archives it (or moves it to the group's dead-letter topic) and never
+// delivers it again.
+func (ss *shareSub) logReject(rec *shareRec, err error) {
 	if l := ss.cfg.logger; l != nil {
 		m := &rec.msg
-		l.Warn("ferry kafka: handler failed; "+what, "topic", m.Delivery.Topic, "group", m.Delivery.Group,
+		l.Warn("ferry kafka: permanent handler error; rejecting the record (the broker archives it)", "topic", m.Delivery.Topic, "group", m.Delivery.Group,
 			"partition", m.Delivery.Partition, "offset", m.Delivery.Offset, "id", m.ID, "attempt", m.Delivery.Attempt, "err", err)
 	}
 }

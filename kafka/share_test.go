@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"sync"
 	"testing"
@@ -158,7 +159,155 @@ func TestShareGroupAcceptsEachMessageOnce(t *testing.T) {
 				t.Errorf("%s: deliveries %+v, want one with attempt 1, group %q", id, d, group)
 			}
 		}
-		_ = errors.New
-		_ = retry.Permanent
+	})
+}
+
+// TestShareGroupReleaseRejectAndNoAutoAccept: a failed message is released
+// and comes back with the broker's delivery count as Attempt; a permanent
+// error rejects it for good; and no failure is ever settled by franz-go's
+// auto-accept of the previous poll. Every message fails on its first
+// delivery, in polls of 4 records with 4 workers, with a redelivery
+// backoff between the failure and the release: a subscriber that polled
+// again while a failed record waited would auto-accept it, and that
+// message would never come back.
+func TestShareGroupReleaseRejectAndNoAutoAccept(t *testing.T) {
+	shareBackends(t, func(t *testing.T, brokers []string) {
+		topic := uniqueTopic(t)
+		p := newPublisher(t, brokers, kafka.WithTopicCreation(1, -1))
+		ids := publishN(t, p, topic, "m", 40)
+		group := "share-" + topic
+		c := newCalls()
+		s := newShareSubscriber(t, brokers, group, kafka.WithConcurrency(4), kafka.WithMaxPending(4),
+			kafka.WithRedeliveryBackoff(20*time.Millisecond, 20*time.Millisecond))
+		startSubscribe(t, s, topic, func(_ context.Context, m *message.Message) error {
+			c.add(0, m)
+			switch {
+			case m.ID == "m-7":
+				return retry.Permanent(errors.New("never valid"))
+			case m.ID == "m-3" && m.Delivery.Attempt < 3:
+				return errors.New("fails twice")
+			case m.Delivery.Attempt == 1:
+				return errors.New("fails once")
+			}
+			return nil
+		})
+		// m-7 was rejected before the marker was published; released
+		// records become available at once, ahead of later offsets, so a
+		// release instead of a reject would show before the marker.
+		c.waitUntil(t, "every message handled until it succeeded", func(c *calls) bool {
+			for _, id := range ids {
+				want := 2
+				switch id {
+				case "m-7":
+					want = 1
+				case "m-3":
+					want = 3
+				}
+				if len(c.byID[id]) < want {
+					return false
+				}
+			}
+			return true
+		})
+		publishN(t, p, topic, "marker", 1)
+		c.waitUntil(t, "the marker handled", func(c *calls) bool { return len(c.byID["marker-0"]) > 0 })
+		for _, id := range ids {
+			d := c.deliveries(id)
+			var want []int
+			switch id {
+			case "m-7":
+				want = []int{1}
+			case "m-3":
+				want = []int{1, 2, 3}
+			default:
+				want = []int{1, 2}
+			}
+			var got []int
+			for _, dl := range d {
+				got = append(got, dl.Attempt)
+				if dl.Redelivered != (dl.Attempt > 1) {
+					t.Errorf("%s attempt %d: Redelivered %v", id, dl.Attempt, dl.Redelivered)
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("%s: attempts %v, want %v", id, got, want)
+			}
+		}
+	})
+}
+
+// TestShareGroupBeyondPartitions: three share-group members on a
+// one-partition topic all get work, and every message is accepted exactly
+// once; three members of an ordinary consumer group on the same kind of
+// topic leave two of them idle (the seed's "consumers <= partitions").
+func TestShareGroupBeyondPartitions(t *testing.T) {
+	shareBackends(t, func(t *testing.T, brokers []string) {
+		const members, n = 3, 300
+		run := func(t *testing.T, share bool) map[int]int {
+			topic := uniqueTopic(t)
+			p := newPublisher(t, brokers, kafka.WithTopicCreation(1, -1))
+			group := "g-" + topic
+			c := newCalls()
+			var ready sync.WaitGroup
+			// In share mode each member's first call waits until every
+			// member has one: the three hold records of the one
+			// partition at the same time.
+			var first sync.WaitGroup
+			all := make(chan struct{})
+			if share {
+				first.Add(members)
+				go func() { first.Wait(); close(all) }()
+			}
+			for i := range members {
+				var s *kafka.Subscriber
+				if share {
+					s = newShareSubscriber(t, brokers, group, kafka.WithTopicCreation(1, -1))
+				} else {
+					s = newSubscriber(t, brokers, kafka.WithGroup(group), kafka.WithTopicCreation(1, -1))
+				}
+				var once sync.Once
+				ready.Add(1)
+				var readyOnce sync.Once
+				ctx := message.WithReady(context.Background(), func() { readyOnce.Do(ready.Done) })
+				r := &running{done: make(chan error, 1)}
+				ctx, r.cancel = context.WithCancel(ctx)
+				go func() {
+					r.done <- s.Subscribe(ctx, topic, func(ctx context.Context, m *message.Message) error {
+						c.add(i, m)
+						if share {
+							once.Do(func() {
+								first.Done()
+								select {
+								case <-all:
+								case <-ctx.Done():
+								}
+							})
+						}
+						return nil
+					})
+				}()
+				t.Cleanup(func() { r.stop(t) })
+			}
+			ready.Wait()
+			ids := publishN(t, p, topic, "m", n)
+			c.waitUntil(t, "every message handled", func(c *calls) bool { return len(c.byID) == n })
+			for _, id := range ids {
+				if d := c.deliveries(id); len(d) != 1 {
+					t.Errorf("%s handled %d times, want once", id, len(d))
+				}
+			}
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return maps.Clone(c.byMember)
+		}
+		shared := run(t, true)
+		ordinary := run(t, false)
+		t.Logf("%d messages on a 1-partition topic, %d members: share group per member %v; consumer group per member %v", n, members, shared, ordinary)
+		if len(shared) != members {
+			t.Errorf("share group: %d of %d members handled messages (%v), want all", len(shared), members, shared)
+		}
+		if len(ordinary) != 1 {
+			t.Errorf("consumer group: %d of %d members handled messages (%v), want 1 (the partition's owner)", len(ordinary), members, ordinary)
+		}
 	})
 }

@@ -203,6 +203,14 @@ transaction.state.log.min.isr=1
 transaction.state.log.num.partitions=10
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
+# Share groups (KIP-932; share.version is enabled by the 4.4 format): the
+# broker's 5 s minimum heartbeat makes each new member wait about 5 s for
+# work, and its 15 s minimum lock keeps crash tests slow; allow less, per
+# group (share.heartbeat.interval.ms, share.record.lock.duration.ms).
+group.share.min.heartbeat.interval.ms=200
+group.share.heartbeat.interval.ms=500
+group.share.assignment.interval.ms=100
+group.share.min.record.lock.duration.ms=1000
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 delete.topic.enable=true

@@ -119,7 +119,11 @@
 //     returned nil is handled at least once.
 //
 // Tests needing a capability the adapter lacks are not run; Run logs their
-// names and the missing Features field.
+// names and the missing Features field. With Features.NoKeyOrder (a Kafka
+// share group) the three per-key order tests are not run, and the
+// redelivery tests (handler error, panic, leaks) check each message's
+// attempts in growing order without their order among the key's other
+// messages.
 //
 // # What the suite assumes of a harness
 //

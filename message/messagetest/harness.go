@@ -79,6 +79,14 @@ type Features struct {
 	// it with nothing lost.
 	Restart bool
 
+	// NoKeyOrder: the adapter, in the mode the harness configures, does
+	// not keep per-key order (a Kafka share group hands one partition's
+	// records to many members at once, each acknowledged on its own).
+	// The three per-key order tests are not run, and the redelivery tests
+	// check each message's attempts (1, 2, ... in that order) without
+	// their order among the key's other messages.
+	NoKeyOrder bool
+
 	// InvalidTopics are topic names the adapter must reject with
 	// ErrInvalidTopic (besides "", which every adapter rejects).
 	InvalidTopics []string

@@ -189,7 +189,7 @@ func (s *suite) testNoLeaks(t *testing.T) {
 	// Exercise publishing, consuming and a redelivery (backoff timers).
 	msgs := keyedMessages([]string{"a", "b"}, 5)
 	e.Publish(pub, topic, msgs...)
-	l := newKeyedLog()
+	l := newKeyedLog(s.h.Features.NoKeyOrder)
 	run := e.subscribe(sub, topic, l.handler(func(key string, seq, attempt int) error {
 		if key == "a" && seq == 1 && attempt == 1 {
 			return errTestFailure

@@ -73,10 +73,10 @@ func (s *suite) tests() []testCase {
 		{"topics are isolated", s.testTopicIsolation, nil},
 		{"two groups each receive every message", s.testTwoGroups, nil},
 		{"subscribers of one group split the messages without overlap", s.testGroupSplit, nil},
-		{"same-key messages are handled in order and never concurrently, up to the concurrency limit", s.testKeyOrder, nil},
+		{"same-key messages are handled in order and never concurrently, up to the concurrency limit", s.testKeyOrder, needsKeyOrder},
 		{"a handler may keep a delivered message: it stays intact after the handler returns", s.testKeptMessagesStayIntact, nil},
-		{"members of one group keep per-key order and never overlap a key", s.testGroupKeyOrder, nil},
-		{"per-key order holds while members join, leave and crash", s.testGroupKeyOrderChurn, nil},
+		{"members of one group keep per-key order and never overlap a key", s.testGroupKeyOrder, needsKeyOrder},
+		{"per-key order holds while members join, leave and crash", s.testGroupKeyOrderChurn, needsKeyOrder},
 		{"handler error redelivers with growing attempt before later same-key messages", s.testHandlerError, nil},
 		{"handler panic is treated as an error and the subscriber keeps running", s.testHandlerPanic, nil},
 		{"resumed subscriber does not get settled messages again", s.testResume, nil},
@@ -101,6 +101,14 @@ func (s *suite) tests() []testCase {
 			return ""
 		}},
 	}
+}
+
+// needsKeyOrder is the needs of the per-key order tests.
+func needsKeyOrder(f Features) string {
+	if f.NoKeyOrder {
+		return "NoKeyOrder to be false"
+	}
+	return ""
 }
 
 type suite struct {
