@@ -4,6 +4,7 @@
 //	go run ./examples/orders                                      # in memory, no setup
 //	go run ./examples/orders -broker kafka://127.0.0.1:9092
 //	go run ./examples/orders -broker amqp://guest:guest@127.0.0.1:5672/
+//	go run ./examples/orders -trace                               # and print the poison order's spans
 //
 // The order service publishes 20 OrderPlaced events (JSON) to order-events,
 // keyed by customer ID so that each customer's orders stay in order. Three
@@ -73,11 +74,12 @@ func main() {
 	pace := flag.Duration("pace", 20*time.Millisecond, "pause between two orders placed")
 	timeout := flag.Duration("timeout", time.Minute, "exit 1 if the scenario has not completed by then")
 	verbose := flag.Bool("v", false, "print every event each service handles")
+	trace := flag.Bool("trace", false, "trace with OpenTelemetry (otelferry) and print the spans of the poison order, "+poisonOrder+", with the stdout exporter")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Stdout, *brokerURL, *pace, *timeout, *verbose); err != nil {
+	if err := run(ctx, os.Stdout, *brokerURL, *pace, *timeout, *verbose, *trace); err != nil {
 		fmt.Fprintln(os.Stderr, "orders:", err)
 		stop()
 		os.Exit(1)
@@ -90,7 +92,7 @@ type service struct {
 	handler message.Handler
 }
 
-func run(ctx context.Context, out io.Writer, brokerURL string, pace, timeout time.Duration, verbose bool) error {
+func run(ctx context.Context, out io.Writer, brokerURL string, pace, timeout time.Duration, verbose, trace bool) error {
 	openCtx, cancelOpen := context.WithTimeout(ctx, timeout)
 	b, err := broker.Open(openCtx, brokerURL)
 	cancelOpen()
@@ -114,13 +116,23 @@ func run(ctx context.Context, out io.Writer, brokerURL string, pace, timeout tim
 
 	orders := placeOrders(time.Now())
 	st := newStory(out, verbose, len(orders)+1) // +1: the duplicate
+	// -trace: spans per the OpenTelemetry messaging conventions (trace.go).
+	tr, err := newTracing(trace)
+	if err != nil {
+		return err
+	}
+	pub, err := tr.publisher(b.Publisher())
+	if err != nil {
+		return err
+	}
 
 	// One error policy for every service: 3 attempts 50 ms apart, then the
 	// dead-letter topic <topic>.DLT, through the same broker.
 	policy, err := retry.New(
 		retry.WithMaxAttempts(maxAttempts),
 		retry.WithConstantBackoff(50*time.Millisecond),
-		retry.WithDeadLetter(b.Publisher()),
+		retry.WithDeadLetter(pub),
+		retry.WithObserver(tr.observer()),
 		retry.OnRetry(st.onRetry),
 		retry.OnDeadLetter(st.onDeadLetter),
 	)
@@ -134,7 +146,7 @@ func run(ctx context.Context, out io.Writer, brokerURL string, pace, timeout tim
 		if err != nil {
 			return nil, err
 		}
-		return dedupe.New(store, dedupe.WithOnDuplicate(func(_ context.Context, _ *message.Message, key string) {
+		return dedupe.New(store, dedupe.WithObserver(tr.observer()), dedupe.WithOnDuplicate(func(_ context.Context, _ *message.Message, key string) {
 			st.skipped(group, key)
 		}))
 	}
@@ -152,9 +164,9 @@ func run(ctx context.Context, out io.Writer, brokerURL string, pace, timeout tim
 		// Retry outside dedupe: each attempt claims the event's ID and a
 		// failed attempt releases it, so a dead-lettered event is not
 		// marked processed and a replay from the DLT would run it.
-		services[i].handler = message.Chain(services[i].handler, policy, mw)
+		services[i].handler = message.Chain(services[i].handler, tr.middleware(), policy, mw)
 	}
-	services = append(services, service{dltGroup, dlt, st.monitorDLT})
+	services = append(services, service{dltGroup, dlt, message.Chain(st.monitorDLT, tr.middleware())})
 
 	// Start the services. Their context ends on Ctrl-C or when the story
 	// is complete; Subscribe then drains and returns nil.
@@ -180,7 +192,7 @@ func run(ctx context.Context, out io.Writer, brokerURL string, pace, timeout tim
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := placeAll(svcCtx, b.Publisher(), topic, orders, pace, st); err != nil && svcCtx.Err() == nil {
+		if err := placeAll(svcCtx, pub, topic, orders, pace, st); err != nil && svcCtx.Err() == nil {
 			errc <- fmt.Errorf("order-service: %w", err)
 		}
 	}()
@@ -208,7 +220,7 @@ func run(ctx context.Context, out io.Writer, brokerURL string, pace, timeout tim
 		return nil
 	}
 	st.recap(len(orders))
-	return nil
+	return tr.print(ctx, out, eventID(poisonOrder))
 }
 
 // placeAll is the order service: it publishes one OrderPlaced event per
