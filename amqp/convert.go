@@ -10,6 +10,7 @@ import (
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
+	"github.com/ferrymsg/ferry/adapter/delay"
 	"github.com/ferrymsg/ferry/message"
 )
 
@@ -263,6 +264,7 @@ func (c *config) toMessage(topic, group string, d *amqp091.Delivery) *message.Me
 	if m.ID == "" {
 		m.ID = DerivedID(topic, d) // a foreign message: see DerivedID
 	}
+	delay.Apply(m) // back from a delay tier (delay.go): Delivery.Tier and the earlier attempts
 	return m
 }
 

@@ -54,6 +54,7 @@ type member struct {
 	disp   *dispatch.Dispatcher
 	scopes []*dispatch.Scope
 	epochs []uint64
+	tier   *tierGate // SubscribeTier's (delay.go); nil for Subscribe
 }
 
 // scope returns the scope of partition i's deliveries under epoch: a new
@@ -142,6 +143,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topicName string, h message.
 	// the context of its handlers only (drainer.start).
 	disp := dispatch.New(ctx, h, cfg, settled)
 	m.disp, m.scopes, m.epochs = disp, make([]*dispatch.Scope, len(g.parts)), make([]uint64, len(g.parts))
+	m.tier = newTierGate(rctx, disp, m, len(g.parts), g.name)
 	maxPending := disp.Config().MaxPending
 	dr := drainer{t: t, g: g, m: m, disp: disp, quit: make(chan struct{})}
 	// Ready: the member is in its group, whose offsets exist, so anything
@@ -188,9 +190,13 @@ loop:
 		t.mu.Unlock()
 		batch = makeDeliveries(raw, topicName, g.name, m, batch[:0])
 
-		for _, d := range batch {
-			if err := disp.Submit(rctx, &d.dl); err != nil {
-				break // rctx done; what was not submitted is refetched by the next owner
+		if m.tier != nil {
+			_ = m.tier.add(batch) // fails only when rctx is done, as below
+		} else {
+			for _, d := range batch {
+				if err := disp.Submit(rctx, &d.dl); err != nil {
+					break // rctx done; what was not submitted is refetched by the next owner
+				}
 			}
 		}
 		if len(batch) > 0 {
@@ -221,6 +227,7 @@ loop:
 	if rctx.Err() != nil && ctx.Err() == nil {
 		result = message.ErrClosed // Close, not the caller's ctx
 	}
+	m.tier.close()
 	disp.Shutdown()
 	stopLag()
 	close(dr.quit)
@@ -260,7 +267,7 @@ type fetched struct {
 // fetchLocked collects up to n messages from m's partitions.
 func fetchLocked(t *topic, g *group, m *member, n int, out []fetched) []fetched {
 	for i, gp := range g.parts {
-		if gp.owner != m || gp.revoking || gp.draining {
+		if gp.owner != m || gp.revoking || gp.draining || m.tier.isPaused(i) {
 			continue
 		}
 		p := t.parts[i]
@@ -331,6 +338,7 @@ type drainer struct {
 // marked the partition draining; only the member's Subscribe goroutine
 // calls start.
 func (dr *drainer) start(i int) {
+	dr.m.tier.drop(i) // nothing of i held by a tier's gate is submitted from now on
 	s := dr.m.scopes[i]
 	if s == nil {
 		s = dr.disp.NewScope() // nothing fetched of it yet

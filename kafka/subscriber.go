@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ferrymsg/ferry/adapter"
+	"github.com/ferrymsg/ferry/adapter/delay"
 	"github.com/ferrymsg/ferry/adapter/dispatch"
 	"github.com/ferrymsg/ferry/message"
 )
@@ -130,6 +131,7 @@ type subscription struct {
 	parts map[int32]*partState
 
 	ctx     context.Context // Subscribe's: carries message.WithReady
+	gate    *delay.Gate     // SubscribeTier's (delay.go): holds records until due; nil for Subscribe
 	fatal   error
 	recycle bool // build recycles franz-go's records (see recordPool)
 
@@ -150,6 +152,7 @@ func (s *Subscriber) run(ctx context.Context, topic string, h message.Handler) e
 	dcfg := dispatch.ConfigFor(s.cfg.SubscriberConfig)
 	dcfg.OnError = s.cfg.handlerErrorObserver()
 	sub.d = dispatch.New(ctx, h, dcfg, sub.settled)
+	sub.gate = newTierGate(ctx, sub)
 
 	reset := kgo.NewOffset().AtStart()
 	if s.cfg.start == StartLatest {
@@ -181,6 +184,7 @@ func (s *Subscriber) run(ctx context.Context, topic string, h message.Handler) e
 		// what it needs and recycles each record.
 		kgo.WithPools(records),
 	}, append(sub.commitCallback(), s.cfg.clientOpts...)...)
+	kopts = append(kopts, tierClientOpts(ctx)...)
 	cl, err := kgo.NewClient(kopts...)
 	if err != nil {
 		sub.d.Shutdown()
@@ -194,6 +198,7 @@ func (s *Subscriber) run(ctx context.Context, topic string, h message.Handler) e
 	go sub.markLoop(markDone, markStopped)
 
 	sub.poll(ctx)
+	sub.gate.Close() // held tier records stay uncommitted: fetched again next time
 
 	// Graceful shutdown: no more fetching; let running handlers finish
 	// (within the drain timeout), then commit what settled and leave.
@@ -277,6 +282,9 @@ func (sub *subscription) submitPartition(ctx context.Context, p kgo.FetchTopicPa
 	// holds OnPartitionsRevoked and OnPartitionsLost until the poll loop
 	// calls AllowRebalance), so every record submitted belongs to the
 	// current assignment of its partition.
+	if sub.gate != nil {
+		return sub.gate.Add(p.Partition, ps, sub.group, batch) == nil
+	}
 	if _, err := sub.d.SubmitBatch(ctx, batch); err != nil {
 		return false // ctx ended or the dispatcher stopped
 	}
@@ -411,6 +419,7 @@ func (sub *subscription) commitAll() {
 // assigned starts tracking newly assigned partitions, each assignment in
 // a dispatcher scope of its own.
 func (sub *subscription) assigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	sub.gate.Drop(assigned[sub.topic]...) // a tier: start each assignment unpaused, nothing held
 	sub.mu.Lock()
 	for _, p := range assigned[sub.topic] {
 		if old := sub.parts[p]; old != nil {
@@ -443,6 +452,7 @@ func (sub *subscription) detach(partitions []int32) ([]*partState, []<-chan stru
 	}
 	sub.mu.Unlock()
 	sub.forgetLag(gone)
+	sub.gate.Drop(partitions...) // a tier: nothing held of them is submitted any more
 	idle := make([]<-chan struct{}, len(gone))
 	for i, ps := range gone {
 		idle[i] = sub.d.Drain(ps.scope)

@@ -52,6 +52,11 @@ type RetryEvent struct {
 	Err error
 	// Delay is how long the middleware waits before the next attempt.
 	Delay time.Duration
+	// Tier is the delay tier the message is sent to (WithDelayedRetry),
+	// 1 for the first; 0 for an in-process retry.
+	Tier int
+	// TierTopic is that tier's topic; "" for an in-process retry.
+	TierTopic string
 }
 
 // DeadLetterEvent describes a dead-letter publish. It is passed to the
@@ -77,6 +82,7 @@ type config struct {
 	notRetryable func(error) bool
 	redeliver    func(error) bool
 	pub          message.Publisher
+	delayed      *tiers // WithDelayedRetry (delayed.go)
 	topicFor     func(*message.Message) string
 	spring       bool
 	onRetry      func(context.Context, RetryEvent)

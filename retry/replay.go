@@ -175,6 +175,7 @@ func Replay(ctx context.Context, sub message.Subscriber, pub message.Publisher, 
 		}
 		c := msg.Clone()
 		StripHeaders(c.Headers)
+		StripTierHeaders(c.Headers)
 		if err := pub.Publish(hctx, info.Topic, c); err != nil {
 			reserved.Add(-1)
 			err = fmt.Errorf("retry: replay message %q from %q to %q: %w", msg.ID, dltTopic, info.Topic, err)

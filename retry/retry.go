@@ -175,6 +175,12 @@ func (r *retrier) permanent(err error) bool {
 // nil when the copy is published (the original is then settled) and an
 // error otherwise (the original is redelivered).
 func (r *retrier) deadLetter(ctx context.Context, msg *message.Message, f *failure) error {
+	// WithDelayedRetry: the next delay tier, or the DLT as the message of
+	// its own topic (delayed.go).
+	msg, f, sent, err := r.delayedRetry(ctx, msg, f)
+	if sent {
+		return err
+	}
 	topic := r.topicFor(msg)
 	if topic == "" {
 		return fmt.Errorf("retry: cannot dead-letter message %q: no dead-letter topic (empty Delivery.Topic or WithDeadLetterTopic returned \"\"); last error: %w", msg.ID, f.err)
