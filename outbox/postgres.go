@@ -51,14 +51,17 @@ func (r *Relay) runPostgres(ctx context.Context) error {
 	}
 }
 
-// exec runs one statement on the lock connection.
+// queryRow runs one query on the lock connection.
 func (c *pgCoord) queryRow(ctx context.Context, dst any, q string, args ...any) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.conn == nil {
 		return errNoConn
 	}
-	return c.conn.QueryRowContext(ctx, q, args...).Scan(dst)
+	// Not cancelled with the relay: see ops.
+	qctx, cancel := dbContext()
+	defer cancel()
+	return c.conn.QueryRowContext(qctx, q, args...).Scan(dst)
 }
 
 // tick connects if needed, then moves the relay's shard count towards its

@@ -24,13 +24,28 @@ type querier interface {
 // ops runs database work for a worker: on SQLite straight on the pool, on
 // PostgreSQL on the relay's connection that holds the shard locks (one
 // user at a time), so that a worker reads only while its lock is held.
+//
+// fn gets a context of its own, bounded by dbTimeout and not cancelled
+// with the relay: pgx closes a connection whose statement is cancelled
+// midway, and on PostgreSQL that connection holds the relay's locks.
 type ops interface {
-	do(ctx context.Context, fn func(q querier) error) error
+	do(fn func(ctx context.Context, q querier) error) error
+}
+
+// dbTimeout bounds one database operation of the relay.
+const dbTimeout = 30 * time.Second
+
+func dbContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), dbTimeout)
 }
 
 type dbOps struct{ db *sql.DB }
 
-func (o dbOps) do(_ context.Context, fn func(q querier) error) error { return fn(o.db) }
+func (o dbOps) do(fn func(ctx context.Context, q querier) error) error {
+	ctx, cancel := dbContext()
+	defer cancel()
+	return fn(ctx, o.db)
+}
 
 // errNoConn: the PostgreSQL lock connection was lost.
 var errNoConn = errors.New("outbox: the relay's lock connection is gone")
@@ -40,13 +55,15 @@ type connOps struct {
 	conn **sql.Conn
 }
 
-func (o connOps) do(_ context.Context, fn func(q querier) error) error {
+func (o connOps) do(fn func(ctx context.Context, q querier) error) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if *o.conn == nil {
 		return errNoConn
 	}
-	return fn(*o.conn)
+	ctx, cancel := dbContext()
+	defer cancel()
+	return fn(ctx, *o.conn)
 }
 
 // row is one outbox row.
@@ -152,7 +169,7 @@ WHERE shard = $1 AND published_at IS NULL ORDER BY seq LIMIT $2`
 WHERE shard = $1 AND published_at IS NULL AND seq > $2 ORDER BY seq LIMIT $3`
 		args = []any{shard, w.cursor[shard], w.r.batch}
 	}
-	err := w.ops.do(ctx, func(qr querier) error {
+	err := w.ops.do(func(ctx context.Context, qr querier) error {
 		rs, err := qr.QueryContext(ctx, w.r.o.q(q), args...)
 		if err != nil {
 			return err
@@ -246,7 +263,7 @@ func (w *worker) stepShard(ctx context.Context, shard int) (full bool, err error
 		if firstErr != nil {
 			msg = firstErr.Error()
 		}
-		_ = w.ops.do(wctx, func(q querier) error {
+		_ = w.ops.do(func(wctx context.Context, q querier) error {
 			_, err := q.ExecContext(wctx, w.r.o.q(`UPDATE {t} SET attempts = attempts + 1, last_error = $1 WHERE seq IN (`+seqList(retry)+`)`), msg)
 			return err
 		})
@@ -355,7 +372,7 @@ func (w *worker) ack(ctx context.Context, seqs []int64) error {
 	if mutant == mutantNoAck {
 		return nil
 	}
-	return w.ops.do(ctx, func(q querier) error {
+	return w.ops.do(func(ctx context.Context, q querier) error {
 		var err error
 		if w.r.o.retention > 0 {
 			_, err = q.ExecContext(ctx, w.r.o.q(`UPDATE {t} SET published_at = $1 WHERE seq IN (`+seqList(seqs)+`)`), w.r.o.now().UnixMicro())
@@ -374,7 +391,7 @@ func (w *worker) moveDead(ctx context.Context, x row, cause error) error {
 	if cause != nil {
 		text = cause.Error()
 	}
-	err := w.ops.do(ctx, func(q querier) error {
+	err := w.ops.do(func(ctx context.Context, q querier) error {
 		tx, err := q.BeginTx(ctx, nil)
 		if err != nil {
 			return err
