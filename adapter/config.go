@@ -58,9 +58,10 @@ type SubscriberConfig struct {
 	MaxPending int
 	// InitialBackoff is the wait before a failed message is delivered
 	// again; it doubles after each further failure of the message, up to
-	// MaxBackoff (both with ±20% jitter). Defaults DefaultInitialBackoff
-	// (100ms) and DefaultMaxBackoff (10s); 0 < InitialBackoff <=
-	// MaxBackoff.
+	// MaxBackoff, each wait with ±50% jitter (NewBackoff). A handler error
+	// made with message.RedeliverAfter sets the wait itself. Defaults
+	// DefaultInitialBackoff (100ms) and DefaultMaxBackoff (10s);
+	// 0 < InitialBackoff <= MaxBackoff.
 	InitialBackoff time.Duration
 	// MaxBackoff caps the redelivery backoff; see InitialBackoff.
 	MaxBackoff time.Duration

@@ -22,7 +22,11 @@
 //     goroutine per call) and waits for them;
 //   - SubscriberConfig: the group, concurrency, max pending, redelivery
 //     backoff and drain timeout every adapter takes, with their Default*
-//     values and one validation.
+//     values and one validation;
+//   - NewBackoff: the one exponential backoff policy (cenkalti/backoff/v4)
+//     of the redelivery, the retry middleware and reconnection loops;
+//   - WithPartition and PartitionFrom: a publish asking for an explicit
+//     partition (the retry middleware's Spring profile uses it).
 //
 // Its subpackages:
 //

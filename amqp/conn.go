@@ -11,9 +11,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
+	"github.com/ferrymsg/ferry/adapter"
 	"github.com/ferrymsg/ferry/message"
 )
 
@@ -268,11 +268,8 @@ func (c *conn) report(sc StateChange) {
 // run watches the current connection and replaces it when it is lost.
 func (c *conn) run(cur *amqp091.Connection) {
 	defer close(c.done)
-	b := backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(c.cfg.reconnect[0]),
-		backoff.WithMaxInterval(c.cfg.reconnect[1]),
-		backoff.WithMaxElapsedTime(0),
-	)
+	// Doubling, ±50 % jitter, forever: the one backoff of ferry.
+	b := adapter.NewBackoff(c.cfg.reconnect[0], c.cfg.reconnect[1])
 	var streak undecodableStreak // see undecodable.go
 	c.mu.Lock()
 	sess := c.cur

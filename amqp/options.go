@@ -494,8 +494,9 @@ func WithDrainTimeout(d time.Duration) SubscriberOption {
 	})
 }
 
-// WithReconnectBackoff bounds the exponential backoff (with jitter)
-// between reconnection attempts; 0 < initial <= max. Reconnection never
+// WithReconnectBackoff bounds the exponential backoff between reconnection
+// attempts (adapter.NewBackoff: doubling from initial up to max, ±50 %
+// jitter, like the redelivery backoff); 0 < initial <= max. Reconnection never
 // gives up; Close stops it. Publisher and Subscriber. Default:
 // DefaultInitialBackoff (100 ms) to DefaultMaxBackoff (10 s).
 func WithReconnectBackoff(initial, max time.Duration) Option {

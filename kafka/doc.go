@@ -34,9 +34,22 @@
 // string of those bytes, a null value ""), and publishing the message
 // again writes the same bytes.
 //
-// Delivery carries Topic, Group, Partition, Offset and Attempt;
-// Redelivered is always false (Kafka does not say whether a record was
-// delivered before).
+// Delivery carries Topic, Group, Partition, Offset and Attempt, and
+// LogAppendTime when the record's timestamp is the broker's append time
+// (a topic with message.timestamp.type=LogAppendTime: Time is then that
+// time); Redelivered is always false (Kafka does not say whether a record
+// was delivered before).
+//
+// Publish honours adapter.WithPartition(ctx, p): every record of the call
+// goes to partition p when the topic has more than p partitions, and is
+// partitioned by key as usual otherwise, as Spring Kafka's
+// DeadLetterPublishingRecoverer falls back when its destination
+// partition does not exist. The retry middleware's Spring profile uses it
+// to dead-letter a record to the same partition number of the DLT, like
+// Spring's default destination resolver. It wraps the producer's
+// partitioner (franz-go's default, or one given with
+// kgo.RecordPartitioner through WithClientOptions), which still places
+// every other record.
 //
 // # Delivery semantics
 //

@@ -43,7 +43,8 @@ var _ message.Publisher = (*Publisher)(nil)
 // error wrapping message.ErrInvalidConfig that names it). It uses franz-go's idempotent producer
 // with acks=all, its batching and lingering (10ms), and its default
 // partitioner, which puts a key on the same partition as the Java client
-// does (murmur2). It does not connect until the first Publish.
+// does (murmur2), wrapped to honour adapter.WithPartition (see the package
+// doc). It does not connect until the first Publish.
 //
 // It takes the shared options (WithClientOptions, WithTopicCreation,
 // WithoutTopicCreation, WithLogger, WithOptions); a Subscriber option
@@ -57,13 +58,26 @@ func NewPublisher(brokers []string, opts ...PublisherOption) (*Publisher, error)
 	if err != nil {
 		return nil, err
 	}
+	// franz-go's default partitioner, wrapped for adapter.WithPartition
+	// (partition.go).
+	pin := &pinPartitioner{inner: kgo.UniformBytesPartitioner(64<<10, true, true, nil)}
 	kopts := append([]kgo.Opt{
 		kgo.SeedBrokers(brokers...),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordPartitioner(pin),
 	}, c.clientOpts...)
 	cl, err := kgo.NewClient(kopts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: %w: seed brokers or WithClientOptions: %w", message.ErrInvalidConfig, err)
+	}
+	if own, ok := cl.OptValue(kgo.RecordPartitioner).(kgo.Partitioner); ok && own != kgo.Partitioner(pin) {
+		// WithClientOptions set a partitioner of the user's: wrap that
+		// one instead (the client has not connected yet).
+		cl.Close()
+		pin.inner = own
+		if cl, err = kgo.NewClient(append(kopts, kgo.RecordPartitioner(pin))...); err != nil {
+			return nil, fmt.Errorf("kafka: %w: seed brokers or WithClientOptions: %w", message.ErrInvalidConfig, err)
+		}
 	}
 	p := &Publisher{
 		cl:     cl,

@@ -387,7 +387,10 @@ func (ln *shareLane) process(ctx context.Context, recs []*shareRec) {
 				finish(rec, kgo.AckRelease)
 			default:
 				rec.state = shareWaiting
-				d := ss.backoff.Delay(rec.msg.Delivery.Attempt)
+				d, ok := message.RedeliveryDelay(res.err) // the retry middleware's wait
+				if !ok {
+					d = ss.backoff.Delay(rec.msg.Delivery.Attempt)
+				}
 				rec.timer = time.AfterFunc(d, func() { wake <- rec })
 			}
 		case rec := <-wake:

@@ -76,6 +76,12 @@ type Delivery struct {
 	// before (AMQP redelivered flag, or an in-memory/Kafka delivery of a
 	// position that was handed out before but not settled).
 	Redelivered bool
+	// LogAppendTime reports that Message.Time is the time the broker
+	// appended the message to its log (a Kafka topic configured with
+	// message.timestamp.type=LogAppendTime), not the producer's create
+	// time. False elsewhere. Spring Kafka's dead-letter header
+	// kafka_dlt-original-timestamp-type comes from it.
+	LogAppendTime bool
 }
 
 // Handler processes one message. Its return value is the acknowledgement:

@@ -17,14 +17,25 @@
 //
 // # Delivery semantics
 //
-// Retries happen in process: after a failure the middleware waits for the
-// backoff and calls the handler again with the same message, as with
-// Spring's blocking retries. The wait happens inside the handler call, so
-// it holds the message's key (later messages of the key wait) and also
-// one of the subscriber's WithConcurrency workers: other keys keep flowing
-// only on the other workers. At the default concurrency of 1 a retrying
-// message stops every key of the subscriber for the whole backoff; raise
-// the concurrency above the number of keys you expect to fail at once. A panic in the handler counts as a
+// Retries happen in process, without holding a worker: after a failure
+// the middleware returns at once with a message.RedeliverAfter error
+// carrying the backoff, and the subscriber's dispatcher delivers the same
+// message again after that delay (with Delivery.Attempt one higher),
+// exactly as it redelivers after any handler error, only with the
+// middleware's delay instead of its own backoff. Meanwhile the message
+// keeps its key: later messages of the key wait behind it, in order, as
+// with Spring's blocking retries; but no worker waits, so at any
+// concurrency, 1 included, every other key keeps flowing. Every adapter
+// does it the same way (inmem, kafka, its share-group mode, amqp, and any
+// adapter on the adapter/dispatch kit). The wait holds the message in
+// memory and, on Kafka, the partition's commit point; for waits of
+// minutes take a delayed retry tier instead. Between its deliveries
+// the middleware remembers each failing message's first failure and its
+// backoff policy in memory (bounded to 4096 messages; a forgotten one
+// starts its backoff again and its elapsed time from its next failure).
+// A handler error that carries its own delay (message.RedeliverAfter, for
+// a downstream's Retry-After) is retried after that delay instead of the
+// backoff's, within the same limits. A panic in the handler counts as a
 // failure (adapter.Call). The message then ends in exactly one of these
 // ways:
 //
@@ -42,28 +53,36 @@
 //     handler again; a process restart forgets this, and the redelivery is
 //     then handled as the attempt counting below says;
 //   - the handler's context ends (the subscriber gave up waiting during
-//     shutdown): the wait between attempts stops at once and the context
-//     error (or the handler's error) is returned, so the message is
-//     redelivered later, not dead-lettered;
+//     shutdown): the handler's error is returned, so the message is
+//     redelivered later, not dead-lettered; a message waiting between
+//     attempts when the subscriber stops is left unsettled and the broker
+//     delivers it again (counting as the attempts below say);
 //   - WithRedeliver's classifier matches the error ("not now", such as
 //     dedupe.ErrInProgress): the error is returned at once for
 //     redelivery, without retry or dead-lettering.
 //
 // # Attempt counting
 //
-// An attempt is one handler call. A message gets WithMaxAttempts attempts
+// An attempt is one handler call, and each attempt is one delivery: the
+// subscriber redelivers the message for each retry, with
+// Delivery.Attempt one higher. A message gets WithMaxAttempts attempts
 // in total (default 3), the first included, and earlier deliveries count:
-// the middleware takes msg.Delivery.Attempt-1 attempts as already used, so
-// on delivery number A it makes at most max(WithMaxAttempts-(A-1), 1)
-// handler calls, the first being attempt A. It cannot know how many
-// in-process attempts an earlier process made before it crashed, so each
-// earlier delivery counts as exactly one used attempt: a message
-// redelivered after a crash gets a reduced budget, never a fresh full one
-// (on brokers that report the redelivery: AMQP's redelivered flag and
-// in-process redeliveries raise Delivery.Attempt; a Kafka restart delivers
-// with Attempt 1 again). A delivery past the budget still gets one handler
-// call (so that a fixed downstream lets it through) and is dead-lettered
-// at once if it fails. Attempt numbers in RetryEvent and HeaderAttempts
+// delivery number A is attempt A, or one more than the attempts this
+// process already saw fail for the message when that is higher, so a
+// message first delivered as number A gets at most
+// max(WithMaxAttempts-(A-1), 1) handler calls. The middleware cannot know
+// what an earlier process did before it crashed, so each earlier delivery
+// counts as exactly one used attempt: a message redelivered after a crash
+// gets a reduced budget, never a fresh full one (on brokers that report
+// the redelivery: AMQP's redelivered flag or a quorum queue's
+// x-delivery-count, and in-process redeliveries raise Delivery.Attempt; a
+// Kafka restart delivers with Attempt 1 again). On AMQP, a message that
+// waited between attempts when the connection was lost comes back from
+// the broker marked redelivered (Attempt 2); the middleware still knows
+// its failures by message ID, so its count goes on from there instead of
+// starting again. A delivery past the budget still gets one handler call
+// (so that a fixed downstream lets it through) and is dead-lettered at
+// once if it fails. Attempt numbers in RetryEvent and HeaderAttempts
 // follow the same count. WithMaxElapsedTime (default none) ends the
 // attempts when the next one would start later than that after the first
 // failure seen by this process; the first limit reached wins.

@@ -21,7 +21,7 @@ func TestSpringHeadersByteForByte(t *testing.T) {
 	msg.Delivery.Partition = 0x01020304
 	msg.Delivery.Offset = 0x0102030405060708
 	msg.Time = time.UnixMilli(1700000000123)
-	require.NoError(t, mw(h)(context.Background(), msg))
+	require.NoError(t, deliver(context.Background(), mw(h), msg))
 	_, msgs := pub.published()
 	require.Len(t, msgs, 1)
 	hd := msgs[0].Headers
@@ -67,7 +67,7 @@ func TestNoPartitionOrOffsetWhereTheBrokerHasNone(t *testing.T) {
 		}
 		msg := delivered("orders", 1)
 		msg.Delivery.Partition, msg.Delivery.Offset, msg.Delivery.DeliveryTag = -1, -1, 7 // AMQP
-		require.NoError(t, mustNew(t, opts...)(h)(context.Background(), msg))
+		require.NoError(t, deliver(context.Background(), mustNew(t, opts...)(h), msg))
 		_, msgs := pub.published()
 		for _, name := range []string{retry.HeaderOriginalPartition, retry.HeaderOriginalOffset, retry.HeaderSpringOriginalPartition, retry.HeaderSpringOriginalOffset} {
 			_, ok := msgs[0].Headers[name]

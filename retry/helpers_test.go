@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -97,4 +98,28 @@ func delivered(topic string, attempt int) *message.Message {
 		ID: "id-1", Key: "k", Payload: []byte("p"), Headers: map[string]string{"app": "v"},
 		Delivery: message.Delivery{Topic: topic, Group: "g", Attempt: attempt, Partition: 2, Offset: 41},
 	}
+}
+
+// deliver runs h on msg the way a subscriber's dispatcher does: a
+// message.RedeliverAfter error (the middleware's wait between attempts)
+// redelivers msg with Attempt one higher; any other result is returned,
+// with the waits asked for.
+func deliverWaits(ctx context.Context, h message.Handler, msg *message.Message) (error, []time.Duration) {
+	var waits []time.Duration
+	for range 10_000 {
+		err := adapter.Call(ctx, h, msg)
+		d, ok := message.RedeliveryDelay(err)
+		if !ok {
+			return err, waits
+		}
+		waits = append(waits, d)
+		msg.Delivery.Attempt = max(msg.Delivery.Attempt, 1) + 1
+	}
+	panic("deliver: 10,000 redeliveries")
+}
+
+// deliver is deliverWaits without the waits.
+func deliver(ctx context.Context, h message.Handler, msg *message.Message) error {
+	err, _ := deliverWaits(ctx, h, msg)
+	return err
 }

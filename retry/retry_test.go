@@ -43,7 +43,7 @@ func mustNew(t *testing.T, opts ...retry.Option) message.Middleware {
 func TestSuccessPath(t *testing.T) {
 	pub := &fakePublisher{}
 	h, n := counting(1)
-	err := mustNew(t, retry.WithDeadLetter(pub))(h)(context.Background(), delivered("orders", 1))
+	err := deliver(context.Background(), mustNew(t, retry.WithDeadLetter(pub))(h), delivered("orders", 1))
 	require.NoError(t, err)
 	assert.EqualValues(t, 1, n.Load())
 	_, msgs := pub.published()
@@ -56,7 +56,7 @@ func TestSucceedsOnRetry(t *testing.T) {
 	h, n := counting(3)
 	mw := mustNew(t, retry.WithDeadLetter(pub), retry.WithMaxAttempts(5), retry.WithConstantBackoff(time.Millisecond),
 		retry.OnRetry(func(_ context.Context, ev retry.RetryEvent) { retries = append(retries, ev) }))
-	require.NoError(t, mw(h)(context.Background(), delivered("orders", 1)))
+	require.NoError(t, deliver(context.Background(), mw(h), delivered("orders", 1)))
 	assert.EqualValues(t, 3, n.Load())
 	require.Len(t, retries, 2)
 	assert.Equal(t, 1, retries[0].Attempt)
@@ -76,7 +76,7 @@ func TestExhaustedGoesToDeadLetter(t *testing.T) {
 	msg := delivered("orders", 1)
 	msg.Time = time.Date(2025, 1, 2, 3, 4, 5, 6e6, time.UTC)
 	before := time.Now().UTC().Truncate(time.Millisecond)
-	require.NoError(t, mw(h)(context.Background(), msg), "dead-lettered: the original is settled")
+	require.NoError(t, deliver(context.Background(), mw(h), msg), "dead-lettered: the original is settled")
 	after := time.Now().UTC()
 
 	assert.EqualValues(t, 4, n.Load(), "exactly WithMaxAttempts handler calls")
@@ -139,7 +139,7 @@ func TestPermanentSkipsAttempts(t *testing.T) {
 			var calls int
 			h := func(context.Context, *message.Message) error { calls++; return tc.err }
 			opts := append([]retry.Option{retry.WithDeadLetter(pub), retry.WithMaxAttempts(5), retry.WithConstantBackoff(0)}, tc.opts...)
-			require.NoError(t, mustNew(t, opts...)(h)(context.Background(), delivered("orders", 1)))
+			require.NoError(t, deliver(context.Background(), mustNew(t, opts...)(h), delivered("orders", 1)))
 			assert.Equal(t, 1, calls)
 			_, msgs := pub.published()
 			require.Len(t, msgs, 1)
@@ -158,7 +158,7 @@ func TestPanicCountsAsFailure(t *testing.T) {
 	var calls int
 	h := func(context.Context, *message.Message) error { calls++; panic("kaput") }
 	mw := mustNew(t, retry.WithDeadLetter(pub), retry.WithMaxAttempts(2), retry.WithConstantBackoff(0), retry.SpringHeaders())
-	require.NoError(t, mw(h)(context.Background(), delivered("orders", 1)))
+	require.NoError(t, deliver(context.Background(), mw(h), delivered("orders", 1)))
 	assert.Equal(t, 2, calls)
 	_, msgs := pub.published()
 	require.Len(t, msgs, 1)
@@ -169,7 +169,7 @@ func TestPanicCountsAsFailure(t *testing.T) {
 
 func TestNoDeadLetterReturnsError(t *testing.T) {
 	h, n := counting(0)
-	err := mustNew(t, retry.WithMaxAttempts(3), retry.WithConstantBackoff(0))(h)(context.Background(), delivered("orders", 1))
+	err := deliver(context.Background(), mustNew(t, retry.WithMaxAttempts(3), retry.WithConstantBackoff(0))(h), delivered("orders", 1))
 	assert.ErrorIs(t, err, errBoom, "the subscriber redelivers: nothing is lost")
 	assert.EqualValues(t, 3, n.Load())
 }
@@ -188,7 +188,7 @@ func TestDeliveryAttemptCountsTowardsBudget(t *testing.T) {
 			pub := &fakePublisher{}
 			h, n := counting(0)
 			mw := mustNew(t, retry.WithDeadLetter(pub), retry.WithMaxAttempts(tc.max), retry.WithConstantBackoff(0))
-			require.NoError(t, mw(h)(context.Background(), delivered("orders", tc.attempt)))
+			require.NoError(t, deliver(context.Background(), mw(h), delivered("orders", tc.attempt)))
 			assert.EqualValues(t, tc.wantCalls, n.Load())
 			_, msgs := pub.published()
 			require.Len(t, msgs, 1)
@@ -206,17 +206,20 @@ func TestDeadLetterPublishFailureRedelivers(t *testing.T) {
 	handler := mw(h)
 	msg := delivered("orders", 1)
 
-	err := handler(context.Background(), msg)
+	err := deliver(context.Background(), handler, msg)
 	require.Error(t, err, "a failed dead-letter publish must not settle the original")
 	assert.ErrorIs(t, err, errFail)
 	assert.ErrorIs(t, err, errBoom)
+	_, ok := message.RedeliveryDelay(err)
+	assert.False(t, ok, "the subscriber's own backoff applies")
 	assert.EqualValues(t, 3, n.Load())
+	assert.Equal(t, 3, msg.Delivery.Attempt)
 
 	// The subscriber redelivers with Attempt+1: the middleware remembers
 	// that the attempts are exhausted and only retries the publish.
-	msg.Delivery.Attempt = 2
+	msg.Delivery.Attempt = 4
 	require.ErrorIs(t, handler(context.Background(), msg), errFail)
-	msg.Delivery.Attempt = 3
+	msg.Delivery.Attempt = 5
 	require.NoError(t, handler(context.Background(), msg))
 	assert.EqualValues(t, 3, n.Load(), "no extra handler calls after exhaustion")
 
@@ -229,24 +232,45 @@ func TestDeadLetterPublishFailureRedelivers(t *testing.T) {
 	assert.NoError(t, events[2].PublishErr)
 }
 
-func TestContextEndsSleep(t *testing.T) {
+// TestNeverSleeps: between attempts the middleware returns at once with
+// the backoff in a message.RedeliverAfter error, for the subscriber to
+// wait without holding a worker; an hour's backoff is an hour's delay in
+// the error, not a blocked handler.
+func TestNeverSleeps(t *testing.T) {
 	pub := &fakePublisher{}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	h, n := counting(0)
+	var events []retry.RetryEvent
 	mw := mustNew(t, retry.WithDeadLetter(pub), retry.WithConstantBackoff(time.Hour),
-		retry.OnRetry(func(context.Context, retry.RetryEvent) { cancel() }))
-	done := make(chan error, 1)
-	go func() { done <- mw(h)(ctx, delivered("orders", 1)) }()
-	select {
-	case err := <-done:
-		assert.ErrorIs(t, err, context.Canceled, "shutdown: redeliver, not dead-letter")
-	case <-time.After(30 * time.Second):
-		t.Fatal("the sleep did not end with the context")
-	}
-	assert.EqualValues(t, 1, n.Load())
+		retry.OnRetry(func(_ context.Context, ev retry.RetryEvent) { events = append(events, ev) }))
+	msg := delivered("orders", 1)
+	err := mw(h)(context.Background(), msg)
+	var re *message.RedeliverAfterError
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, time.Hour, re.After)
+	assert.ErrorIs(t, err, errBoom, "the cause is wrapped")
+	assert.EqualValues(t, 1, n.Load(), "one handler call per delivery")
+	require.Len(t, events, 1)
+	assert.Equal(t, time.Hour, events[0].Delay)
 	_, msgs := pub.published()
 	assert.Empty(t, msgs)
+}
+
+// TestContextEndedRedelivers: a failure while the handler's context is
+// ended (the subscriber gave up waiting at shutdown) is returned as it is,
+// for a redelivery later, neither retried nor dead-lettered.
+func TestContextEndedRedelivers(t *testing.T) {
+	pub := &fakePublisher{}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	h, n := counting(0)
+	mw := mustNew(t, retry.WithDeadLetter(pub), retry.WithMaxAttempts(1))
+	err := mw(h)(ctx, delivered("orders", 1))
+	assert.ErrorIs(t, err, errBoom)
+	_, ok := message.RedeliveryDelay(err)
+	assert.False(t, ok)
+	assert.EqualValues(t, 1, n.Load())
+	_, msgs := pub.published()
+	assert.Empty(t, msgs, "shutdown: redeliver, not dead-letter")
 }
 
 func TestExponentialBackoffJitter(t *testing.T) {
@@ -254,7 +278,7 @@ func TestExponentialBackoffJitter(t *testing.T) {
 	h, _ := counting(0)
 	mw := mustNew(t, retry.WithExponentialBackoff(time.Millisecond, 4*time.Millisecond), retry.WithMaxAttempts(6),
 		retry.OnRetry(func(_ context.Context, ev retry.RetryEvent) { delays = append(delays, ev.Delay) }))
-	require.ErrorIs(t, mw(h)(context.Background(), delivered("orders", 1)), errBoom)
+	require.ErrorIs(t, deliver(context.Background(), mw(h), delivered("orders", 1)), errBoom)
 	require.Len(t, delays, 5)
 	base := []time.Duration{1, 2, 4, 4, 4}
 	for i, d := range delays {
@@ -268,7 +292,7 @@ func TestCustomBackoffStop(t *testing.T) {
 	h, n := counting(0)
 	mw := mustNew(t, retry.WithMaxAttempts(0), retry.WithMaxElapsedTime(time.Hour),
 		retry.WithBackoff(func() backoff.BackOff { return backoff.WithMaxRetries(&backoff.ZeroBackOff{}, 2) }))
-	require.ErrorIs(t, mw(h)(context.Background(), delivered("orders", 1)), errBoom)
+	require.ErrorIs(t, deliver(context.Background(), mw(h), delivered("orders", 1)), errBoom)
 	assert.EqualValues(t, 3, n.Load(), "first call plus the policy's 2 retries")
 }
 
@@ -278,7 +302,7 @@ func TestDeadLetterTopicNaming(t *testing.T) {
 		h, _ := counting(0)
 		mw := mustNew(t, retry.WithDeadLetter(pub), retry.WithMaxAttempts(1),
 			retry.WithDeadLetterTopic(func(m *message.Message) string { return m.Delivery.Topic + "-dlt" }))
-		require.NoError(t, mw(h)(context.Background(), delivered("orders", 1)))
+		require.NoError(t, deliver(context.Background(), mw(h), delivered("orders", 1)))
 		topics, _ := pub.published()
 		assert.Equal(t, []string{"orders-dlt"}, topics)
 	})
@@ -286,7 +310,7 @@ func TestDeadLetterTopicNaming(t *testing.T) {
 		pub := &fakePublisher{}
 		h, _ := counting(0)
 		mw := mustNew(t, retry.WithDeadLetter(pub), retry.WithMaxAttempts(1))
-		err := mw(h)(context.Background(), delivered("", 1))
+		err := deliver(context.Background(), mw(h), delivered("", 1))
 		require.ErrorIs(t, err, errBoom, "not settled: redelivered")
 		assert.Contains(t, err.Error(), "no dead-letter topic")
 	})
@@ -295,7 +319,7 @@ func TestDeadLetterTopicNaming(t *testing.T) {
 		h, _ := counting(0)
 		mw := mustNew(t, retry.WithDeadLetter(pub), retry.WithMaxAttempts(1),
 			retry.WithDeadLetterTopic(func(*message.Message) string { return "" }))
-		require.Error(t, mw(h)(context.Background(), delivered("orders", 1)))
+		require.Error(t, deliver(context.Background(), mw(h), delivered("orders", 1)))
 		_, msgs := pub.published()
 		assert.Empty(t, msgs)
 	})
@@ -306,7 +330,7 @@ func TestErrorTextTruncatedToValidUTF8(t *testing.T) {
 	long := strings.Repeat("é", 100) + "\xff"
 	h := func(context.Context, *message.Message) error { return errors.New(long) }
 	mw := mustNew(t, retry.WithDeadLetter(pub), retry.WithMaxAttempts(1), retry.WithMaxErrorLength(15))
-	require.NoError(t, mw(h)(context.Background(), delivered("orders", 1)))
+	require.NoError(t, deliver(context.Background(), mw(h), delivered("orders", 1)))
 	_, msgs := pub.published()
 	got := msgs[0].Headers[retry.HeaderErrorMessage]
 	assert.Equal(t, strings.Repeat("é", 7), got)
@@ -353,7 +377,7 @@ func TestConcurrentHandlersHaveTheirOwnBackoff(t *testing.T) {
 		go func() {
 			m := delivered("orders", 1)
 			m.ID = strconv.Itoa(i)
-			errs <- h(context.Background(), m)
+			errs <- deliver(context.Background(), h, m)
 		}()
 	}
 	for range n {
@@ -380,10 +404,10 @@ func TestRedeliverErrorsPassThrough(t *testing.T) {
 	mw := mustNew(t, retry.WithDeadLetter(pub), retry.WithMaxAttempts(2), retry.WithConstantBackoff(0),
 		retry.WithRedeliver(func(err error) bool { return errors.Is(err, errBusy) }))
 	msg := delivered("orders", 1)
-	require.ErrorIs(t, mw(h)(context.Background(), msg), errBusy)
+	require.ErrorIs(t, deliver(context.Background(), mw(h), msg), errBusy)
 	assert.Equal(t, 2, calls)
 	msg.Delivery.Attempt = 9 // far over budget: still not dead-lettered
-	require.ErrorIs(t, mw(h)(context.Background(), msg), errBusy)
+	require.ErrorIs(t, deliver(context.Background(), mw(h), msg), errBusy)
 	assert.Equal(t, 3, calls)
 	_, msgs := pub.published()
 	assert.Empty(t, msgs)
@@ -398,10 +422,10 @@ func TestErrRedeliverPassesThroughByDefault(t *testing.T) {
 	}
 	mw := mustNew(t, retry.WithDeadLetter(pub), retry.WithMaxAttempts(3), retry.WithConstantBackoff(0))
 	msg := delivered("orders", 1)
-	require.ErrorIs(t, mw(h)(context.Background(), msg), message.ErrRedeliver)
+	require.ErrorIs(t, deliver(context.Background(), mw(h), msg), message.ErrRedeliver)
 	assert.Equal(t, 1, calls, "a not-now error must not be retried in-process")
 	msg.Delivery.Attempt = 9 // over budget: still not dead-lettered
-	require.ErrorIs(t, mw(h)(context.Background(), msg), message.ErrRedeliver)
+	require.ErrorIs(t, deliver(context.Background(), mw(h), msg), message.ErrRedeliver)
 	_, msgs := pub.published()
 	assert.Empty(t, msgs, "a not-now error must never be dead-lettered")
 }
@@ -415,7 +439,7 @@ func TestDeadLetterCopyDropsAMQPExpiration(t *testing.T) {
 	msg := delivered("orders", 1)
 	msg.Headers["amqp-expiration"] = "60000"
 	msg.Headers["amqp-content-type"] = "application/json"
-	require.NoError(t, mw(h)(context.Background(), msg))
+	require.NoError(t, deliver(context.Background(), mw(h), msg))
 	_, msgs := pub.published()
 	require.Len(t, msgs, 1)
 	assert.NotContains(t, msgs[0].Headers, "amqp-expiration")

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
+
 	"github.com/ferrymsg/ferry/adapter"
 	"github.com/ferrymsg/ferry/message"
 )
@@ -115,9 +117,10 @@ type Delivery struct {
 	// doc).
 	q        *queue // its key's queue; nil when the key is empty
 	failures int32
-	gen      uint32 // counts backoffs, so a stale timer is ignored
-	state    uint8  // sQueued ... sGone, see queue.go
-	dropped  bool   // matched by Remove while running: do not retry on failure
+	bo       *backoff.ExponentialBackOff // redelivery backoff, from the first failure on
+	gen      uint32                      // counts backoffs, so a stale timer is ignored
+	state    uint8                       // sQueued ... sGone, see queue.go
+	dropped  bool                        // matched by Remove while running: do not retry on failure
 
 	// taken decides who owns a claimed delivery: whoever flips it from
 	// false to true (its worker, a thief or Remove) runs or drops it.

@@ -5,8 +5,11 @@
 // Concurrency handlers at once, never two deliveries with the same non-empty
 // key at once, and same-key deliveries strictly in submission order. A
 // handler error or panic makes it run the same delivery again after an
-// exponential backoff, before any later delivery with that key; other keys
-// keep flowing meanwhile (a worker is not held during the backoff). Each
+// exponential backoff (Backoff, a github.com/cenkalti/backoff/v4 policy
+// per failing delivery), or after the delay of a handler error made with
+// message.RedeliverAfter, before any later delivery with that key; other
+// keys keep flowing meanwhile (a worker is not held during the wait: this
+// is how the retry middleware waits between its attempts). Each
 // delivery whose handler returned nil is reported to the adapter's settle
 // callback, which commits or acks it; each handler error to the error
 // observer (Config.OnError), if any. Deliveries with an empty key have no
@@ -117,7 +120,7 @@
 // Dispatcher.mu guards the keys map, the queues and their free list, the
 // ready list, the idle-worker count, the pending and inflight counts, the backoff timers map, the Remove waiters,
 // stopping, each worker's items and stolen flag, and each delivery's q,
-// state, failures, gen and dropped fields. It also guards Msg.Delivery.Attempt
+// state, failures, bo, gen and dropped fields. It also guards Msg.Delivery.Attempt
 // while the delivery is not running (backoffLocked writes it). Three atomics
 // are read outside it: Delivery.taken, which decides who owns a claimed
 // delivery (its worker flips it without the lock; thieves and Remove flip

@@ -98,7 +98,7 @@ func (d *Dispatcher) completeLocked(dl *Delivery, err error) {
 		if dl.dropped || d.stopping {
 			d.finishLocked(dl)
 		} else {
-			d.backoffLocked(dl)
+			d.backoffLocked(dl, err)
 		}
 	default:
 		d.finishLocked(dl)

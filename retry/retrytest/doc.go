@@ -35,6 +35,16 @@
 //     a second Replay republishes all of them, with their keys and headers
 //     but without dead-letter headers, and the now-healthy handler gets
 //     each one.
+//   - a retrying key holds no worker: other keys flow during its backoff:
+//     at concurrency 1, key A's message fails 3 times with a 1 s constant
+//     backoff (WithMaxAttempts(4)); the 1,000 messages of 50 other keys
+//     published after it (while its first attempt runs, which fails once
+//     they are all published) are all handled before A's second attempt
+//     starts, and then A's message is handled attempt by attempt (Attempt
+//     1 to 4) before the later messages of key A, in order (the order
+//     part is not checked with Features.NoKeyOrder). A middleware that
+//     sleeps between attempts in the handler fails it: it holds the only
+//     worker. It takes about 3 s.
 //
 // # What the suite assumes of a harness
 //
@@ -49,5 +59,7 @@
 //
 // mutants_test.go proves that the suite can fail: each mutant breaks the
 // inmem adapter in one way (header values, keys, attempts, settling a
-// failure), and the subtests guarding that promise must fail on it.
+// failure, sleeping between attempts in the handler as the middleware
+// did before it let the dispatcher wait), and the subtests guarding that
+// promise must fail on it.
 package retrytest

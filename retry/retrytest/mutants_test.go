@@ -11,6 +11,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ferrymsg/ferry/internal/mutanttest"
 	"github.com/ferrymsg/ferry/message"
@@ -26,6 +27,7 @@ const (
 	permanentSpring    = "permanent error goes straight to the dead-letter topic with Spring headers"
 	deadLetterPubFails = "failing dead-letter publish redelivers instead of losing the message"
 	replay             = "replay brings dead-lettered messages back to their topic"
+	holdsNoWorker      = "a retrying key holds no worker: other keys flow during its backoff"
 )
 
 // mutant breaks one promise; fails lists the subtests that must fail on it,
@@ -70,6 +72,34 @@ var mutants = []mutant{
 				c := *m
 				c.Delivery.Attempt = 1
 				return h(ctx, &c)
+			}
+		},
+	},
+	{
+		// The retry middleware before issue 16: it slept between attempts
+		// inside the handler call, holding the worker (at concurrency 1,
+		// every key). This mutant waits out each message.RedeliverAfter
+		// in the handler and calls it again, as that middleware did.
+		name:   "sleeps between attempts in the handler",
+		fails:  []string{holdsNoWorker},
+		passes: []string{exhausted, permanentSpring},
+		handle: func(h message.Handler) message.Handler {
+			return func(ctx context.Context, m *message.Message) error {
+				for {
+					err := h(ctx, m)
+					d, ok := message.RedeliveryDelay(err)
+					if !ok {
+						return err
+					}
+					t := time.NewTimer(d)
+					select {
+					case <-t.C:
+					case <-ctx.Done():
+						t.Stop()
+						return err
+					}
+					m.Delivery.Attempt++
+				}
 			}
 		},
 	},

@@ -30,6 +30,9 @@ func Run(t *testing.T, h messagetest.Harness) {
 		{"permanent error goes straight to the dead-letter topic with Spring headers", testPermanentSpring},
 		{"failing dead-letter publish redelivers instead of losing the message", testDeadLetterPublishFails},
 		{"replay brings dead-lettered messages back to their topic", testReplay},
+		{"a retrying key holds no worker: other keys flow during its backoff", func(t *testing.T, e *messagetest.Env) {
+			testRetryHoldsNoWorker(t, e, h.Features.NoKeyOrder)
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, messagetest.NewEnv(t, h)) })
 	}
@@ -351,5 +354,120 @@ func testReplay(t *testing.T, e *messagetest.Env) {
 				t.Errorf("replayed %s still has dead-letter header %s", id, k)
 			}
 		}
+	}
+}
+
+// testRetryHoldsNoWorker: at concurrency 1, key A's first message fails 3
+// times with a 1 s backoff. The 1,000 messages of other keys published
+// after it are all handled before A's second attempt starts (the wait is
+// the dispatcher's, not a sleep in the handler, which would hold the only
+// worker), and A's message is then handled, attempt by attempt, before
+// the later messages of key A. To make "after" certain, the others are
+// published while A's first attempt runs, and that attempt fails only
+// once they are all published.
+func testRetryHoldsNoWorker(t *testing.T, e *messagetest.Env, noKeyOrder bool) {
+	topic, group := e.Topic(), e.Group("work")
+	e.Prepare(topic, group)
+	pub := e.Publisher()
+
+	const (
+		others   = 1000
+		failures = 3
+		backoff  = time.Second
+	)
+	a1 := &message.Message{ID: message.NewID(), Key: "A", Payload: []byte("a1")}
+	laterA := []*message.Message{
+		{ID: message.NewID(), Key: "A", Payload: []byte("a2")},
+		{ID: message.NewID(), Key: "A", Payload: []byte("a3")},
+	}
+	var (
+		mu       sync.Mutex
+		handled  int      // messages of other keys handled
+		aLog     []string // key A's handler calls: "<payload>#<attempt>"
+		atSecond = -1     // handled when A's second attempt started
+	)
+	published := make(chan struct{})
+	firstCall := make(chan struct{}, 1)
+	good := messagetest.NewCollector()
+	h := func(ctx context.Context, m *message.Message) error {
+		if m.Key != "A" {
+			mu.Lock()
+			handled++
+			mu.Unlock()
+			good.Record(m)
+			return nil
+		}
+		mu.Lock()
+		aLog = append(aLog, fmt.Sprintf("%s#%d", m.Payload, m.Delivery.Attempt))
+		calls := 0
+		for _, c := range aLog {
+			if strings.HasPrefix(c, "a1#") {
+				calls++
+			}
+		}
+		if m.ID == a1.ID && calls == 2 {
+			atSecond = handled
+		}
+		mu.Unlock()
+		if m.ID != a1.ID {
+			good.Record(m)
+			return nil
+		}
+		if calls == 1 {
+			select {
+			case firstCall <- struct{}{}:
+			default:
+			}
+			select {
+			case <-published:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if calls <= failures {
+			return fmt.Errorf("key A: failure %d of %d", calls, failures)
+		}
+		good.Record(m)
+		return nil
+	}
+	mw := newMiddleware(t, retry.WithMaxAttempts(failures+1), retry.WithConstantBackoff(backoff))
+	e.Subscribe(e.Subscriber(e.Config(group, 1)), topic, message.Chain(h, mw))
+
+	e.Publish(pub, topic, a1)
+	select {
+	case <-firstCall:
+	case <-time.After(e.Timeout()):
+		t.Fatalf("key A's message not handled within %v", e.Timeout())
+	}
+	var msgs []*message.Message
+	var ids []string
+	for i := range others {
+		m := &message.Message{ID: message.NewID(), Key: "k" + strconv.Itoa(i%50), Payload: []byte("other " + strconv.Itoa(i))}
+		msgs = append(msgs, m)
+		ids = append(ids, m.ID)
+	}
+	e.Publish(pub, topic, msgs...)
+	e.Publish(pub, topic, laterA...)
+	close(published)
+
+	good.WaitAll(e, "the other keys' messages", ids)
+	all := []string{a1.ID}
+	for _, m := range laterA {
+		all = append(all, m.ID)
+	}
+	good.WaitAll(e, "key A's messages", all)
+
+	mu.Lock()
+	defer mu.Unlock()
+	if atSecond != others {
+		t.Errorf("key A's second attempt started after %d of the %d other keys' messages were handled, want all of them: "+
+			"the retry backoff held the only worker", atSecond, others)
+	}
+	if noKeyOrder {
+		return // Features.NoKeyOrder: no per-key order to check
+	}
+	want := []string{"a1#1", "a1#2", "a1#3", "a1#4", "a2#1", "a3#1"}
+	if strings.Join(aLog, " ") != strings.Join(want, " ") {
+		t.Errorf("key A's handler calls (payload#attempt) = %v, want %v: its retried message first, attempt by attempt, then the later ones in order", aLog, want)
 	}
 }
