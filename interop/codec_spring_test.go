@@ -5,13 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/ferrymsg/ferry/amqp"
 	"github.com/ferrymsg/ferry/codec"
 	"github.com/ferrymsg/ferry/internal/testenv"
+	"github.com/ferrymsg/ferry/kafka"
 	"github.com/ferrymsg/ferry/message"
 )
 
@@ -138,4 +143,146 @@ func TestFerryCodecReadsSpringAMQP(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The Java side of the Kafka tests: interop/spring-amqp's SpringKafkaJson.
+const springKafkaMain = "com.github.ferrymsg.ferry.interop.spring.SpringKafkaJson"
+
+// springSerdes are Spring Kafka's two generations of JSON serializers, by
+// the name SpringKafkaJson takes.
+var springSerdes = []struct{ name, arg string }{
+	{"JsonSerializer", "jackson2"},
+	{"JacksonJsonSerializer", "jackson3"},
+}
+
+// springKafkaReceived is a RECEIVED line of SpringKafkaJson receive.
+type springKafkaReceived struct {
+	Key     string            `json:"key"`
+	Class   string            `json:"class"`
+	Value   json.RawMessage   `json:"value"`
+	Headers map[string]string `json:"headers"`
+	Error   string            `json:"error"`
+}
+
+func springKafka(t *testing.T, what string, args ...string) []string {
+	t.Helper()
+	cp := client(t, "spring")
+	return run(t, what, springPrefix(args[0]), "java", append([]string{"-cp", cp, springKafkaMain}, args...)...)
+}
+
+// TestSpringKafkaReadsFerryCodec: a typed codec.Publisher on Kafka
+// publishes Orders; a Spring consumer whose value deserializer is
+// ErrorHandlingDeserializer delegating to JsonDeserializer (or Jackson 3's
+// JacksonJsonDeserializer), trusting Order's package, builds the Java
+// Order from __TypeId__ (WithTypeID). Without a type id and with no
+// default type configured, Spring reports a deserialization error, which
+// is why WithTypeID exists.
+func TestSpringKafkaReadsFerryCodec(t *testing.T) {
+	brokers := testenv.NeedKafka(t)
+	client(t, "spring")
+	for _, serde := range springSerdes {
+		t.Run(serde.name, func(t *testing.T) {
+			// Created by the publisher: one that kadm just created may
+			// not be in the broker's metadata yet.
+			topic := name(t)
+			pub, err := kafka.NewPublisher(brokers, kafka.WithTopicCreation(1, -1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { pub.Close() })
+			t.Cleanup(func() { deleteKafkaTopic(brokers, topic) })
+			typed, err := codec.NewPublisher(pub, codec.JSON[order](), codec.WithTypeID(springOrder))
+			if err != nil {
+				t.Fatal(err)
+			}
+			untyped, err := codec.NewPublisher(pub, codec.JSON[order]())
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := order{ID: "typed-1", Customer: "Zoë", Quantity: 2, Total: "9.95", Express: true, Items: []string{"tea", "cake"}}
+			if err := typed.Publish(context.Background(), topic, o.ID, o); err != nil {
+				t.Fatal(err)
+			}
+			if err := untyped.Publish(context.Background(), topic, "untyped-1", order{ID: "untyped-1"}); err != nil {
+				t.Fatal(err)
+			}
+			got := decode[springKafkaReceived](t, springKafka(t, "Spring Kafka receive ("+serde.arg+")",
+				"receive", strings.Join(brokers, ","), topic, "spring-"+topic, "2", serde.arg))
+			if len(got) != 2 {
+				t.Fatalf("Spring received %d records, want 2", len(got))
+			}
+			r := got[0]
+			var f springOrderFields
+			if r.Class != springOrder || r.Error != "" || json.Unmarshal(r.Value, &f) != nil {
+				t.Fatalf("record 1: class %q error %q value %s; want a %s", r.Class, r.Error, r.Value, springOrder)
+			}
+			if f.ID != o.ID || f.Customer != o.Customer || f.Quantity != o.Quantity || f.Total != "9.95" || !f.Express || len(f.Items) != 2 || r.Key != o.ID {
+				t.Errorf("Spring's Order %+v (key %q), ferry published %+v", f, r.Key, o)
+			}
+			// The deserializer removes the __TypeId__ it used
+			// (spring.json.remove.type.headers, true by default); that it
+			// used it shows in the class, as no default type is set.
+			if r.Headers[codec.HeaderContentType] != "application/json" {
+				t.Errorf("record 1 headers %v; want contentType application/json", r.Headers)
+			}
+			if u := got[1]; u.Class != "" || !strings.Contains(u.Error, "No type information in headers and no default type provided") {
+				t.Errorf("record 2 (no __TypeId__): class %q error %q; want Spring's missing-type error", u.Class, u.Error)
+			}
+		})
+	}
+}
+
+// TestFerryCodecReadsSpringKafka: KafkaTemplate with JsonSerializer (or
+// JacksonJsonSerializer) sends two Orders; a typed codec.Handler of the Go
+// order on a kafka subscriber decodes them, with Spring's __TypeId__
+// header and the record key.
+func TestFerryCodecReadsSpringKafka(t *testing.T) {
+	brokers := testenv.NeedKafka(t)
+	client(t, "spring")
+	for _, serde := range springSerdes {
+		t.Run(serde.name, func(t *testing.T) {
+			topic := kafkaTopic(t, brokers)
+			sub, err := kafka.NewSubscriber(brokers, kafka.WithGroup("ferry-"+topic))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { sub.Close() })
+			type got struct {
+				o   order
+				key string
+				tid string
+			}
+			ch := make(chan got, 2)
+			subscribe(t, sub, topic, codec.Handler(codec.JSON[order](), func(_ context.Context, o order, m *message.Message) error {
+				ch <- got{o, m.Key, m.Headers[codec.HeaderTypeID]}
+				return nil
+			}))
+			springKafka(t, "Spring Kafka send ("+serde.arg+")", "send", strings.Join(brokers, ","), topic, serde.arg)
+			byID := map[string]got{}
+			for len(byID) < 2 {
+				select {
+				case g := <-ch:
+					byID[g.o.ID] = g
+				case <-time.After(wait):
+					t.Fatalf("ferry decoded %d of Spring's 2 Orders: %v", len(byID), byID)
+				}
+			}
+			g1, g2 := byID["spring-order-1"], byID["spring-order-2"]
+			if g1.o.Customer != "Zoë" || g1.o.Quantity != 3 || (g1.o.Total != "12.50" && g1.o.Total != "12.5") || !g1.o.Express || len(g1.o.Items) != 2 || g1.key != "spring-order-1" || g1.tid != springOrder {
+				t.Errorf("spring-order-1 decoded as %+v", g1)
+			}
+			if g2.o.Customer != "名前" || g2.o.Total != "0.99" || g2.o.Express || g2.key != "spring-order-2" {
+				t.Errorf("spring-order-2 decoded as %+v", g2)
+			}
+		})
+	}
+}
+
+func deleteKafkaTopic(brokers []string, topic string) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return
+	}
+	defer cl.Close()
+	_, _ = kadm.NewClient(cl).DeleteTopics(context.Background(), topic)
 }

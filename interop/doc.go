@@ -11,6 +11,11 @@
 //	                              converters build the Java Order (content_type, __TypeId__)
 //	TestFerryCodecReadsSpringAMQP convertAndSend's Order, Map and String -> a typed codec.Handler: the
 //	                              Order decodes, the String is a *codec.DecodeError
+//	TestSpringKafkaReadsFerryCodec a typed codec.Publisher on Kafka -> a Spring consumer with
+//	                              ErrorHandlingDeserializer over JsonDeserializer (Jackson 2) and
+//	                              JacksonJsonDeserializer (Jackson 3) builds the Order from __TypeId__
+//	TestFerryCodecReadsSpringKafka KafkaTemplate with JsonSerializer / JacksonJsonSerializer -> a typed
+//	                              codec.Handler on a kafka Subscriber
 //	TestFerryReadsPika            Python's pika -> an amqp Subscriber: every AMQP header type,
 //	                              every property, no message_id, reserved names
 //	TestFerryReadsKcat            kcat (librdkafka) -> a kafka Subscriber: duplicate header names,
@@ -18,7 +23,8 @@
 //
 // The other clients are prepared by scripts/interop.sh (`make test` runs
 // `bash scripts/interop.sh up`): Spring AMQP's side is the Maven project
-// in spring-amqp/, pika's the script in pika/. Each test asks the script
+// in spring-amqp/ (which also holds the Spring Kafka JSON side,
+// SpringKafkaJson), pika's the script in pika/. Each test asks the script
 // for its client (`path`), skips when the client is missing, as it does
 // when the broker is unreachable, and fails instead with
 // FERRY_REQUIRE_BROKERS=1.
