@@ -344,6 +344,8 @@ func (sub *subscription) build(rs []*kgo.Record, scope *dispatch.Scope) *recBatc
 			Group:     sub.group,
 			Partition: r.Partition,
 			Offset:    r.Offset,
+			// The batch's timestamp type (Spring's DLT header needs it).
+			LogAppendTime: r.Attrs.TimestampType() == 1,
 		}
 		rc.dl.Msg = m
 		rc.dl.Ref = b

@@ -7,6 +7,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 
+	"github.com/ferrymsg/ferry/adapter"
 	"github.com/ferrymsg/ferry/internal/isnil"
 	"github.com/ferrymsg/ferry/message"
 )
@@ -25,14 +26,16 @@ const (
 	DefaultDeadLetterSuffix = ".DLT"
 )
 
-// Jitter and growth of the exponential policy (WithExponentialBackoff).
+// Jitter and growth of the exponential policy (WithExponentialBackoff):
+// those of adapter.NewBackoff, the one exponential backoff of ferry (the
+// subscribers' redelivery and the AMQP reconnection use it too).
 const (
 	// ExponentialMultiplier is the growth factor between attempts.
-	ExponentialMultiplier = 2.0
+	ExponentialMultiplier = adapter.BackoffMultiplier
 	// ExponentialRandomization spreads each delay uniformly over
 	// [d·(1-r), d·(1+r)] so that many failing consumers do not retry in
 	// step.
-	ExponentialRandomization = 0.5
+	ExponentialRandomization = adapter.BackoffRandomization
 )
 
 // Option configures New.
@@ -50,7 +53,8 @@ type RetryEvent struct {
 	Attempt int
 	// Err is the error of that attempt.
 	Err error
-	// Delay is how long the middleware waits before the next attempt.
+	// Delay is how long the subscriber waits before it delivers the message
+	// again for the next attempt (the middleware itself never waits).
 	Delay time.Duration
 	// Tier is the delay tier the message is sent to (WithDelayedRetry),
 	// 1 for the first; 0 for an in-process retry.
@@ -89,9 +93,8 @@ type config struct {
 	onDeadLetter func(context.Context, DeadLetterEvent)
 	errMaxLen    int
 
-	// Test seams.
-	now   func() time.Time
-	sleep func(ctx context.Context, d time.Duration) error
+	// Test seam.
+	now func() time.Time
 }
 
 func defaultConfig() config {
@@ -100,7 +103,6 @@ func defaultConfig() config {
 		maxAttempts: DefaultMaxAttempts,
 		errMaxLen:   DefaultMaxErrorLength,
 		now:         time.Now,
-		sleep:       sleep,
 	}
 }
 
@@ -110,17 +112,9 @@ func invalid(format string, args ...any) error {
 
 func exponential(initial, maxDelay time.Duration) func() backoff.BackOff {
 	return func() backoff.BackOff {
-		b := &backoff.ExponentialBackOff{
-			InitialInterval:     initial,
-			RandomizationFactor: ExponentialRandomization,
-			Multiplier:          ExponentialMultiplier,
-			MaxInterval:         maxDelay,
-			MaxElapsedTime:      0, // the middleware enforces WithMaxElapsedTime itself
-			Stop:                backoff.Stop,
-			Clock:               backoff.SystemClock,
-		}
-		b.Reset()
-		return b
+		// The middleware enforces WithMaxElapsedTime itself: the policy
+		// never stops.
+		return adapter.NewBackoff(initial, maxDelay)
 	}
 }
 

@@ -13,14 +13,19 @@ import (
 	"github.com/ferrymsg/ferry/message"
 )
 
-// maxPending bounds the in-memory records of exhausted messages whose
-// dead-letter publish failed (see retrier.pending).
+// maxPending bounds the in-memory records of failing messages (see
+// retrier.pending).
 const maxPending = 4096
 
 // New returns the retry middleware: it retries a failing handler with
 // backoff, then dead-letters the message (WithDeadLetter) or returns its
 // error for redelivery. It returns an error wrapping message.ErrInvalidConfig
 // when an option is invalid, naming the option.
+//
+// The middleware never waits itself: between two attempts it returns a
+// message.RedeliverAfter error carrying the backoff, and the subscriber
+// delivers the message again after that delay without holding a worker
+// (see the package doc).
 //
 // The middleware is safe for concurrent use by any number of subscribers
 // and handlers.
@@ -35,16 +40,22 @@ func New(opts ...Option) (message.Middleware, error) {
 type retrier struct {
 	config
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// pending remembers, per delivered message, what the middleware knows
+	// between its deliveries: the failures so far and the backoff policy
+	// while it waits for the next attempt, or that it is exhausted and
+	// only its dead-letter publish failed.
 	pending map[pendingKey]*failure
 }
 
 // failure is what the middleware knows about a failing message.
 type failure struct {
-	attempts int // failed handler calls, earlier deliveries included
-	first    time.Time
-	last     time.Time
-	err      error
+	attempts  int // failed handler calls, earlier deliveries included
+	first     time.Time
+	last      time.Time
+	err       error
+	bo        backoff.BackOff // the message's policy, from its first failure on
+	exhausted bool            // given up; the dead-letter publish failed
 }
 
 // pendingKey identifies a delivered message across redeliveries to the
@@ -93,11 +104,13 @@ func (r *retrier) wrap(next message.Handler) message.Handler {
 			// retry or dead-letter; the handler decides.
 			return adapter.Call(ctx, next, msg)
 		}
-		if msg.Delivery.Attempt > 1 && r.pub != nil {
-			// A redelivery of a message this process already gave up on,
-			// whose dead-letter publish failed: publish it again without
-			// calling the handler.
-			if f := r.takePending(msg); f != nil {
+		var f *failure
+		if msg.Delivery.Attempt > 1 {
+			// A redelivery: of a message waiting for its next attempt,
+			// or of one this process already gave up on, whose
+			// dead-letter publish failed. That one is published again
+			// without calling the handler.
+			if f = r.takePending(msg); f != nil && f.exhausted {
 				return r.deadLetter(ctx, msg, f)
 			}
 		}
@@ -105,66 +118,73 @@ func (r *retrier) wrap(next message.Handler) message.Handler {
 		if err == nil {
 			return nil
 		}
-		return r.failed(ctx, next, msg, err)
+		return r.failed(ctx, msg, f, err)
 	}
 }
 
-// failed runs the remaining attempts after the first failed call of this
-// delivery, then gives up.
-func (r *retrier) failed(ctx context.Context, next message.Handler, msg *message.Message, err error) error {
+// failed decides what follows a failed handler call: another attempt
+// after a backoff (a message.RedeliverAfter error: the subscriber waits
+// and delivers the message again), the dead-letter topic, or the error as
+// it is. f is what earlier deliveries of the message in this process
+// left, or nil.
+func (r *retrier) failed(ctx context.Context, msg *message.Message, f *failure, err error) error {
 	now := r.now()
-	f := &failure{
-		attempts: max(msg.Delivery.Attempt, 1), // earlier deliveries count as one attempt each
-		first:    now,
-		last:     now,
-		err:      err,
+	if f == nil {
+		f = &failure{first: now}
 	}
-	var bo backoff.BackOff
-	for {
-		if ctx.Err() != nil {
-			// Shutting down: the message is redelivered, not dead-lettered.
-			return err
-		}
-		if errors.Is(err, message.ErrRedeliver) || r.redeliver != nil && r.redeliver(err) {
-			return err
-		}
-		if r.permanent(err) {
-			break
-		}
-		if r.maxAttempts > 0 && f.attempts >= r.maxAttempts {
-			break
-		}
-		if bo == nil {
-			bo = r.newBackoff()
-		}
-		d := backoff.Stop
-		if bo != nil {
-			d = bo.NextBackOff()
-		}
-		if d == backoff.Stop || d < 0 {
-			break
-		}
-		if r.maxElapsed > 0 && r.now().Sub(f.first)+d > r.maxElapsed {
-			break
-		}
+	// Earlier deliveries count as one attempt each, also those of which
+	// this process knows nothing (a broker's redelivery after a crash).
+	f.attempts = max(msg.Delivery.Attempt, f.attempts+1, 1)
+	f.last, f.err = now, err
+	if ctx.Err() != nil {
+		// Shutting down: the message is redelivered, not dead-lettered.
+		return err
+	}
+	if errors.Is(err, message.ErrRedeliver) || r.redeliver != nil && r.redeliver(err) {
+		r.putPending(msg, f)
+		return err
+	}
+	if d, ok := r.nextDelay(f, now, err); ok {
 		if r.onRetry != nil {
 			r.onRetry(ctx, RetryEvent{Message: msg, Attempt: f.attempts, Err: err, Delay: d})
 		}
-		if serr := r.sleep(ctx, d); serr != nil {
-			return serr
-		}
-		err = adapter.Call(ctx, next, msg)
-		if err == nil {
-			return nil
-		}
-		f.attempts++
-		f.last = r.now()
-		f.err = err
+		r.putPending(msg, f)
+		return message.RedeliverAfter(err, d)
 	}
 	if r.pub == nil {
 		return err
 	}
 	return r.deadLetter(ctx, msg, f)
+}
+
+// nextDelay returns the wait before the next attempt, or false when the
+// attempts are over: a permanent error, WithMaxAttempts reached, the
+// policy stopped, or WithMaxElapsedTime would be passed. A handler error
+// that carries its own delay (message.RedeliverAfter) sets the wait.
+func (r *retrier) nextDelay(f *failure, now time.Time, err error) (time.Duration, bool) {
+	if r.permanent(err) {
+		return 0, false
+	}
+	if r.maxAttempts > 0 && f.attempts >= r.maxAttempts {
+		return 0, false
+	}
+	if f.bo == nil {
+		f.bo = r.newBackoff()
+	}
+	d := backoff.Stop
+	if f.bo != nil {
+		d = f.bo.NextBackOff()
+	}
+	if d == backoff.Stop || d < 0 {
+		return 0, false
+	}
+	if own, ok := message.RedeliveryDelay(err); ok {
+		d = own
+	}
+	if r.maxElapsed > 0 && now.Sub(f.first)+d > r.maxElapsed {
+		return 0, false
+	}
+	return d, true
 }
 
 func (r *retrier) permanent(err error) bool {
@@ -194,11 +214,19 @@ func (r *retrier) deadLetter(ctx context.Context, msg *message.Message, f *failu
 	// own dead-lettering removes it too.
 	delete(c.Headers, amqpExpirationHeader)
 	r.writeHeaders(c.Headers, msg, f)
-	perr := r.pub.Publish(ctx, topic, c)
+	pctx := ctx
+	if r.spring && msg.Delivery.Partition >= 0 {
+		// Spring's default destination resolver: the same partition
+		// number of the DLT (the kafka publisher falls back to the key's
+		// partition when the DLT has fewer).
+		pctx = adapter.WithPartition(ctx, msg.Delivery.Partition)
+	}
+	perr := r.pub.Publish(pctx, topic, c)
 	if r.onDeadLetter != nil {
 		r.onDeadLetter(ctx, DeadLetterEvent{Message: msg, Topic: topic, Attempts: f.attempts, Err: f.err, PublishErr: perr})
 	}
 	if perr != nil {
+		f.exhausted, f.bo = true, nil
 		r.putPending(msg, f)
 		if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(perr, ctxErr) {
 			return ctxErr
@@ -254,18 +282,4 @@ func (r *retrier) takePending(msg *message.Message) *failure {
 		delete(r.pending, k)
 	}
 	return f
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
