@@ -27,7 +27,7 @@ import (
 )
 
 // programs are the example directories, built once by TestMain.
-var programs = []string{"orders", "retry-dlq", "idempotent-consumer", "ordered-concurrency", "competing-consumers"}
+var programs = []string{"orders", "retry-dlq", "idempotent-consumer", "ordered-concurrency", "competing-consumers", "outbox"}
 
 // binDir holds the built examples.
 var binDir string
@@ -207,6 +207,33 @@ func checkOrdered(t *testing.T, brokerURL string) {
 	}
 }
 
+// outboxResult is the outbox example's last line on every broker and
+// database.
+const outboxResult = `result: placed=9 rolled-back=1 events-written=9 received=9 rolled-back-received=0 out-of-order=0 pending=0 order-rows=9`
+
+func checkOutbox(t *testing.T, brokerURL string, args ...string) {
+	out := ok(t, "outbox", append([]string{"-broker", brokerURL}, args...)...)
+	mustMatch(t, out,
+		`order-service    o-1004 for bob: payment declined after the writes: rolled back, no order row and no event`,
+		`relay            not running yet: 3 events wait in the outbox, none lost`,
+		`billing-service  OrderPlaced/o-1001 for alice: \$42.50 \(event [0-9a-f-]{36}\)`,
+		regexp.QuoteMeta(outboxResult))
+	if strings.Contains(out, "OrderPlaced/o-1004") {
+		t.Errorf("the rolled-back order's event was published:\n%s", out)
+	}
+}
+
+// TestOutboxPostgres runs the outbox example on PostgreSQL (-db), with
+// the in-memory broker and, when they are up, Kafka and RabbitMQ.
+func TestOutboxPostgres(t *testing.T) {
+	dsn := testenv.NeedPostgres(t)
+	t.Run("inmem", func(t *testing.T) { checkOutbox(t, "inmem://", "-db", dsn) })
+	t.Run("kafka", func(t *testing.T) {
+		checkOutbox(t, "kafka://"+strings.Join(testenv.NeedKafka(t), ","), "-db", dsn)
+	})
+	t.Run("amqp", func(t *testing.T) { checkOutbox(t, testenv.NeedAMQP(t), "-db", dsn) })
+}
+
 func checkCompeting(t *testing.T, brokerURL string) {
 	out := ok(t, "competing-consumers", "-broker", brokerURL)
 	m := mustMatch(t, out, `result: published=(\d+) member-1=(\d+) member-2=(\d+) total=(\d+) overlap=0`)
@@ -226,6 +253,7 @@ var examples = []struct {
 	{"idempotent-consumer", checkIdempotent},
 	{"ordered-concurrency", checkOrdered},
 	{"competing-consumers", checkCompeting},
+	{"outbox", func(t *testing.T, brokerURL string) { checkOutbox(t, brokerURL) }},
 }
 
 func runAll(t *testing.T, brokerURL string) {
