@@ -15,8 +15,8 @@ import (
 const (
 	// HeaderContentType carries the content type on Kafka and in memory:
 	// Publisher writes the codec's ContentType there, and Decode checks it.
-	// The name is Spring's (MessageHeaders.CONTENT_TYPE), the header
-	// Spring Kafka's header mapper and Spring Cloud Stream carry it in.
+	// The name is Spring's MessageHeaders.CONTENT_TYPE, the header Spring
+	// Cloud Stream writes on Kafka records.
 	HeaderContentType = "contentType"
 	// HeaderAMQPContentType is the AMQP adapter's header for the message's
 	// content-type property (amqp.ContentTypeHeader): Publisher writes it

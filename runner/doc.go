@@ -37,7 +37,10 @@
 // finishes with its context intact and its result is settled (a Kafka
 // offset committed, an AMQP delivery acknowledged) before Subscribe
 // returns, so a restart in the same group continues with nothing lost
-// and nothing done twice. A handler still running at the drain deadline
+// and nothing done twice; on Kafka that holds per partition up to the
+// first message that had not started when the stop began (offsets commit
+// contiguously, so a message of another key of the same partition that
+// finished after it is delivered again). A handler still running at the drain deadline
 // sees its context cancelled; what it did not finish is not settled and
 // is delivered again after the restart (at-least-once, as after a crash).
 //
