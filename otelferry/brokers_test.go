@@ -163,7 +163,7 @@ func (s *sdk) waitSpan(t *testing.T, name string, key attribute.Key, value strin
 func attr(kvs []attribute.KeyValue, key attribute.Key) string {
 	for _, kv := range kvs {
 		if kv.Key == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""
