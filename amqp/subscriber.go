@@ -160,6 +160,11 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string, h message.Hand
 	if h == nil {
 		return fmt.Errorf("amqp: %w", message.ErrNilHandler)
 	}
+	return s.subscribe(ctx, topic, h, nil)
+}
+
+// subscribe is Subscribe, or SubscribeBatch when bat is set (batch.go).
+func (s *Subscriber) subscribe(ctx context.Context, topic string, h message.Handler, bat *dispatch.Batch) error {
 	if err := ValidateTopic(topic); err != nil {
 		return err
 	}
@@ -176,6 +181,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string, h message.Hand
 	dcfg := dispatch.ConfigFor(s.cfg.SubscriberConfig)
 	dcfg.MaxPending = 2 * s.cfg.prefetchCount()
 	dcfg.OnError = s.cfg.handlerErrorObserver()
+	dcfg.Batch = s.batchAcks(bat) // batch.go: a batch's settled deliveries acked together
 	d := dispatch.New(ctx, h, dcfg, func(dl *dispatch.Delivery) {
 		s.cfg.observeHandled(dl)
 		r := dl.Ref.(*ref)

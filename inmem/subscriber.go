@@ -97,6 +97,11 @@ func (s *Subscriber) Subscribe(ctx context.Context, topicName string, h message.
 	if h == nil {
 		return fmt.Errorf("inmem: subscribe %q: %w", topicName, message.ErrNilHandler)
 	}
+	return s.subscribe(ctx, topicName, h, nil)
+}
+
+// subscribe is Subscribe, or SubscribeBatch when bat is set (batch.go).
+func (s *Subscriber) subscribe(ctx context.Context, topicName string, h message.Handler, bat *dispatch.Batch) error {
 	if err := adapter.ValidateLogTopic(topicName); err != nil {
 		return fmt.Errorf("inmem: subscribe: %w", err)
 	}
@@ -120,6 +125,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topicName string, h message.
 
 	cfg := dispatch.ConfigFor(s.conf.SubscriberConfig)
 	cfg.OnError = s.conf.onHandlerError()
+	cfg.Batch = bat
 	settled := func(d *dispatch.Delivery) {
 		s.conf.observeHandled(d)
 		r := d.Ref.(*ref)

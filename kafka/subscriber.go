@@ -82,6 +82,11 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string, h message.Hand
 	if h == nil {
 		return fmt.Errorf("kafka: subscribe %q: %w", topic, message.ErrNilHandler)
 	}
+	return s.subscribe(ctx, topic, h, nil)
+}
+
+// subscribe is Subscribe, or SubscribeBatch when bat is set (batch.go).
+func (s *Subscriber) subscribe(ctx context.Context, topic string, h message.Handler, bat *dispatch.Batch) error {
 	if err := ValidateTopic(topic); err != nil {
 		return err
 	}
@@ -97,7 +102,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string, h message.Hand
 	case err == nil && s.cfg.share:
 		err = s.runShare(runCtx, topic, h) // share.go
 	case err == nil:
-		err = s.run(runCtx, topic, h)
+		err = s.run(runCtx, topic, h, bat)
 	}
 	if s.life.Closed() {
 		return fmt.Errorf("kafka: subscribe %q: %w", topic, message.ErrClosed)
@@ -140,7 +145,7 @@ type subscription struct {
 	ends  []int                // with the end of each record's key and ID in it
 }
 
-func (s *Subscriber) run(ctx context.Context, topic string, h message.Handler) error {
+func (s *Subscriber) run(ctx context.Context, topic string, h message.Handler, bat *dispatch.Batch) error {
 	sub := &subscription{
 		topic: topic,
 		group: s.cfg.Group,
@@ -151,6 +156,7 @@ func (s *Subscriber) run(ctx context.Context, topic string, h message.Handler) e
 
 	dcfg := dispatch.ConfigFor(s.cfg.SubscriberConfig)
 	dcfg.OnError = s.cfg.handlerErrorObserver()
+	dcfg.Batch = bat
 	sub.d = dispatch.New(ctx, h, dcfg, sub.settled)
 	sub.gate = newTierGate(ctx, sub)
 

@@ -46,6 +46,10 @@ type seenCount struct {
 // wakeLocked wakes an idle worker when there is work for it. A woken
 // worker wakes the next one if work remains after its claim.
 func (d *Dispatcher) wakeLocked() {
+	if d.bat != nil {
+		d.wakeBatchLocked()
+		return
+	}
 	if d.idleN > 0 && len(d.ready) > d.readyHd {
 		d.work.Signal()
 	}

@@ -56,6 +56,10 @@ type Config struct {
 	// but other workers and Submit go on. It is not called for deliveries
 	// abandoned at shutdown, which never ran.
 	OnError func(d *Delivery, err error)
+	// Batch, when set, makes the Dispatcher hand batches to a batch
+	// handler (batch.go; New's handler is then unused and may be nil).
+	// Nil by default.
+	Batch *Batch
 }
 
 // ConfigFor returns the dispatcher configuration of a subscriber
@@ -138,6 +142,7 @@ type Dispatcher struct {
 	space   chan struct{} // Submit and Space waiters: room again
 	stopCh  chan struct{} // closed when Shutdown begins
 	workers []*worker
+	bat     *batcher // set for a batch dispatcher (Config.Batch)
 
 	stopped  atomic.Bool // mirrors stopping for the workers' unlocked checks
 	wg       sync.WaitGroup
@@ -179,6 +184,9 @@ func New(parent context.Context, h message.Handler, cfg Config, settled func(*De
 	d.hctx, d.hcancel = context.WithCancel(context.WithoutCancel(parent))
 	d.work = sync.NewCond(&d.mu)
 	d.idle = sync.NewCond(&d.mu)
+	if cfg.Batch != nil {
+		d.bat = newBatcher(d, cfg.Batch)
+	}
 	d.workers = make([]*worker, cfg.Concurrency)
 	d.wg.Add(cfg.Concurrency)
 	for i := range d.workers {

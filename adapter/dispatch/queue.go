@@ -18,6 +18,7 @@ type queue struct {
 	key   string
 	items []*Delivery
 	head  int
+	fill  *fill // batch.go: the filling batch holding all of items[head:]; nil otherwise
 }
 
 // enqueueLocked accepts dl: (submitted) -> ready for a keyless delivery or
@@ -32,6 +33,9 @@ func (d *Dispatcher) enqueueLocked(dl *Delivery) {
 		return
 	}
 	if q := d.keys[key]; q != nil {
+		if q.fill != nil && d.appendFillLocked(q, dl) {
+			return
+		}
 		dl.q, dl.state = q, sQueued
 		q.items = append(q.items, dl)
 		return

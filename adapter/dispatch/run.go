@@ -14,6 +14,10 @@ var errAbandoned = errors.New("abandoned at shutdown")
 // completes each, taking the lock once per delivery.
 func (d *Dispatcher) run(w *worker) {
 	defer d.wg.Done()
+	if d.bat != nil {
+		d.runBatches(w)
+		return
+	}
 	d.mu.Lock()
 	for {
 		if d.stopping {

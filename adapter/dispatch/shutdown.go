@@ -148,6 +148,9 @@ func (d *Dispatcher) Shutdown() {
 			delete(d.backoffs, dl)
 		}
 		d.work.Broadcast()
+		if d.bat != nil {
+			d.bat.wake.Broadcast() // the filling worker
+		}
 		drained := make(chan struct{})
 		go func() {
 			d.mu.Lock()

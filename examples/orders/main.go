@@ -17,7 +17,9 @@
 //     tries it 3 times, then publishes it to order-events.DLT with error
 //     headers and moves on (Spring's DefaultErrorHandler with a
 //     DeadLetterPublishingRecoverer);
-//   - analytics-service totals the revenue.
+//   - analytics-service totals the revenue, as a batch consumer (Spring's
+//     batch listener): up to 16 events per call, a customer's events in
+//     order (analytics.go).
 //
 // The order service also sends one event twice with the same message ID, as
 // a producer does when it retries after a lost acknowledgement. Every
@@ -128,14 +130,15 @@ func run(ctx context.Context, out io.Writer, brokerURL string, pace, timeout tim
 
 	// One error policy for every service: 3 attempts 50 ms apart, then the
 	// dead-letter topic <topic>.DLT, through the same broker.
-	policy, err := retry.New(
+	policyOpts := []retry.Option{
 		retry.WithMaxAttempts(maxAttempts),
 		retry.WithConstantBackoff(50*time.Millisecond),
 		retry.WithDeadLetter(pub),
 		retry.WithObserver(tr.observer()),
 		retry.OnRetry(st.onRetry),
 		retry.OnDeadLetter(st.onDeadLetter),
-	)
+	}
+	policy, err := retry.New(policyOpts...)
 	if err != nil {
 		return err
 	}
@@ -154,7 +157,6 @@ func run(ctx context.Context, out io.Writer, brokerURL string, pace, timeout tim
 	services := []service{
 		{notificationGroup, topic, st.notify},
 		{inventoryGroup, topic, inv.reserve},
-		{analyticsGroup, topic, st.analytics},
 	}
 	for i := range services {
 		mw, err := idempotent(services[i].group)
@@ -172,7 +174,7 @@ func run(ctx context.Context, out io.Writer, brokerURL string, pace, timeout tim
 	// is complete; Subscribe then drains and returns nil.
 	svcCtx, stopServices := context.WithCancel(ctx)
 	defer stopServices()
-	errc := make(chan error, len(services)+1)
+	errc := make(chan error, len(services)+2) // and the order and analytics services
 	var wg sync.WaitGroup
 	for _, s := range services {
 		sub, err := b.Subscriber(s.group, 4)
@@ -186,6 +188,14 @@ func run(ctx context.Context, out io.Writer, brokerURL string, pace, timeout tim
 				errc <- fmt.Errorf("%s stopped: %w", s.group, err)
 			}
 		}()
+	}
+	// The analytics service consumes batches (analytics.go).
+	asub, err := b.Subscriber(analyticsGroup, 4)
+	if err != nil {
+		return err
+	}
+	if err := subscribeAnalytics(svcCtx, asub, topic, policyOpts, tr.middleware(), st, &wg, errc); err != nil {
+		return err
 	}
 
 	// The order service.

@@ -81,15 +81,7 @@ func (inv *inventory) reserve(ctx context.Context, msg *message.Message) error {
 	return nil
 }
 
-// analytics is the analytics service: it totals revenue.
-func (s *story) analytics(ctx context.Context, msg *message.Message) error {
-	o, err := decode(msg)
-	if err != nil {
-		return err
-	}
-	s.handled(analyticsGroup, o, "recorded %s", o)
-	return nil
-}
+// The analytics service, a batch consumer, is in analytics.go.
 
 // monitorDLT is the dead-letter monitor: it reports what landed on
 // order-events.DLT, reading the error headers the retry middleware wrote.

@@ -118,6 +118,39 @@
 //     failed calls, while RestartBroker runs; every message whose Publish
 //     returned nil is handled at least once.
 //
+// Then the batch handler tests (message.BatchSubscriber; not run with
+// Features.NoBatch, and the three that check per-key order not with
+// Features.NoKeyOrder either):
+//
+//   - batch: round trip keeps ID, key, payload and headers, each message
+//     once: 60 messages of 6 keys at concurrency 2; no empty batch,
+//     Delivery.Topic set and Attempt 1.
+//   - batch: batches never pass the count and byte limits, and a lone
+//     message is handed over: 150 messages of 0 to 59 bytes with limits of
+//     7 messages and 200 bytes (a larger single message excepted), then one
+//     message on its own must arrive without more being published (the
+//     wait limit; no wall time is asserted).
+//   - batch: per-key order across batches at concurrency 8 with random
+//     partial failures: 16 keys × 60 messages, one in 10 failing by index
+//     and one batch in 20 failing whole (while Attempt < 4); each key's
+//     messages in a batch are consecutive from its first one not settled
+//     (those before the key's first failure in every earlier batch
+//     settled), no key in two running batches, each message settled once.
+//   - batch: each message settles exactly once, and a new member gets none
+//     again: 8 keys × 25 with failures as above, then a graceful stop and a
+//     new member of the group, which must get only a marker published now.
+//   - batch: a failed message holds its partition's commit point until it
+//     settles: message #10 of one key always fails; after a graceful stop
+//     the next member gets #10 to #29 in order and nothing before (Kafka:
+//     the commit never passed #10).
+//   - batch: graceful shutdown mid-batch settles the running batch and
+//     hands on the rest: the shutdown begins while a batch runs; the batch
+//     settles, Subscribe returns nil, the next member gets what was not
+//     settled and nothing that was.
+//   - batch: a member joining mid-batch (rebalance) loses nothing: a second
+//     member joins while the first member's batch runs (the batch waits for
+//     its ready signal); every message is handled by one or the other.
+//
 // Tests needing a capability the adapter lacks are not run; Run logs their
 // names and the missing Features field. With Features.NoKeyOrder (a Kafka
 // share group) the three per-key order tests are not run, and the

@@ -79,6 +79,11 @@ type Features struct {
 	// it with nothing lost.
 	Restart bool
 
+	// NoBatch: the adapter has no batch handlers (its subscribers do not
+	// implement message.BatchSubscriber), so the "batch:" tests
+	// (batch.go) are not run.
+	NoBatch bool
+
 	// NoKeyOrder: the adapter, in the mode the harness configures, does
 	// not keep per-key order (a Kafka share group hands one partition's
 	// records to many members at once, each acknowledged on its own).

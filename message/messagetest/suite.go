@@ -27,7 +27,7 @@ const (
 func Run(t *testing.T, h Harness) {
 	t.Helper()
 	s := newSuite(t, h)
-	for _, tc := range s.tests() {
+	for _, tc := range append(s.tests(), s.batchTests()...) { // batch.go
 		if tc.needs != nil {
 			if missing := tc.needs(h.Features); missing != "" {
 				// Not run, rather than skipped: the adapter declares it

@@ -1,0 +1,38 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ferrymsg/ferry/adapter/dispatch"
+	"github.com/ferrymsg/ferry/message"
+)
+
+var _ message.BatchSubscriber = (*Subscriber)(nil)
+
+// SubscribeBatch is Subscribe with a batch handler: it joins the consumer
+// group for topic and calls h with batches cut from the keyed dispatcher
+// (see message.BatchHandler and the package doc, "Batches"): at most the
+// subscriber's concurrency batches at once, no key in two of them, a
+// key's records in partition order. A batch may hold records of several
+// partitions. opts set the batch limits (message.WithBatchMaxMessages,
+// WithBatchMaxBytes, WithBatchMaxWait; defaults 256 records, 1 MiB of
+// values, 10ms). Commits stay contiguous: a partition's commit point
+// never passes a record that is not settled, so a failed record holds it
+// until its redelivery settles. A nil h fails with message.ErrNilHandler;
+// a bad option, or a Subscriber in share mode (WithShareGroup, whose
+// records are acknowledged one by one), with message.ErrInvalidConfig. It
+// blocks and returns as Subscribe does.
+func (s *Subscriber) SubscribeBatch(ctx context.Context, topic string, h message.BatchHandler, opts ...message.BatchOption) error {
+	if h == nil {
+		return fmt.Errorf("kafka: subscribe %q: %w", topic, message.ErrNilHandler)
+	}
+	if s.cfg.share {
+		return fmt.Errorf("kafka: subscribe %q: %w: batch handlers are not available in share mode", topic, message.ErrInvalidConfig)
+	}
+	bc, err := message.NewBatchConfig(opts...)
+	if err != nil {
+		return fmt.Errorf("kafka: subscribe %q: %w", topic, err)
+	}
+	return s.subscribe(ctx, topic, nil, &dispatch.Batch{Handler: h, Limits: bc})
+}
