@@ -397,6 +397,7 @@
 //	WithReconnectBackoff    100 ms doubling to 10 s, with jitter
 //	WithDialTimeout         10 s (DefaultDialTimeout), or the URL's connection_timeout
 //	WithLogger              nil: no logging
+//	WithObserver            none (message.Observer: events and queue depth)
 //	WithOnStateChange       nil: none
 //	WithKeyHeader           "ferry-key" (DefaultKeyHeader)
 //	WithExchangeKind        ExchangeTopic
@@ -421,6 +422,7 @@
 //	WithRedeliveryBackoff   100 ms doubling to 10 s
 //	WithDrainTimeout        30 s
 //	WithGroupHeartbeat      500 ms
+//	WithLagInterval         5 s (DefaultLagInterval), with an observer
 //
 // The topology options are shared because Publisher.Declare declares a
 // group's queues exactly as its Subscribers do: give the Publisher the
@@ -434,14 +436,23 @@
 // # Logging
 //
 // WithLogger is the adapter's operational log, the same on every ferry
-// adapter: connection state changes (Info; Warn with the cause),
-// consumer and group member restarts (Warn), a shard count that differs
-// between members (Warn), connection losses to a delivery the client
-// cannot decode, from the third in a row (Error, see Undecodable
-// deliveries), and each handler error (Warn, with topic,
-// group, partition, id, attempt and err) before the message is
-// redelivered. To act on handler errors otherwise (metrics, alerts), wrap
-// the handler in a message.Middleware.
+// adapter. ferry's events are logged in the one format of
+// message.LogEvents (message "ferry: <event>", the same attribute names on
+// every adapter): a lost connection and each failed reconnection attempt
+// (Warn, with the cause), a restored connection (Info), each handler
+// error (Debug, with system, topic, group, partition (the shard),
+// delivery_tag, id, attempt and err) before the message is redelivered,
+// each failed Publish (Debug). What only this adapter has is logged
+// beside them: consumer and group member restarts (Warn), a shard count
+// that differs between members (Error), connection losses to a delivery
+// the client cannot decode, from the third in a row (Error, see
+// Undecodable deliveries).
+//
+// WithObserver gives the same events to a message.Observer (such as
+// otelferry's Telemetry), and the depth of each of the group's queues:
+// their ready messages, from a passive queue.declare on a channel of its
+// own every WithLagInterval, reported when it changed (EventLag, the
+// shard as Partition, -1 for the one queue of competing consumers).
 //
 // # Errors
 //

@@ -100,6 +100,8 @@
 //   - WithLease(d): claim lease; default DefaultLease (1 min).
 //   - WithLeaseRenewal(d): renewal interval; default lease/3; 0 turns it off.
 //   - WithOnDuplicate(fn): called for each skipped duplicate (logs, metrics); default none.
+//   - WithObserver(o): each skipped duplicate as a message.EventDuplicateSkipped (otelferry marks the span); default none.
+//   - WithLogger(l): each skipped duplicate at Debug, in message.LogEvents' format; default nil, no logging.
 //
 // # Errors
 //

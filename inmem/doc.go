@@ -89,10 +89,16 @@
 //	WithDrainTimeout       30s
 //	WithMaxPending         4096, and at least the concurrency
 //	WithLogger             nil: no logging
+//	WithObserver           none (also a Publisher option)
 //
 // WithLogger means what it means on the other adapters, the adapter's
-// operational log; in memory that is each handler error at Warn (topic,
-// group, partition, id, attempt, err) before the redelivery.
+// operational log in the one format of message.LogEvents; in memory that
+// is each handler error at Debug (system, topic, group, partition,
+// offset, id, attempt, err) before the redelivery. WithObserver gives the
+// adapter's events to a message.Observer (such as otelferry's Telemetry):
+// Publish calls, handled messages, handler errors and the lag of each
+// owned partition (appended minus committed, every 100 ms when it
+// changed).
 //
 // # Errors
 //

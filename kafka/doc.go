@@ -302,6 +302,7 @@
 //	WithTopicCreation      on: 8 partitions, replication -1 (the broker's default)
 //	WithoutTopicCreation   off (topics are created)
 //	WithLogger             nil: no logging
+//	WithObserver           none (message.Observer: events and lag)
 //	WithOptions            bundles Options into one, for a list both sides share
 //
 //	SubscriberOption       default
@@ -326,13 +327,23 @@
 // adapter. On Kafka it receives franz-go's own log (kgo.WithLogger with a
 // bridge to slog, at the levels the logger enables, each record with
 // client=franz-go): connections, metadata, group joins, rebalances and
-// failed requests and commits. A Subscriber also logs each handler error
-// at Warn (topic, group, partition, offset, id, attempt, err) before the
-// record is redelivered. There is no separate handler error observer
-// (WithErrorHandler was folded into WithLogger): anything else to do on a
-// handler error (metrics, alerts) is a message.Middleware, which works the
-// same on every adapter. A kgo.WithLogger given with WithClientOptions
-// replaces the bridge for franz-go's records.
+// failed requests and commits. ferry's own events are logged in the one
+// format of message.LogEvents (message "ferry: <event>", attributes
+// system, topic, group, partition, offset, id, attempt, err): each handler
+// error at Debug before the record is redelivered, each failed commit at
+// Warn, each failed Publish at Debug. A kgo.WithLogger given with
+// WithClientOptions replaces the bridge for franz-go's records.
+//
+// # Observing
+//
+// WithObserver gives the adapter's events to a message.Observer (such as
+// otelferry's Telemetry, or the application's own): Publish calls,
+// handled messages and handler errors, failed commits (autocommits, the
+// commit on revocation and at shutdown), and the consumer lag of each
+// assigned partition: the high watermark that every fetch response
+// carries minus the group's commit point, reported at most every 100 ms
+// when it changed, with no request made for it (-1 when the partition
+// leaves the subscriber). Connections are franz-go's and show in its log.
 //
 // The Subscriber's client decodes fetched records into recycled arrays
 // (kgo.WithPools with a kgo.PoolRecords): each record is recycled as soon

@@ -2,6 +2,7 @@ package otelferry
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -60,7 +61,7 @@ func (t *Telemetry) handle(ctx context.Context, msg *message.Message, next messa
 		if err != nil {
 			span.RecordError(err)
 			span.SetStatus(codes.Error, err.Error())
-			span.SetAttributes(semconv.ErrorType(err))
+			span.SetAttributes(errorType(err))
 		}
 		span.End()
 	}
@@ -68,7 +69,7 @@ func (t *Telemetry) handle(ctx context.Context, msg *message.Message, next messa
 		set := metric.WithAttributeSet(dst.consume)
 		t.consumed.Add(ctx, 1, set)
 		if err != nil {
-			t.procDuration.Record(ctx, time.Since(start).Seconds(), set, metric.WithAttributes(semconv.ErrorType(err)))
+			t.procDuration.Record(ctx, time.Since(start).Seconds(), set, metric.WithAttributes(errorType(err)))
 		} else {
 			t.procDuration.Record(ctx, time.Since(start).Seconds(), set)
 		}
@@ -119,6 +120,17 @@ func (t *Telemetry) startProcess(ctx context.Context, msg *message.Message, dst 
 		}
 	}
 	return t.tracer.Start(ctx, dst.process, opts...)
+}
+
+// errorType is error.type of a handler error: that of the cause for a
+// message.RedeliverAfterError (the retry middleware's way of asking for
+// the next attempt).
+func errorType(err error) attribute.KeyValue {
+	var ra *message.RedeliverAfterError
+	if errors.As(err, &ra) && ra.Err != nil {
+		err = ra.Err
+	}
+	return semconv.ErrorType(err)
 }
 
 // propagationCarrier reads and writes message headers for a propagator.

@@ -242,6 +242,9 @@ func TestFailuresAndCounts(t *testing.T) {
 				if sp.Name != "process "+topic || attr(sp.Attributes, keyID) != bad.ID {
 					continue
 				}
+				if et := attr(sp.Attributes, "error.type"); et != "" && et != "*errors.errorString" {
+					t.Errorf("failed attempt's error.type %q, want the handler error's type", et)
+				}
 				for _, ev := range sp.Events {
 					switch ev.Name {
 					case otelferry.EventRetry:

@@ -143,9 +143,13 @@
 // github.com/cenkalti/backoff/v4 policy; one is created per failing
 // message on its first failure, so stateful policies are never shared),
 // WithNotRetryable, WithRedeliver, WithDeadLetter (none),
-// WithDeadLetterTopic (<topic>.DLT), SpringHeaders (off),
-// WithMaxErrorLength (8 KiB), and the hooks OnRetry and OnDeadLetter for
-// logs and metrics. The success path allocates nothing: no backoff state
+// WithDeadLetterTopic (<topic>.DLT), WithDelayedRetry (none; see
+// Delayed retry tiers), SpringHeaders (off),
+// WithMaxErrorLength (8 KiB), the hooks OnRetry and OnDeadLetter, and
+// WithObserver (a message.Observer such as otelferry's Telemetry, which
+// marks retries and the dead-lettering in the process span) and
+// WithLogger (message.LogEvents: retries at Debug, dead-lettering at
+// Warn) for logs, metrics and traces, none by default. The success path allocates nothing: no backoff state
 // exists until a message fails.
 //
 // # Errors
