@@ -2,6 +2,7 @@ package inmem
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferrymsg/ferry/adapter/offsets"
@@ -87,11 +88,44 @@ type topic struct {
 	groups map[string]*group
 	rr     int           // round-robin partition for keyless messages
 	notify chan struct{} // closed at the next append; nil when nobody waits
+	seq    uint64        // publish sequence of the last appended message
+
+	// Settlement waiters (Broker.WaitSettled): waiters counts them, so
+	// that a settlement signals only when someone waits; settledCh is
+	// closed (and replaced) when a commit point moves or a group joins.
+	waiters   atomic.Int32
+	waitMu    sync.Mutex
+	settledCh chan struct{}
+}
+
+// settledChan returns a channel closed at the next commit point move or
+// group join on t.
+func (t *topic) settledChan() <-chan struct{} {
+	t.waitMu.Lock()
+	defer t.waitMu.Unlock()
+	if t.settledCh == nil {
+		t.settledCh = make(chan struct{})
+	}
+	return t.settledCh
+}
+
+// signalSettled wakes the settlement waiters, if any.
+func (t *topic) signalSettled() {
+	if t.waiters.Load() == 0 {
+		return
+	}
+	t.waitMu.Lock()
+	if t.settledCh != nil {
+		close(t.settledCh)
+		t.settledCh = nil
+	}
+	t.waitMu.Unlock()
 }
 
 type partition struct {
 	base    int64 // offset of entries[0]
 	entries []*message.Message
+	seqs    []uint64 // seqs[i]: the topic-wide publish sequence of entries[i] (Broker.Messages)
 }
 
 func (p *partition) end() int64 { return p.base + int64(len(p.entries)) }
@@ -104,6 +138,11 @@ func (t *topic) partitionFor(key string) int {
 		t.rr++
 		return t.rr % n
 	}
+	return keyPartition(key, n)
+}
+
+// keyPartition is the partition of a non-empty key among n: FNV-1a.
+func keyPartition(key string, n int) int {
 	h := uint32(2166136261)
 	for i := 0; i < len(key); i++ {
 		h ^= uint32(key[i])
@@ -157,6 +196,7 @@ func (t *topic) trimLocked(i int) {
 	}
 	clear(p.entries[:n])
 	p.entries = p.entries[n:]
+	p.seqs = p.seqs[n:]
 	p.base += int64(n)
 }
 

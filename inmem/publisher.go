@@ -81,6 +81,8 @@ func (p *Publisher) Publish(ctx context.Context, topicName string, msgs ...*mess
 	for i := range copies {
 		part := t.parts[t.partitionFor(copies[i].Key)]
 		part.entries = append(part.entries, &copies[i])
+		t.seq++
+		part.seqs = append(part.seqs, t.seq)
 	}
 	t.wakeLocked()
 	t.mu.Unlock()

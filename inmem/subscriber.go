@@ -122,6 +122,7 @@ func (s *Subscriber) subscribe(ctx context.Context, topicName string, h message.
 	g.members = append(g.members, m)
 	t.rebalanceLocked(g)
 	t.mu.Unlock()
+	t.signalSettled() // a waiter may wait for the group to exist
 
 	cfg := dispatch.ConfigFor(s.conf.SubscriberConfig)
 	cfg.OnError = s.conf.onHandlerError()
@@ -131,13 +132,17 @@ func (s *Subscriber) subscribe(ctx context.Context, topicName string, h message.
 		r := d.Ref.(*ref)
 		gp := g.parts[r.part]
 		gp.mu.Lock()
-		trim := false
+		trim, moved := false, false
 		if gp.setOwner == m && gp.setEpoch == r.epoch && gp.tr.Settle(r.off) {
+			moved = true
 			if gp.sinceTrim++; gp.sinceTrim >= 256 {
 				gp.sinceTrim, trim = 0, true
 			}
 		}
 		gp.mu.Unlock()
+		if moved {
+			t.signalSettled()
+		}
 		if trim {
 			t.mu.Lock()
 			t.trimLocked(r.part)
