@@ -63,21 +63,52 @@ const (
 	// HeaderSpringOriginalTimestamp is the message's Time in Unix
 	// milliseconds as an 8-byte big-endian long; absent when Time is zero.
 	HeaderSpringOriginalTimestamp = "kafka_dlt-original-timestamp"
-	// HeaderSpringOriginalTimestampType is "CreateTime".
+	// HeaderSpringOriginalTimestampType is the original record's
+	// timestamp type, as Java's TimestampType.toString writes it:
+	// "LogAppendTime" when Delivery.LogAppendTime (a Kafka topic with
+	// broker-set timestamps), else "CreateTime"; absent when Time is zero.
 	HeaderSpringOriginalTimestampType = "kafka_dlt-original-timestamp-type"
 	// HeaderSpringOriginalConsumerGroup is the group (UTF-8); absent when
 	// empty.
 	HeaderSpringOriginalConsumerGroup = "kafka_dlt-original-consumer-group"
 	// HeaderSpringExceptionMessage is the error text (for a panic: the
-	// panic value only).
+	// panic value only), truncated to WithMaxErrorLength.
 	HeaderSpringExceptionMessage = "kafka_dlt-exception-message"
-	// HeaderSpringExceptionFQCN is the Go type of the error (%T), where
-	// Spring writes the Java class name.
+	// HeaderSpringExceptionFQCN is the Go type of the handler's error
+	// (%T, for example "*fmt.wrapError"), where Spring writes the Java
+	// class name of the exception (its container's
+	// ListenerExecutionFailedException). See the package doc's mapping.
 	HeaderSpringExceptionFQCN = "kafka_dlt-exception-fqcn"
-	// HeaderSpringExceptionStacktrace is the goroutine stack of a handler
-	// panic; absent for ordinary errors, which have no stack.
+	// HeaderSpringExceptionCauseFQCN is the Go type of the error's root
+	// cause: the innermost error of its Unwrap chain (the first one of a
+	// joined error; for a panic, the panic value's type), or the error's
+	// own type when it wraps nothing. Spring writes the class of the
+	// exception the listener threw. Always written.
+	HeaderSpringExceptionCauseFQCN = "kafka_dlt-exception-cause-fqcn"
+	// HeaderSpringExceptionStacktrace is the error in the layout of
+	// Java's printStackTrace, for every failure: a first line
+	// "<type>: <text>", for a panic the goroutine stack as tab-indented
+	// lines, then a "Caused by: <type>: <text>" line for each error it
+	// wraps, depth first (StackTrace); truncated to WithMaxErrorLength.
 	HeaderSpringExceptionStacktrace = "kafka_dlt-exception-stacktrace"
 )
+
+// SpringDeadLetterSuffix is what Spring Kafka 3.3 and later append to a
+// topic to name its dead-letter topic (DeadLetterPublishingRecoverer's
+// default destination resolver); ferry's own default is
+// DefaultDeadLetterSuffix.
+const SpringDeadLetterSuffix = "-dlt"
+
+// SpringDeadLetterTopic names a message's dead-letter topic as Spring Kafka
+// 3.3 and later do, <topic>-dlt; pass it to WithDeadLetterTopic beside
+// SpringHeaders. It returns "" for a message without Delivery.Topic (the
+// middleware then reports that it has no dead-letter topic).
+func SpringDeadLetterTopic(msg *message.Message) string {
+	if msg == nil || msg.Delivery.Topic == "" {
+		return ""
+	}
+	return msg.Delivery.Topic + SpringDeadLetterSuffix
+}
 
 // TimeFormat is the layout of HeaderFirstFailure and HeaderLastFailure:
 // RFC 3339 with milliseconds.
@@ -99,6 +130,9 @@ type DeadLetterInfo struct {
 	// Error and ErrorType describe the last handler error.
 	Error     string
 	ErrorType string
+	// ErrorCauseType is the type of its root cause (Spring's profile,
+	// HeaderSpringExceptionCauseFQCN); "" when absent.
+	ErrorCauseType string
 	// Attempts is the number of failed attempts; 0 when absent.
 	Attempts int
 	// FirstFailure and LastFailure are zero when absent.
@@ -140,6 +174,9 @@ func (r *retrier) writeHeaders(h map[string]string, msg *message.Message, f *fai
 		if !msg.Time.IsZero() {
 			h[HeaderSpringOriginalTimestamp] = string(binary.BigEndian.AppendUint64(nil, uint64(msg.Time.UnixMilli())))
 			h[HeaderSpringOriginalTimestampType] = "CreateTime"
+			if d.LogAppendTime {
+				h[HeaderSpringOriginalTimestampType] = "LogAppendTime"
+			}
 		}
 		if d.Group != "" {
 			h[HeaderSpringOriginalConsumerGroup] = d.Group
@@ -147,10 +184,11 @@ func (r *retrier) writeHeaders(h map[string]string, msg *message.Message, f *fai
 		var pe *message.PanicError
 		if errors.As(f.err, &pe) {
 			errText = truncateUTF8(fmt.Sprint(pe.Value), r.errMaxLen)
-			h[HeaderSpringExceptionStacktrace] = truncateUTF8(string(pe.Stack), r.errMaxLen)
 		}
 		h[HeaderSpringExceptionMessage] = errText
 		h[HeaderSpringExceptionFQCN] = errType
+		h[HeaderSpringExceptionCauseFQCN] = rootCauseType(f.err)
+		h[HeaderSpringExceptionStacktrace] = truncateUTF8(StackTrace(f.err), r.errMaxLen)
 	} else {
 		h[HeaderOriginalTopic] = d.Topic
 		if d.Partition >= 0 {
@@ -236,6 +274,9 @@ func ParseDeadLetter(msg *message.Message) (DeadLetterInfo, error) {
 	if v, ok := h[HeaderSpringExceptionFQCN]; ok {
 		info.ErrorType = v
 	}
+	if v, ok := h[HeaderSpringExceptionCauseFQCN]; ok {
+		info.ErrorCauseType = v
+	}
 	if v, ok := h[HeaderOriginalPartition]; ok {
 		p, err := decInt(HeaderOriginalPartition, v, 31)
 		if err != nil {
@@ -309,4 +350,86 @@ func decInt(name, v string, bits int) (int64, error) {
 		return 0, &HeaderError{Header: name, Value: v, Reason: fmt.Sprintf("want a non-negative decimal integer below 2^%d", bits)}
 	}
 	return n, nil
+}
+
+// maxChain bounds the walks down an error's Unwrap chain (a cyclic chain
+// is a bug of the error's type, not a reason to loop).
+const maxChain = 64
+
+// StackTrace renders err the way Java's Throwable.printStackTrace renders
+// an exception, for Spring Kafka's kafka_dlt-exception-stacktrace header: a
+// first line "<Go type>: <text>"; for a *message.PanicError the panic value
+// as text and then the goroutine stack, each line indented by a tab as
+// Java's "at" frames are; then, depth first, a "Caused by: <Go type>:
+// <text>" line for each error it wraps (errors.Unwrap, or each error of a
+// joined error). An ordinary Go error carries no stack of its own: its
+// chain of causes is its trace.
+func StackTrace(err error) string {
+	if err == nil {
+		return ""
+	}
+	var b strings.Builder
+	writeTrace(&b, err, "", 0)
+	return b.String()
+}
+
+func writeTrace(b *strings.Builder, err error, prefix string, depth int) {
+	if depth >= maxChain {
+		return
+	}
+	b.WriteString(prefix)
+	if pe, ok := err.(*message.PanicError); ok {
+		fmt.Fprintf(b, "%T: ferry: handler panic: %v\n", err, pe.Value)
+		for _, line := range strings.Split(strings.TrimRight(string(pe.Stack), "\n"), "\n") {
+			b.WriteString("\t")
+			b.WriteString(line)
+			b.WriteString("\n")
+		}
+	} else {
+		fmt.Fprintf(b, "%T: %s\n", err, err.Error())
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		if c := u.Unwrap(); c != nil {
+			writeTrace(b, c, "Caused by: ", depth+1)
+		}
+	case interface{ Unwrap() []error }:
+		for _, c := range u.Unwrap() {
+			if c != nil {
+				writeTrace(b, c, "Caused by: ", depth+1)
+			}
+		}
+	}
+}
+
+// rootCauseType is the Go type of err's root cause: the innermost error of
+// its Unwrap chain (the first of a joined error's), the panic value of a
+// *message.PanicError, or err itself when it wraps nothing.
+func rootCauseType(err error) string {
+	for range maxChain {
+		if pe, ok := err.(*message.PanicError); ok {
+			if inner, ok := pe.Value.(error); ok && inner != nil {
+				err = inner
+				continue
+			}
+			return fmt.Sprintf("%T", pe.Value)
+		}
+		var next error
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			next = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, c := range u.Unwrap() {
+				if c != nil {
+					next = c
+					break
+				}
+			}
+		}
+		if next == nil {
+			break
+		}
+		err = next
+	}
+	return fmt.Sprintf("%T", err)
 }

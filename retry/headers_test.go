@@ -4,6 +4,10 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,8 +41,8 @@ func TestSpringHeadersByteForByte(t *testing.T) {
 	assert.Equal(t, "g", hd["kafka_dlt-original-consumer-group"])
 	assert.Equal(t, "no such order", hd["kafka_dlt-exception-message"])
 	assert.Equal(t, "*errors.errorString", hd["kafka_dlt-exception-fqcn"])
-	_, hasStack := hd["kafka_dlt-exception-stacktrace"]
-	assert.False(t, hasStack, "no stack for an ordinary error")
+	assert.Equal(t, "*errors.errorString", hd["kafka_dlt-exception-cause-fqcn"], "an error that wraps nothing is its own root cause")
+	assert.Equal(t, "*errors.errorString: no such order\n", hd["kafka_dlt-exception-stacktrace"], "every failure has a trace: its error chain")
 	for _, name := range []string{retry.HeaderOriginalTopic, retry.HeaderOriginalPartition, retry.HeaderErrorMessage, retry.HeaderOriginalGroup} {
 		_, ok := hd[name]
 		assert.False(t, ok, "ferry header %s written in the Spring profile", name)
@@ -198,4 +202,130 @@ func FuzzParseDeadLetter(f *testing.F) {
 			t.Fatalf("round trip: got %+v, want topic %q partition %d offset %d group %q", back, topic, p, o, partition)
 		}
 	})
+}
+
+// TestSpringExceptionHeadersOfAChain: fqcn is the returned error's type,
+// cause-fqcn its root cause's, message its text, and the stack trace the
+// chain in printStackTrace's layout.
+func TestSpringExceptionHeadersOfAChain(t *testing.T) {
+	root := &os.PathError{Op: "open", Path: "/orders/7", Err: errors.New("no such file")}
+	for name, tc := range map[string]struct {
+		err                error
+		fqcn, cause, trace string
+		message            string
+	}{
+		"wrapped": {
+			err:     fmt.Errorf("load order 7: %w", root),
+			fqcn:    "*fmt.wrapError",
+			cause:   "*errors.errorString",
+			message: "load order 7: open /orders/7: no such file",
+			trace: "*fmt.wrapError: load order 7: open /orders/7: no such file\n" +
+				"Caused by: *fs.PathError: open /orders/7: no such file\n" +
+				"Caused by: *errors.errorString: no such file\n",
+		},
+		"joined": {
+			err:     errors.Join(errors.New("a"), root),
+			fqcn:    "*errors.joinError",
+			cause:   "*errors.errorString",
+			message: "a\nopen /orders/7: no such file",
+			trace: "*errors.joinError: a\nopen /orders/7: no such file\n" +
+				"Caused by: *errors.errorString: a\n" +
+				"Caused by: *fs.PathError: open /orders/7: no such file\n" +
+				"Caused by: *errors.errorString: no such file\n",
+		},
+		"permanent": {
+			err:     retry.Permanent(errors.New("invalid order")),
+			fqcn:    "*retry.PermanentError",
+			cause:   "*errors.errorString",
+			message: "invalid order",
+			trace:   "*retry.PermanentError: invalid order\nCaused by: *errors.errorString: invalid order\n",
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			pub := &fakePublisher{}
+			h := func(context.Context, *message.Message) error { return tc.err }
+			mw := mustNew(t, retry.WithDeadLetter(pub), retry.WithMaxAttempts(1), retry.SpringHeaders())
+			require.NoError(t, mw(h)(context.Background(), delivered("orders", 1)))
+			_, msgs := pub.published()
+			require.Len(t, msgs, 1)
+			hd := msgs[0].Headers
+			assert.Equal(t, tc.fqcn, hd[retry.HeaderSpringExceptionFQCN])
+			assert.Equal(t, tc.cause, hd[retry.HeaderSpringExceptionCauseFQCN])
+			assert.Equal(t, tc.message, hd[retry.HeaderSpringExceptionMessage])
+			assert.Equal(t, tc.trace, hd[retry.HeaderSpringExceptionStacktrace])
+			assert.Equal(t, tc.trace, retry.StackTrace(tc.err))
+			info, err := retry.ParseDeadLetter(msgs[0])
+			require.NoError(t, err)
+			assert.Equal(t, tc.cause, info.ErrorCauseType)
+		})
+	}
+}
+
+// TestSpringPanicHeaders: a panic's trace is the panic value and the
+// goroutine stack, tab-indented; its root cause is the panic value.
+func TestSpringPanicHeaders(t *testing.T) {
+	pub := &fakePublisher{}
+	h := func(context.Context, *message.Message) error { panic(fmt.Errorf("kaput: %w", io.ErrUnexpectedEOF)) }
+	mw := mustNew(t, retry.WithDeadLetter(pub), retry.WithMaxAttempts(1), retry.SpringHeaders())
+	require.NoError(t, mw(h)(context.Background(), delivered("orders", 1)))
+	_, msgs := pub.published()
+	require.Len(t, msgs, 1)
+	hd := msgs[0].Headers
+	assert.Equal(t, "*message.PanicError", hd[retry.HeaderSpringExceptionFQCN])
+	assert.Equal(t, "*errors.errorString", hd[retry.HeaderSpringExceptionCauseFQCN])
+	assert.Equal(t, "kaput: unexpected EOF", hd[retry.HeaderSpringExceptionMessage])
+	trace := hd[retry.HeaderSpringExceptionStacktrace]
+	assert.True(t, strings.HasPrefix(trace, "*message.PanicError: ferry: handler panic: kaput: unexpected EOF\n\tgoroutine "), trace)
+	assert.Contains(t, trace, "\nCaused by: *fmt.wrapError: kaput: unexpected EOF\nCaused by: *errors.errorString: unexpected EOF\n")
+
+	pub = &fakePublisher{}
+	h = func(context.Context, *message.Message) error { panic("plain") }
+	mw = mustNew(t, retry.WithDeadLetter(pub), retry.WithMaxAttempts(1), retry.SpringHeaders())
+	require.NoError(t, mw(h)(context.Background(), delivered("orders", 1)))
+	_, msgs = pub.published()
+	assert.Equal(t, "string", msgs[0].Headers[retry.HeaderSpringExceptionCauseFQCN], "a panic value that is not an error: its type")
+}
+
+// TestSpringTimestampTypeAndPartition: the timestamp type follows
+// Delivery.LogAppendTime, and the Spring profile asks the publisher for
+// the original partition (adapter.WithPartition), ferry's profile not.
+func TestSpringTimestampTypeAndPartition(t *testing.T) {
+	for _, tc := range []struct {
+		spring, logAppend bool
+		wantType          string
+		wantPartition     int32
+	}{
+		{spring: true, logAppend: true, wantType: "LogAppendTime", wantPartition: 2},
+		{spring: true, logAppend: false, wantType: "CreateTime", wantPartition: 2},
+		{spring: false, wantPartition: -1},
+	} {
+		pub := &fakePublisher{}
+		h, _ := counting(0)
+		opts := []retry.Option{retry.WithDeadLetter(pub), retry.WithMaxAttempts(1)}
+		if tc.spring {
+			opts = append(opts, retry.SpringHeaders())
+		}
+		msg := delivered("orders", 1)
+		msg.Time = time.UnixMilli(1700000000123)
+		msg.Delivery.LogAppendTime = tc.logAppend
+		require.NoError(t, mustNew(t, opts...)(h)(context.Background(), msg))
+		_, msgs := pub.published()
+		require.Len(t, msgs, 1)
+		if tc.spring {
+			assert.Equal(t, tc.wantType, msgs[0].Headers[retry.HeaderSpringOriginalTimestampType])
+		}
+		assert.Equal(t, []int32{tc.wantPartition}, pub.partitions(), "spring=%v", tc.spring)
+	}
+}
+
+func TestSpringDeadLetterTopic(t *testing.T) {
+	assert.Equal(t, "orders-dlt", retry.SpringDeadLetterTopic(delivered("orders", 1)))
+	assert.Equal(t, "", retry.SpringDeadLetterTopic(delivered("", 1)))
+	assert.Equal(t, "", retry.SpringDeadLetterTopic(nil))
+	pub := &fakePublisher{}
+	h, _ := counting(0)
+	mw := mustNew(t, retry.WithDeadLetter(pub), retry.WithMaxAttempts(1), retry.SpringHeaders(), retry.WithDeadLetterTopic(retry.SpringDeadLetterTopic))
+	require.NoError(t, mw(h)(context.Background(), delivered("orders", 1)))
+	topics, _ := pub.published()
+	assert.Equal(t, []string{"orders-dlt"}, topics)
 }

@@ -23,6 +23,7 @@ type fakePublisher struct {
 	calls  int
 	topics []string
 	msgs   []*message.Message
+	parts  []int32 // adapter.PartitionFrom of each publish's ctx (-1: none)
 }
 
 var errFail = errors.New("fake: publish failed")
@@ -33,6 +34,11 @@ func (p *fakePublisher) Publish(ctx context.Context, topic string, msgs ...*mess
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	part, ok := adapter.PartitionFrom(ctx)
+	if !ok {
+		part = -1
+	}
+	p.parts = append(p.parts, part)
 	p.calls++
 	if p.calls <= p.failN {
 		return errFail
@@ -45,6 +51,12 @@ func (p *fakePublisher) Publish(ctx context.Context, topic string, msgs ...*mess
 }
 
 func (p *fakePublisher) Close() error { return nil }
+
+func (p *fakePublisher) partitions() []int32 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]int32(nil), p.parts...)
+}
 
 func (p *fakePublisher) published() ([]string, []*message.Message) {
 	p.mu.Lock()

@@ -252,8 +252,8 @@ func WithDeadLetter(pub message.Publisher) Option {
 // delivered message (msg.Delivery.Topic is the consumed topic) and must
 // return a non-empty name; an empty one makes the middleware return an
 // error (the message is redelivered). Default: msg.Delivery.Topic + ".DLT",
-// as Spring Kafka before 3.3. For Spring Kafka 3.3 and later, return
-// msg.Delivery.Topic + "-dlt".
+// as Spring Kafka before 3.3. For Spring Kafka 3.3 and later's
+// <topic>-dlt, pass SpringDeadLetterTopic.
 func WithDeadLetterTopic(fn func(msg *message.Message) string) Option {
 	return Option{func(c *config) error {
 		if fn == nil {
@@ -266,9 +266,16 @@ func WithDeadLetterTopic(fn func(msg *message.Message) string) Option {
 
 // SpringHeaders writes Spring Kafka's DeadLetterPublishingRecoverer header
 // names and encodings (HeaderSpring* constants) instead of ferry's, so
-// Spring consumers can read the dead-letter topic. The attempt count and
-// failure times, for which Spring has no header, are still written under
-// ferry's names. Default: ferry's headers (Header* constants).
+// Spring consumers read the dead-letter topic as one of their own (the
+// package doc maps Go errors to Spring's exception headers), and
+// publishes each copy to the original partition number of the DLT, as
+// Spring's default destination resolver does (adapter.WithPartition; the
+// kafka publisher falls back to the key's partition when the DLT has
+// fewer partitions). The attempt count and failure times, for which
+// Spring has no header, are still written under ferry's names. It does
+// not change the DLT's name: add WithDeadLetterTopic(SpringDeadLetterTopic)
+// for Spring's <topic>-dlt. Default: ferry's headers (Header* constants)
+// and the key's partition.
 func SpringHeaders() Option {
 	return Option{func(c *config) error {
 		c.spring = true

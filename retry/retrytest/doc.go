@@ -25,7 +25,9 @@
 //   - permanent error goes straight to the dead-letter topic with Spring
 //     headers: one handler call; the Spring profile's binary headers
 //     survive the broker and decode back to the delivery's partition,
-//     offset and time; ferry's original-topic header is not written.
+//     offset and time; the exception type, root-cause type, stack trace
+//     and timestamp type are Spring's; ferry's original-topic header is
+//     not written.
 //   - failing dead-letter publish redelivers instead of losing the message:
 //     the first 2 dead-letter publishes fail, the message is redelivered by
 //     the subscriber (not settled, Delivery.Attempt rising) and is
@@ -41,8 +43,11 @@
 //     published after it (while its first attempt runs, which fails once
 //     they are all published) are all handled before A's second attempt
 //     starts, and then A's message is handled attempt by attempt (Attempt
-//     1 to 4) before the later messages of key A, in order (the order
-//     part is not checked with Features.NoKeyOrder). A middleware that
+//     1 to 4) before the later messages of key A, in order. With
+//     Features.NoKeyOrder (Kafka share groups, where the waiting record
+//     goes back to the broker and returns among the others) it checks
+//     only that other keys' messages were handled while A waited. A
+//     middleware that
 //     sleeps between attempts in the handler fails it: it holds the only
 //     worker. It takes about 3 s.
 //

@@ -170,6 +170,16 @@ func testPermanentSpring(t *testing.T, e *messagetest.Env) {
 	if calls != 1 {
 		t.Errorf("permanent error: handled %d times, want 1", calls)
 	}
+	for name, want := range map[string]string{
+		retry.HeaderSpringExceptionFQCN:         "*retry.PermanentError",
+		retry.HeaderSpringExceptionCauseFQCN:    "*errors.errorString",
+		retry.HeaderSpringExceptionStacktrace:   "*retry.PermanentError: invalid order\nCaused by: *errors.errorString: invalid order\n",
+		retry.HeaderSpringOriginalTimestampType: "CreateTime",
+	} {
+		if got := dl.Headers[name]; got != want {
+			t.Errorf("Spring header %s = %q, want %q", name, got, want)
+		}
+	}
 	info, err := retry.ParseDeadLetter(dl)
 	if err != nil {
 		t.Fatalf("ParseDeadLetter: %v (headers %q)", err, dl.Headers)
@@ -459,12 +469,21 @@ func testRetryHoldsNoWorker(t *testing.T, e *messagetest.Env, noKeyOrder bool) {
 
 	mu.Lock()
 	defer mu.Unlock()
+	if noKeyOrder {
+		// Features.NoKeyOrder (Kafka share groups): the waiting record is
+		// released to the broker after the backoff and comes back in no
+		// particular order among the others, which the broker hands out
+		// a few at a time; what holds is that the others flowed while it
+		// waited (a sleep in the handler lets none through at
+		// concurrency 1). There is no per-key order to check.
+		if atSecond <= 0 {
+			t.Errorf("key A's second attempt started after %d other keys' messages were handled, want some: the retry backoff held the only worker", atSecond)
+		}
+		return
+	}
 	if atSecond != others {
 		t.Errorf("key A's second attempt started after %d of the %d other keys' messages were handled, want all of them: "+
 			"the retry backoff held the only worker", atSecond, others)
-	}
-	if noKeyOrder {
-		return // Features.NoKeyOrder: no per-key order to check
 	}
 	want := []string{"a1#1", "a1#2", "a1#3", "a1#4", "a2#1", "a3#1"}
 	if strings.Join(aLog, " ") != strings.Join(want, " ") {
