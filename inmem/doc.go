@@ -68,6 +68,30 @@
 // group, before its first fetch: the group's offsets exist then, so every
 // message published afterwards reaches the group.
 //
+// # Testing a service
+//
+// The broker is also the tool to test an application's services with, as
+// net/http/httptest is for HTTP handlers: deterministic, fast, and without
+// sleeps or sentinel messages.
+//
+//   - Broker.WaitSettled blocks until a group has settled every message
+//     published to a topic so far (or its context ends; the error then
+//     says what is unsettled, per partition, and which message is next).
+//     A test reads "publish; wait; assert".
+//   - Broker.Messages is a snapshot of what a topic holds, in publish
+//     order: what a service published (notifications, a dead-letter topic
+//     that nobody consumes keeps everything).
+//   - Broker.Lag is per partition how far a group is behind: 0 once it
+//     settled everything.
+//   - Handle runs a handler chain (retry and dedupe middleware included)
+//     on one message without a broker, with the Delivery fields a
+//     subscriber sets, redelivering a failed message at once with the
+//     next Attempt, and reports each attempt's error and the redelivery
+//     delay it asked for.
+//
+// See ExampleBroker_WaitSettled and ExampleHandle, and the orders
+// example's services_test.go for a service tested end to end.
+//
 // # Configuration
 //
 // Options are typed by the constructor that takes them: NewBroker takes
