@@ -22,7 +22,10 @@
 //	             a second signal) the handlers' contexts are
 //	             cancelled with ErrDrainTimeout; CloseGrace
 //	             later (or at a third signal) the subscribers
-//	             still running are closed
+//	             still running are closed; CloseGrace after
+//	             that (or at a fourth signal) Run gives up on
+//	             a Subscribe that still does not return (a
+//	             handler ignoring its context) and goes on
 //	done         subscribers, then WithClose closers, closed;
 //	             Run returns
 //
@@ -43,6 +46,12 @@
 // finished after it is delivered again). A handler still running at the drain deadline
 // sees its context cancelled; what it did not finish is not settled and
 // is delivered again after the restart (at-least-once, as after a crash).
+//
+// Per message, the runner gives the handler a context that the drain
+// deadline can cancel (the adapters' own drain timeouts are set on each
+// subscriber, and their Close does not cancel running handlers): about
+// about 0.7 µs and 5 allocations on 2 cores (BENCHMARKS.md), which a
+// handler doing any I/O does not notice.
 //
 // # Probes
 //

@@ -23,7 +23,9 @@ var ErrDrainTimeout = errors.New("runner: drain deadline passed")
 
 // CloseGrace is how long Run waits, after cancelling the handlers'
 // contexts at the drain deadline, before it closes the subscribers that
-// have still not returned (a third signal closes them at once).
+// have still not returned (a third signal closes them at once), and then
+// again before it returns without the subscriptions that still run (a
+// handler that ignores its context), leaving them to the process's exit.
 const CloseGrace = 5 * time.Second
 
 // Runner runs a service's subscriptions: Add them, then Run. Its methods
@@ -248,7 +250,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			grace = time.After(CloseGrace)
 		case 1:
 			level = 2
-			grace = nil
+			grace = time.After(CloseGrace)
 			log.Warn("runner: closing the subscribers that still have not returned", "reason", reason, "still_draining", r.draining())
 			for _, s := range subs {
 				if !closed[s.sub] && r.stateOf(s) == StateStopping {
@@ -256,9 +258,17 @@ func (r *Runner) Run(ctx context.Context) error {
 					_ = s.sub.Close()
 				}
 			}
+		case 2:
+			// A handler that ignores its context keeps its Subscribe
+			// running; return anyway, so that the process can exit.
+			level = 3
+			stuck := r.draining()
+			err := fmt.Errorf("runner: %s still running %v after their subscribers were closed (%s); left running", strings.Join(stuck, ", "), CloseGrace, reason)
+			errs = append(errs, err)
+			log.Error("runner: giving up on subscriptions that do not return", "still_running", stuck)
 		}
 	}
-	for pending > 0 {
+	for pending > 0 && level < 3 {
 		select {
 		case <-ctxDone:
 			ctxDone = nil
@@ -273,7 +283,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			deadline = nil
 			force("drain deadline")
 		case <-grace:
-			force(fmt.Sprintf("still running %v after the handlers were cancelled", CloseGrace))
+			force(fmt.Sprintf("still running %v later", CloseGrace))
 		case res := <-results:
 			pending--
 			s, err := res.s, res.err

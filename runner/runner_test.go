@@ -586,6 +586,51 @@ func TestSignalsEscalate(t *testing.T) {
 	}
 }
 
+// stubborn's Subscribe returns only when release is closed: Close does
+// not stop it, as with a handler that ignores its context.
+type stubborn struct{ release, closed chan struct{} }
+
+func (s stubborn) Subscribe(ctx context.Context, _ string, _ message.Handler) error {
+	message.SignalReady(ctx)
+	<-s.release
+	return nil
+}
+func (s stubborn) Close() error {
+	select {
+	case s.closed <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// A fourth signal makes Run return without a subscription that does not
+// stop, naming it.
+func TestStuckSubscriptionIsAbandoned(t *testing.T) {
+	s := stubborn{release: make(chan struct{}), closed: make(chan struct{}, 1)}
+	defer close(s.release)
+	r := newRunner(t, runner.WithSignals(syscall.SIGUSR1), runner.WithDrainTimeout(time.Hour))
+	add(t, r, "stuck", s, "t", func(context.Context, *message.Message) error { return nil })
+	waitRun := start(t, context.Background(), r)
+	waitClosed(t, "ready", r.Ready())
+	for i := range 4 {
+		if err := syscall.Kill(os.Getpid(), syscall.SIGUSR1); err != nil {
+			t.Fatal(err)
+		}
+		switch i {
+		case 0:
+			eventually(t, "stopping", func() bool { return state(r.Status(), "stuck") == runner.StateStopping })
+		case 1:
+			eventually(t, "the handlers to be cancelled", func() bool { return r.Status().Error != "" })
+		case 2:
+			waitClosed(t, "the subscriber to be closed", s.closed)
+		}
+	}
+	err := waitRun()
+	if !errors.Is(err, runner.ErrDrainTimeout) || !strings.Contains(err.Error(), "stuck still running") {
+		t.Fatalf("Run = %v; want ErrDrainTimeout and the stuck subscription named", err)
+	}
+}
+
 func TestMiddlewareOrderAndClosers(t *testing.T) {
 	b, pub := newBroker(t)
 	var mu sync.Mutex
