@@ -36,6 +36,7 @@ func harness(t *testing.T) messagetest.Harness {
 		},
 		Features: messagetest.Features{
 			NewGroupReadsHistory: true,
+			NoBatch:              true, // no SubscribeBatch (the kit's dispatch.Batch would make it one more Subscribe)
 			InvalidTopics:        []string{"has space", "slash/name", ".", "..", strings.Repeat("x", 250)},
 			Timeout:              20 * time.Second,
 		},
