@@ -30,6 +30,10 @@
 // DefaultErrorHandler); Watermill instead retries decode errors like any
 // other. Without the retry middleware the subscriber redelivers the
 // message, as it does every failed one: ferry drops nothing by default.
+// BatchHandler does the same for batch consumers (SubscribeBatch): each
+// undecodable message fails alone with its *DecodeError, which
+// retry.NewBatch dead-letters, and the typed function gets the rest.
+//
 // The function given to Handler never sees an undecodable payload, and
 // its own errors and panics are ordinary failures: retried, then
 // dead-lettered, or redelivered.

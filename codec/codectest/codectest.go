@@ -21,15 +21,96 @@ import (
 // doc).
 func Run(t *testing.T, h messagetest.Harness) {
 	t.Helper()
-	for _, tc := range []struct {
+	type test struct {
 		name string
 		run  func(t *testing.T, e *messagetest.Env)
-	}{
+	}
+	tests := []test{
 		{"undecodable payload is dead-lettered after exactly one attempt, byte-identical", testUndecodable},
 		{"typed publish and typed handler round trip", testRoundTrip},
 		{"typed handler panic is redelivered", func(t *testing.T, e *messagetest.Env) { testPanic(t, e, h.Features.NoKeyOrder) }},
-	} {
+	}
+	if !h.Features.NoBatch {
+		tests = append(tests, test{"batch: undecodable payload is dead-lettered once, the rest of the batch handled once", testBatch})
+	}
+	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, messagetest.NewEnv(t, h)) })
+	}
+}
+
+func testBatch(t *testing.T, e *messagetest.Env) {
+	topic, group, dltGroup := e.Topic(), e.Group("batch"), e.Group("dlt")
+	dlt := topic + retry.DefaultDeadLetterSuffix
+	e.Prepare(topic, group)
+	e.Prepare(dlt, dltGroup)
+	pub := e.Publisher()
+	orders := newPublisher(t, pub, codec.JSON[Order]())
+
+	var msgs, good []*message.Message
+	var bad *message.Message
+	for i := range 12 {
+		key := fmt.Sprintf("k%d", i%3)
+		if i == 4 {
+			bad = &message.Message{ID: message.NewID(), Key: key, Payload: []byte("\x00\xffnot an order")}
+			msgs = append(msgs, bad)
+			continue
+		}
+		m := build(t, orders, key, Order{ID: fmt.Sprintf("o-%d", i), Quantity: i})
+		msgs, good = append(msgs, m), append(good, m)
+	}
+	handled := messagetest.NewCollector() // what the typed function got
+	h := codec.BatchHandler(codec.JSON[Order](), func(_ context.Context, vs []Order, ms []*message.Message) error {
+		for i, m := range ms {
+			if vs[i].ID == "" {
+				return fmt.Errorf("message %s decoded to an empty order", m.ID)
+			}
+			handled.Record(m)
+		}
+		return nil
+	})
+	mw, err := retry.NewBatch(retry.WithMaxAttempts(5), retry.WithConstantBackoff(time.Millisecond), retry.WithDeadLetter(pub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, ok := e.Subscriber(e.Config(group, 2)).(message.BatchSubscriber)
+	if !ok {
+		t.Fatal("the harness's subscriber is not a message.BatchSubscriber; set Features.NoBatch")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sub.SubscribeBatch(ctx, topic, message.ChainBatch(h, mw), message.WithBatchMaxWait(20*time.Millisecond)) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("SubscribeBatch returned %v, want nil", err)
+			}
+		case <-time.After(e.Timeout()):
+			t.Errorf("SubscribeBatch did not return")
+		}
+	})
+	dead := messagetest.NewCollector()
+	e.Subscribe(e.Subscriber(e.Config(dltGroup, 1)), dlt, dead.Handler())
+
+	e.Publish(pub, topic, msgs...)
+	var ids []string
+	for _, m := range good {
+		ids = append(ids, m.ID)
+	}
+	handled.WaitAll(e, "the decodable orders", ids)
+	dead.WaitAll(e, "the undecodable one on "+dlt, []string{bad.ID})
+	dl := dead.Received(bad.ID)[0]
+	if !bytes.Equal(dl.Payload, bad.Payload) || dl.Headers[retry.HeaderErrorType] != "*codec.DecodeError" || dl.Headers[retry.HeaderAttempts] != "1" {
+		t.Errorf("dead-letter copy: payload %q headers %q; want the original bytes, *codec.DecodeError, 1 attempt", dl.Payload, dl.Headers)
+	}
+	if n := len(handled.Received(bad.ID)); n != 0 {
+		t.Errorf("the undecodable message reached the typed function %d times", n)
+	}
+	for _, m := range good {
+		if n := len(handled.Received(m.ID)); n != 1 {
+			t.Errorf("order %s handled %d times, want exactly once (retry.NewBatch settles the dead-lettered one)", m.ID, n)
+		}
 	}
 }
 

@@ -28,6 +28,12 @@
 //     function panics on the first delivery; the subscriber delivers the
 //     message again (Attempt 2), it is handled, and the next message of
 //     its key comes after it.
+//   - batch: undecodable payload is dead-lettered once, the rest of the
+//     batch handled once (not with Features.NoBatch): codec.BatchHandler
+//     under retry.NewBatch on SubscribeBatch, 12 messages over 3 keys with
+//     one undecodable; it lands on the DLT byte-identical after 1 attempt,
+//     never reaches the typed function, and each other message reaches it
+//     exactly once.
 //
 // mutants_test.go proves that the suite can fail: each mutant breaks the
 // inmem adapter in one way (payload bytes mangled, headers dropped, every
