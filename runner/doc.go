@@ -8,6 +8,9 @@
 //	r.Add("shipping", shippingSub, "orders", codec.Handler(orders, ship), retryMW)
 //	err = r.Run(ctx) // until SIGTERM; nil after a clean drain
 //
+// AddBatch adds a batch consumer (message.BatchHandler on SubscribeBatch)
+// the same way.
+//
 // # Life of a Runner
 //
 //	state        what happens                                    leaves for

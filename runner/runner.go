@@ -75,7 +75,9 @@ const (
 type subscription struct {
 	name, topic string
 	sub         message.Subscriber
-	h           message.Handler
+	h           message.Handler      // nil for a batch subscription
+	bh          message.BatchHandler // set by AddBatch
+	bopts       []message.BatchOption
 	state       State
 	err         error
 }
@@ -128,6 +130,43 @@ func (r *Runner) Add(name string, sub message.Subscriber, topic string, h messag
 	}
 	r.names[name] = true
 	r.subs = append(r.subs, &subscription{name: name, topic: topic, sub: sub, h: message.Chain(h, mw...), state: StateIdle})
+	return nil
+}
+
+// AddBatch is Add for a batch handler: Run calls
+// sub.SubscribeBatch(ctx, topic, h, opts...), so sub must implement
+// message.BatchSubscriber (every ferry adapter's does). Compose batch
+// middleware with message.ChainBatch; WithMiddleware applies to Add's
+// per-message handlers only. The errors are Add's, and one for a
+// subscriber without SubscribeBatch.
+func (r *Runner) AddBatch(name string, sub message.Subscriber, topic string, h message.BatchHandler, opts ...message.BatchOption) error {
+	if r == nil {
+		return invalid("AddBatch on a nil Runner (use New)")
+	}
+	if name == "" {
+		name = topic
+	}
+	switch {
+	case isnil.Is(sub):
+		return invalid("AddBatch(%q): the subscriber is nil (%T)", name, sub)
+	case topic == "":
+		return invalid("AddBatch(%q): empty topic", name)
+	case h == nil:
+		return invalid("AddBatch(%q): %v", name, message.ErrNilHandler)
+	}
+	if _, ok := sub.(message.BatchSubscriber); !ok {
+		return invalid("AddBatch(%q): %T has no SubscribeBatch (not a message.BatchSubscriber)", name, sub)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.phase != idle {
+		return invalid("AddBatch(%q): Run has started", name)
+	}
+	if r.names[name] {
+		return invalid("AddBatch(%q): a subscription of that name exists", name)
+	}
+	r.names[name] = true
+	r.subs = append(r.subs, &subscription{name: name, topic: topic, sub: sub, bh: h, bopts: opts, state: StateIdle})
 	return nil
 }
 
@@ -210,12 +249,15 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	results := make(chan result, len(subs))
 	for _, s := range subs {
-		h := withDeadline(hardCtx, message.Chain(s.h, r.cfg.mw...))
 		r.setState(s, StateStarting)
-		go func() {
-			rctx := message.WithReady(subCtx, func() { r.markReady(s) })
-			results <- result{s, s.sub.Subscribe(rctx, s.topic, h)}
-		}()
+		rctx := message.WithReady(subCtx, func() { r.markReady(s) })
+		if s.bh != nil {
+			bh, bs := withBatchDeadline(hardCtx, s.bh), s.sub.(message.BatchSubscriber)
+			go func() { results <- result{s, bs.SubscribeBatch(rctx, s.topic, bh, s.bopts...)} }()
+			continue
+		}
+		h := withDeadline(hardCtx, message.Chain(s.h, r.cfg.mw...))
+		go func() { results <- result{s, s.sub.Subscribe(rctx, s.topic, h)} }()
 	}
 	log.Info("runner: started", "subscriptions", len(subs))
 
@@ -341,6 +383,19 @@ func withDeadline(hard context.Context, h message.Handler) message.Handler {
 			cancel(nil)
 		}()
 		return h(hctx, m)
+	}
+}
+
+// withBatchDeadline is withDeadline for a batch handler.
+func withBatchDeadline(hard context.Context, h message.BatchHandler) message.BatchHandler {
+	return func(ctx context.Context, msgs []*message.Message) error {
+		hctx, cancel := context.WithCancelCause(ctx)
+		stop := context.AfterFunc(hard, func() { cancel(context.Cause(hard)) })
+		defer func() {
+			stop()
+			cancel(nil)
+		}()
+		return h(hctx, msgs)
 	}
 }
 

@@ -786,3 +786,39 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("nil Runner: %v", err)
 	}
 }
+
+func TestAddBatch(t *testing.T) {
+	b, pub := newBroker(t)
+	r := newRunner(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	seen := 0
+	add(t, r, "single", newSub(t, b, "single", 1), "events", func(context.Context, *message.Message) error { return nil })
+	if err := r.AddBatch("batched", newSub(t, b, "batched", 2), "events", func(_ context.Context, msgs []*message.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if seen += len(msgs); seen == 10 {
+			cancel()
+		}
+		return nil
+	}, message.WithBatchMaxMessages(4)); err != nil {
+		t.Fatal(err)
+	}
+	waitRun := start(t, ctx, r)
+	waitClosed(t, "ready", r.Ready())
+	publish(t, pub, "events", 10)
+	if err := waitRun(); err != nil {
+		t.Fatal(err)
+	}
+	if st := r.Status(); state(st, "batched") != runner.StateStopped || state(st, "single") != runner.StateStopped {
+		t.Errorf("states %+v", st.Subscriptions)
+	}
+	r2 := newRunner(t)
+	bh := func(context.Context, []*message.Message) error { return nil }
+	if err := r2.AddBatch("x", newFailSub(nil), "t", bh); !errors.Is(err, message.ErrInvalidConfig) || !strings.Contains(err.Error(), "SubscribeBatch") {
+		t.Errorf("AddBatch of a subscriber without SubscribeBatch: %v", err)
+	}
+	if err := r2.AddBatch("x", newSub(t, b, "g", 1), "t", nil); !errors.Is(err, message.ErrInvalidConfig) {
+		t.Errorf("AddBatch with a nil handler: %v", err)
+	}
+}
