@@ -16,6 +16,11 @@
 //	                              JacksonJsonDeserializer (Jackson 3) builds the Order from __TypeId__
 //	TestFerryCodecReadsSpringKafka KafkaTemplate with JsonSerializer / JacksonJsonSerializer -> a typed
 //	                              codec.Handler on a kafka Subscriber
+//	TestSpringKafkaDeadLetterRecords Spring Kafka 4.1's DeadLetterPublishingRecoverer and the retry
+//	                              middleware's Spring profile dead-letter the same failing record
+//	                              (CreateTime and LogAppendTime topics): same kafka_dlt-* headers,
+//	                              original-* byte for byte, same DLT partition; a Spring @KafkaListener
+//	                              binding every DLT header with a required @Header reads ferry's records
 //	TestFerryReadsPika            Python's pika -> an amqp Subscriber: every AMQP header type,
 //	                              every property, no message_id, reserved names
 //	TestFerryReadsKcat            kcat (librdkafka) -> a kafka Subscriber: duplicate header names,
@@ -24,7 +29,8 @@
 // The other clients are prepared by scripts/interop.sh (`make test` runs
 // `bash scripts/interop.sh up`): Spring AMQP's side is the Maven project
 // in spring-amqp/ (which also holds the Spring Kafka JSON side,
-// SpringKafkaJson), pika's the script in pika/. Each test asks the script
+// SpringKafkaJson), Spring Kafka's dead-letter side the one in
+// spring-kafka/, pika's the script in pika/. Each test asks the script
 // for its client (`path`), skips when the client is missing, as it does
 // when the broker is unreachable, and fails instead with
 // FERRY_REQUIRE_BROKERS=1.

@@ -9,6 +9,8 @@
 # Clients (`path` prints):
 #   spring  Spring AMQP 4.1 with Jackson 2 and 3 (interop/spring-amqp/pom.xml), compiled by
 #           Maven (jars from Maven Central into ~/.m2) into the cache: a java classpath
+#   springkafka  Spring Kafka 4.1's DeadLetterPublishingRecoverer and a @KafkaListener on the DLT
+#           (interop/spring-kafka/pom.xml), built and cached the same way: a java classpath
 #   pika    Python's pika $PIKA_VERSION in a venv in the cache: the venv's python
 #   kcat    Debian's kcat (librdkafka's CLI): the binary
 #
@@ -28,6 +30,8 @@ PIKA_VERSION=1.4.4
 
 SPRING_SRC="$ROOT/interop/spring-amqp"
 SPRING_OUT="$CACHE/spring-amqp"
+SPRINGKAFKA_SRC="$ROOT/interop/spring-kafka"
+SPRINGKAFKA_OUT="$CACHE/spring-kafka"
 VENV="$CACHE/venv-pika"
 
 log() { printf '%s\n' "interop: $*" >&2; }
@@ -70,50 +74,64 @@ lock() {
 
 # ------------------------------------------------------------------ spring
 
-spring_stamp() {
+# A Maven project compiled into the cache: maven_* SRC OUT [NAME].
+
+maven_stamp() { # SRC
 	{
-		cat "$SPRING_SRC/pom.xml"
-		find "$SPRING_SRC/src" -type f | LC_ALL=C sort | xargs cat
+		cat "$1/pom.xml"
+		find "$1/src" -type f | LC_ALL=C sort | xargs cat
 	} | sha256sum | cut -d' ' -f1
 }
 
-# spring_ready: the classes are built from the current sources and every
-# jar of the classpath is still there.
-spring_ready() {
-	[[ -f "$SPRING_OUT/stamp" && "$(cat "$SPRING_OUT/stamp")" == "$(spring_stamp)" ]] || return 1
-	[[ -d "$SPRING_OUT/target/classes" && -s "$SPRING_OUT/classpath.txt" ]] || return 1
+# maven_ready SRC OUT: the classes are built from the current sources and
+# every jar of the classpath is still there.
+maven_ready() {
+	[[ -f "$2/stamp" && "$(cat "$2/stamp")" == "$(maven_stamp "$1")" ]] || return 1
+	[[ -d "$2/target/classes" && -s "$2/classpath.txt" ]] || return 1
 	local jar
 	while IFS= read -r jar; do
 		[[ -f "$jar" ]] || return 1
-	done < <(tr ':' '\n' <"$SPRING_OUT/classpath.txt")
+	done < <(tr ':' '\n' <"$2/classpath.txt")
 }
 
-spring_build() {
-	command -v java >/dev/null || missing "spring: no java"
-	command -v javac >/dev/null || missing "spring: no javac (a JDK, not only a JRE)"
-	command -v mvn >/dev/null || missing "spring: no mvn"
-	local mvnlog="$CACHE/spring-mvn.log" t0=$SECONDS
-	mkdir -p "$SPRING_OUT"
-	log "spring: compiling $SPRING_SRC (Maven; log in $mvnlog)"
-	rm -f "$SPRING_OUT/stamp"
-	mvn -B -q -f "$SPRING_SRC/pom.xml" compile dependency:build-classpath \
-		-Dferry.build.dir="$SPRING_OUT/target" -Dmdep.outputFile="$SPRING_OUT/classpath.txt" \
-		>"$mvnlog" 2>&1 || die 1 "spring: mvn compile failed" "$mvnlog"
-	spring_stamp >"$SPRING_OUT/stamp"
-	log "spring: built in $((SECONDS - t0))s"
+maven_build() { # SRC OUT NAME
+	command -v java >/dev/null || missing "$3: no java"
+	command -v javac >/dev/null || missing "$3: no javac (a JDK, not only a JRE)"
+	command -v mvn >/dev/null || missing "$3: no mvn"
+	local mvnlog="$CACHE/$3-mvn.log" t0=$SECONDS
+	mkdir -p "$2"
+	log "$3: compiling $1 (Maven; log in $mvnlog)"
+	rm -f "$2/stamp"
+	mvn -B -q -f "$1/pom.xml" compile dependency:build-classpath \
+		-Dferry.build.dir="$2/target" -Dmdep.outputFile="$2/classpath.txt" \
+		>"$mvnlog" 2>&1 || die 1 "$3: mvn compile failed" "$mvnlog"
+	maven_stamp "$1" >"$2/stamp"
+	log "$3: built in $((SECONDS - t0))s"
 }
 
-spring_path() {
-	spring_ready || spring_build
-	spring_ready || die 1 "spring: built, but the classpath is incomplete"
-	echo "$SPRING_OUT/target/classes:$(cat "$SPRING_OUT/classpath.txt")"
+maven_path() { # SRC OUT NAME
+	maven_ready "$1" "$2" || maven_build "$1" "$2" "$3"
+	maven_ready "$1" "$2" || die 1 "$3: built, but the classpath is incomplete"
+	echo "$2/target/classes:$(cat "$2/classpath.txt")"
 }
 
-spring_up() {
+maven_up() { # SRC OUT NAME
 	command -v javac >/dev/null || apt_install openjdk-17-jdk-headless
 	command -v mvn >/dev/null || apt_install maven
-	spring_path >/dev/null
+	maven_path "$1" "$2" "$3" >/dev/null
 }
+
+# ------------------------------------------------------------------ spring
+
+spring_ready() { maven_ready "$SPRING_SRC" "$SPRING_OUT"; }
+spring_path() { maven_path "$SPRING_SRC" "$SPRING_OUT" spring; }
+spring_up() { maven_up "$SPRING_SRC" "$SPRING_OUT" spring; }
+
+# ------------------------------------------------------------- springkafka
+
+springkafka_ready() { maven_ready "$SPRINGKAFKA_SRC" "$SPRINGKAFKA_OUT"; }
+springkafka_path() { maven_path "$SPRINGKAFKA_SRC" "$SPRINGKAFKA_OUT" springkafka; }
+springkafka_up() { maven_up "$SPRINGKAFKA_SRC" "$SPRINGKAFKA_OUT" springkafka; }
 
 # -------------------------------------------------------------------- pika
 
@@ -161,11 +179,11 @@ kcat_up() {
 
 # ---------------------------------------------------------------- dispatch
 
-CLIENTS="spring pika kcat"
+CLIENTS="spring springkafka pika kcat"
 
 check_client() {
 	case "$1" in
-	spring | pika | kcat) ;;
+	spring | springkafka | pika | kcat) ;;
 	*) die 2 "unknown client '$1' ($CLIENTS)" ;;
 	esac
 }
@@ -184,6 +202,7 @@ up)
 status)
 	rc=0
 	spring_ready && log "spring: ready ($SPRING_OUT)" || { log "spring: not built or stale"; rc=1; }
+	springkafka_ready && log "springkafka: ready ($SPRINGKAFKA_OUT)" || { log "springkafka: not built or stale"; rc=1; }
 	pika_ready && log "pika: ready ($VENV, pika $PIKA_VERSION)" || { log "pika: no venv with pika $PIKA_VERSION"; rc=1; }
 	kcat_bin >/dev/null && log "kcat: ready ($(kcat_bin))" || { log "kcat: not installed"; rc=1; }
 	exit "$rc"
