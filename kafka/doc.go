@@ -268,7 +268,9 @@
 // to the other members with the delivery count one higher (see
 // RELIABILITY.md).
 //
-// WithCommitInterval does not apply (nothing is committed). A Subscriber
+// WithCommitInterval does not apply (nothing is committed), and
+// SubscribeBatch is not available in share mode (it fails with
+// message.ErrInvalidConfig). A Subscriber
 // with WithShareGroup fails Subscribe with message.ErrInvalidConfig when
 // the cluster has no share groups.
 //

@@ -16,17 +16,34 @@
 //
 // (the split varies from run to run; total always equals published, and no
 // job is handled by both members).
+//
+// With -share on Kafka the members join a Kafka share group (KIP-932,
+// kafka.WithShareGroup) instead of a consumer group, on a topic with a
+// single partition: a consumer group would leave the second member idle
+// ("consumers <= partitions"), a share group hands the partition's
+// records to both, each acknowledged on its own, like the RabbitMQ queue
+// that competing consumers share. There is no per-key order then.
+//
+//	go run ./examples/competing-consumers -broker kafka://127.0.0.1:9092 -share
+//	mode: share group thumbnailer, topic with 1 partition
+//	result: published=200 member-1=101 member-2=99 total=200 overlap=0
 package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"sync"
 	"time"
 
+	"github.com/ferrymsg/ferry/connect"
 	"github.com/ferrymsg/ferry/examples/internal/broker"
+	"github.com/ferrymsg/ferry/kafka"
 	"github.com/ferrymsg/ferry/message"
 )
+
+var share = flag.Bool("share", false, "Kafka only: the members join a share group (KIP-932) on a one-partition topic instead of a consumer group")
 
 const (
 	minJobs = 200
@@ -75,6 +92,16 @@ func run(ctx context.Context, brokerURL string) error {
 	defer b.Close()
 	topic := b.Topic("thumbnail-jobs")
 	fmt.Printf("competing-consumers: %s broker, topic %s, group thumbnailer with 2 members\n", b.Kind, topic)
+	var mode []connect.SubscriberOption
+	if *share {
+		if b.Kind != "kafka" {
+			return errors.New("-share needs a kafka:// broker (share groups are Kafka's)")
+		}
+		// One partition, created by the first Subscribe: in a consumer
+		// group only one member could consume it.
+		mode = append(mode, connect.WithKafkaSubscriber(kafka.WithShareGroup("thumbnailer"), kafka.WithTopicCreation(1, -1)))
+		fmt.Println("mode: share group thumbnailer, topic with 1 partition")
+	}
 	if err := b.Prepare(ctx, topic, "thumbnailer"); err != nil {
 		return err
 	}
@@ -82,18 +109,28 @@ func run(ctx context.Context, brokerURL string) error {
 	t := &tally{handledBy: map[string][]int{}, changed: make(chan struct{}, 1)}
 	subCtx, stopSubs := context.WithCancel(ctx)
 	defer stopSubs()
-	var wg sync.WaitGroup
+	var wg, ready sync.WaitGroup
 	errc := make(chan error, 2)
 	for member := 1; member <= 2; member++ {
 		// Same group: the members share the work.
-		sub, err := b.Subscriber("thumbnailer", 1)
+		sub, err := b.SubscriberWith("thumbnailer", 1, mode...)
 		if err != nil {
 			return err
 		}
 		wg.Add(1)
+		ready.Add(1)
+		var once sync.Once
+		memberCtx := subCtx
+		if *share {
+			// Publish once both members joined (and the topic exists
+			// with its one partition).
+			memberCtx = message.WithReady(subCtx, func() { once.Do(ready.Done) })
+		} else {
+			ready.Done()
+		}
 		go func() {
 			defer wg.Done()
-			err := sub.Subscribe(subCtx, topic, func(ctx context.Context, msg *message.Message) error {
+			err := sub.Subscribe(memberCtx, topic, func(ctx context.Context, msg *message.Message) error {
 				time.Sleep(2 * time.Millisecond) // render the thumbnail
 				t.record(member, msg.ID)
 				return nil
@@ -102,6 +139,10 @@ func run(ctx context.Context, brokerURL string) error {
 				errc <- fmt.Errorf("member %d: %w", member, err)
 			}
 		}()
+	}
+
+	if err := waitReady(ctx, &ready, errc); err != nil {
+		return err
 	}
 
 	// The producer: a steady stream of jobs until enough are out and both
@@ -153,4 +194,18 @@ func run(ctx context.Context, brokerURL string) error {
 		return fmt.Errorf("%d jobs published but %d handled, %d by both members", published, total, overlap)
 	}
 	return nil
+}
+
+// waitReady waits until both members are ready (-share) or one fails.
+func waitReady(ctx context.Context, ready *sync.WaitGroup, errc <-chan error) error {
+	done := make(chan struct{})
+	go func() { ready.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the members to join: %w", context.Cause(ctx))
+	}
 }

@@ -105,6 +105,18 @@ func (b *Broker) Subscriber(group string, concurrency int) (message.Subscriber, 
 	return sub, nil
 }
 
+// SubscriberWith is Subscriber with more options on top, such as
+// connect.WithKafkaSubscriber(kafka.WithShareGroup(group)) for a
+// broker-specific mode. Close closes it.
+func (b *Broker) SubscriberWith(group string, concurrency int, opts ...connect.SubscriberOption) (message.Subscriber, error) {
+	all := append([]connect.SubscriberOption{connect.WithGroup(group), connect.WithConcurrency(concurrency)}, opts...)
+	sub, err := b.conn.NewSubscriber(all...)
+	if err != nil {
+		return nil, fmt.Errorf("broker: subscriber for group %q on %s: %w", group, b.URL, err)
+	}
+	return sub, nil
+}
+
 // Topic returns the name to use for topic in this run: topic itself on
 // inmem, topic + "-r" + run ID on real brokers (see the package doc).
 func (b *Broker) Topic(topic string) string {
