@@ -18,8 +18,8 @@ import (
 const memberKey = 0x7fffffff
 
 // pgCoord owns the PostgreSQL side of a relay: one connection (conn) that
-// holds the relay's advisory locks and runs all of its reads and writes,
-// one worker per owned shard.
+// holds the relay's advisory locks, one worker per owned shard. Workers
+// read and write on the pool, and ping conn before each read (guard).
 type pgCoord struct {
 	r     *Relay
 	mu    sync.Mutex // serialises the use of conn
@@ -144,7 +144,7 @@ AND classid = $1::int4::oid AND objid = $2::int4::oid AND objsubid = 2 AND grant
 
 func (c *pgCoord) start(ctx context.Context, s int) {
 	wctx, cancel := context.WithCancel(ctx)
-	w := c.r.newWorker([]int{s}, connOps{mu: &c.mu, conn: &c.conn})
+	w := c.r.newWorker([]int{s}, dbOps{c.r.o.db}, c.ping)
 	run := &running{cancel: cancel, done: make(chan struct{})}
 	c.owned[s] = run
 	c.r.owned.Store(int32(len(c.owned)))
@@ -153,6 +153,19 @@ func (c *pgCoord) start(ctx context.Context, s int) {
 		defer close(run.done)
 		w.run(wctx)
 	}()
+}
+
+// ping checks that the lock session is alive: then it holds the shard
+// locks (they are released only after the shard's worker stopped).
+func (c *pgCoord) ping() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn == nil {
+		return errNoConn
+	}
+	ctx, cancel := dbContext()
+	defer cancel()
+	return c.conn.PingContext(ctx)
 }
 
 // stop stops shard s's worker and waits until its batch in flight is

@@ -263,7 +263,7 @@ func (r *Relay) runSQLite(ctx context.Context) error {
 	}
 	r.owned.Store(int32(len(shards)))
 	defer r.owned.Store(0)
-	w := r.newWorker(shards, dbOps{r.o.db})
+	w := r.newWorker(shards, dbOps{r.o.db}, nil)
 	var wg sync.WaitGroup
 	if r.o.retention > 0 {
 		wg.Go(func() { r.purgeLoop(ctx) })

@@ -8,8 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
+		"time"
 
 	"github.com/ferrymsg/ferry/message"
 )
@@ -21,9 +20,7 @@ type querier interface {
 	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
 }
 
-// ops runs database work for a worker: on SQLite straight on the pool, on
-// PostgreSQL on the relay's connection that holds the shard locks (one
-// user at a time), so that a worker reads only while its lock is held.
+// ops runs database work for a worker, on the pool.
 //
 // fn gets a context of its own, bounded by dbTimeout and not cancelled
 // with the relay: pgx closes a connection whose statement is cancelled
@@ -50,22 +47,6 @@ func (o dbOps) do(fn func(ctx context.Context, q querier) error) error {
 // errNoConn: the PostgreSQL lock connection was lost.
 var errNoConn = errors.New("outbox: the relay's lock connection is gone")
 
-type connOps struct {
-	mu   *sync.Mutex
-	conn **sql.Conn
-}
-
-func (o connOps) do(fn func(ctx context.Context, q querier) error) error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if *o.conn == nil {
-		return errNoConn
-	}
-	ctx, cancel := dbContext()
-	defer cancel()
-	return fn(ctx, *o.conn)
-}
-
 // row is one outbox row.
 type row struct {
 	seq      int64
@@ -82,7 +63,12 @@ type worker struct {
 	r      *Relay
 	shards []int
 	ops    ops
-	wake   chan struct{}
+	// guard, when set, is checked before each read: on PostgreSQL it
+	// pings the session that holds the shard locks, so a relay whose lock
+	// session died reads nothing more (another relay may own the shards
+	// by then).
+	guard func() error
+	wake  chan struct{}
 	// careful is set after a failed attempt: the next attempt publishes
 	// only the first pending row of each key, so that a failure that
 	// repeats does not republish the later rows of its key every time.
@@ -90,8 +76,8 @@ type worker struct {
 	cursor  map[int]int64 // the naive-cursor mutant only
 }
 
-func (r *Relay) newWorker(shards []int, o ops) *worker {
-	return &worker{r: r, shards: shards, ops: o, cursor: map[int]int64{}}
+func (r *Relay) newWorker(shards []int, o ops, guard func() error) *worker {
+	return &worker{r: r, shards: shards, ops: o, guard: guard, cursor: map[int]int64{}}
 }
 
 // run loops until ctx ends; the batch in flight then is finished.
@@ -197,6 +183,15 @@ type outcome struct {
 }
 
 func (w *worker) stepShard(ctx context.Context, shard int) (full bool, err error) {
+	if w.guard != nil {
+		if err := w.guard(); err != nil {
+			if ctx.Err() != nil {
+				return false, nil
+			}
+			w.r.fail("check the shard lock", shard, err)
+			return false, err
+		}
+	}
 	rows, err := w.read(ctx, shard)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -377,7 +372,16 @@ func (w *worker) ack(ctx context.Context, seqs []int64) error {
 		if w.r.o.retention > 0 {
 			_, err = q.ExecContext(ctx, w.r.o.q(`UPDATE {t} SET published_at = $1 WHERE seq IN (`+seqList(seqs)+`)`), w.r.o.now().UnixMicro())
 		} else {
-			_, err = q.ExecContext(ctx, w.r.o.q(`DELETE FROM {t} WHERE seq IN (`+seqList(seqs)+`)`))
+			stmt := `DELETE FROM ` + w.r.o.table + ` WHERE seq IN (` + seqList(seqs) + `)`
+			if w.r.o.dialect == PostgreSQL {
+				// A removal lost to a database crash only makes the
+				// rows be published again (same IDs): it need not
+				// wait for the WAL flush. Both statements run in one
+				// implicit transaction (no parameters: one simple
+				// query).
+				stmt = `SET LOCAL synchronous_commit TO OFF; ` + stmt
+			}
+			_, err = q.ExecContext(ctx, stmt)
 		}
 		return err
 	})
