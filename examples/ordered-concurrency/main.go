@@ -28,6 +28,7 @@ import (
 
 	"github.com/ferrymsg/ferry/examples/internal/broker"
 	"github.com/ferrymsg/ferry/message"
+	"github.com/ferrymsg/ferry/runner"
 )
 
 const (
@@ -49,7 +50,7 @@ type evidence struct {
 	violations  int            // a key's event arrived out of order
 	redelivered int
 	done        int
-	allDone     chan struct{}
+	allDone     func() // stops the service
 }
 
 func run(ctx context.Context, brokerURL string) error {
@@ -64,7 +65,9 @@ func run(ctx context.Context, brokerURL string) error {
 		return err
 	}
 
-	ev := &evidence{keyRunning: map[string]int{}, next: map[string]int{}, allDone: make(chan struct{})}
+	svcCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	ev := &evidence{keyRunning: map[string]int{}, next: map[string]int{}, allDone: stop}
 	handle := func(ctx context.Context, msg *message.Message) error {
 		seq, err := strconv.Atoi(string(msg.Payload))
 		if err != nil {
@@ -97,19 +100,10 @@ func run(ctx context.Context, brokerURL string) error {
 		ev.next[msg.Key] = seq
 		ev.done++
 		if ev.done == keys*perKey {
-			close(ev.allDone)
+			ev.allDone()
 		}
 		return nil
 	}
-
-	sub, err := b.Subscriber("ledger", concurrency)
-	if err != nil {
-		return err
-	}
-	subCtx, stopSub := context.WithCancel(ctx)
-	defer stopSub()
-	errc := make(chan error, 1)
-	go func() { errc <- sub.Subscribe(subCtx, topic, handle) }()
 
 	// Publish in rounds: event 1 of every account, then event 2, ... so
 	// that the keys interleave in the stream.
@@ -123,22 +117,27 @@ func run(ctx context.Context, brokerURL string) error {
 		}
 	}
 
-	select {
-	case <-ev.allDone:
-	case err := <-errc:
-		return fmt.Errorf("subscriber stopped: %w", err)
-	case <-ctx.Done():
-		ev.mu.Lock()
-		n := ev.done
-		ev.mu.Unlock()
-		return fmt.Errorf("handled %d of %d events: %w", n, keys*perKey, context.Cause(ctx))
+	// The ledger service: the runner stops it when every event is
+	// handled (or at the timeout, or on Ctrl-C), after a graceful drain.
+	sub, err := b.Subscriber("ledger", concurrency)
+	if err != nil {
+		return err
 	}
-	stopSub()
-	if err := <-errc; err != nil {
+	svc, err := runner.New(runner.WithSignals()) // broker.Main turns signals into ctx
+	if err != nil {
+		return err
+	}
+	if err := svc.Add("ledger", sub, topic, handle); err != nil {
+		return err
+	}
+	if err := svc.Run(svcCtx); err != nil {
 		return err
 	}
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
+	if ev.done < keys*perKey {
+		return fmt.Errorf("handled %d of %d events: %w", ev.done, keys*perKey, context.Cause(ctx))
+	}
 	fmt.Printf("result: messages=%d keys=%d concurrency=%d max-parallel=%d same-key-overlaps=%d order-violations=%d redelivered=%d\n",
 		ev.done, keys, concurrency, ev.maxParallel, ev.overlaps, ev.violations, ev.redelivered)
 	if ev.overlaps != 0 || ev.violations != 0 {
