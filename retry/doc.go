@@ -87,6 +87,89 @@
 // attempts when the next one would start later than that after the first
 // failure seen by this process; the first limit reached wins.
 //
+// # Delayed retry tiers
+//
+// In-process retries keep a failing message where it is: it blocks its
+// key (later messages of the key wait, in order) and, on Kafka, the
+// partition's commit point, for as long as the backoff runs. That is
+// right for failures that heal in milliseconds or seconds. For failures
+// that take minutes (a downstream is down), WithDelayedRetry lets the
+// message leave its topic, wait outside it, and come back, as Spring
+// Kafka's @RetryableTopic (non-blocking retries) and RabbitMQ's TTL +
+// dead-letter-exchange wait queues do:
+//
+//	p, err := retry.NewPolicy(
+//		retry.WithMaxAttempts(3), // in process, on the topic
+//		retry.WithDelayedRetry(pub, 10*time.Second, time.Minute, 10*time.Minute),
+//		retry.WithDeadLetter(pub), // after the last tier (default: pub of WithDelayedRetry)
+//	)
+//	err = p.Subscribe(ctx, sub, "orders", message.Chain(handle, p.Middleware(), dedupeMW))
+//
+// Policy.Subscribe consumes the topic and every tier with the same
+// handler chain, in one call. When the message's in-process attempts are
+// exhausted, the middleware publishes a copy to the first tier and
+// settles the original: the topic goes on at once. Once the tier's delay
+// has passed the copy is handled again, by the same chain, with one
+// attempt (Delivery.Tier is 1, Delivery.Attempt counts every earlier
+// call); if it fails it goes to the next tier, and after the last tier
+// to the dead-letter topic. A permanent error (Permanent,
+// WithNotRetryable) skips the remaining tiers. With WithMaxAttempts(1)
+// there is no in-process retry at all, as with a plain @RetryableTopic.
+//
+// The copy carries HeaderTierTopic (its own topic), HeaderTierGroup (the
+// group that failed it: only that group handles it again),
+// HeaderTier, HeaderTierDue (when it is due), HeaderTierAttempts,
+// HeaderTierFirstFailure, HeaderTierError and, where the broker has them,
+// HeaderTierOriginalPartition and HeaderTierOriginalOffset; with
+// SpringHeaders also Spring's retry_topic-attempts (4-byte big-endian
+// int: the next attempt's number), retry_topic-backoff-timestamp and
+// retry_topic-original-timestamp (Unix milliseconds as Java's
+// BigInteger.toByteArray). The dead-letter copy of a message that went
+// through the tiers is the message of its own topic: its original-topic
+// header names that topic (so Replay sends it back there, without the
+// tier headers), its partition and offset are those of the first
+// delivery, its attempts count every call, its first failure is the
+// first one on the topic, and the tier headers stay on it as history
+// (HeaderTier: the last tier). Spring's recoverer does the same
+// (setReplaceOriginalHeaders(false)).
+//
+// Per adapter (each adapter's SubscribeTier doc has the detail):
+//
+//   - Kafka: one topic per tier, named like Spring's retry topics,
+//     <topic>-retry-<delay in ms> (<topic>-retry-<index> from 0 when
+//     delays repeat), consumed in a consumer group of its own
+//     (<group>-retry-<delay>). A tier partition whose oldest record is
+//     not due is paused (kgo.PauseFetchPartitions) and resumed by a timer
+//     at the due time: no record is handled early and nothing polls.
+//     Records wait uncommitted, so a restart or rebalance loses none.
+//   - RabbitMQ: the tier is an exchange of that name and, per group, a
+//     durable wait queue <topic>.<group>-retry-<delay> with the delay as
+//     x-message-ttl and the group's router as x-dead-letter-exchange:
+//     the broker holds the message and then routes it back into its key's
+//     shard queue, where the topic's consumer handles it. Quorum queues
+//     (amqp.WithQuorumQueues) dead-letter at least once
+//     (x-dead-letter-strategy=at-least-once, x-overflow=reject-publish).
+//     Not the delayed-message plugin, whose store is not replicated.
+//   - inmem: a topic per tier, paused per partition with a timer.
+//
+// The price: a message retried this way gives up its place in its key's
+// order. Later messages of its key are handled while it waits, and it is
+// handled after them. Use delayed tiers where that is acceptable (each
+// message stands alone, or the handler tolerates reordering, for example
+// with a version check) and in-process retry where a key's order
+// matters. An option that parks the later messages of a key until the
+// retried one settles is not offered: to be correct it needs a record,
+// durable and shared by every member of the group, of which keys have a
+// message in a tier (a member's memory is lost to a rebalance or a crash,
+// and the later messages would then run out of order without anyone
+// noticing); neither Kafka nor RabbitMQ keeps one, and parking in the
+// partition itself would block it again. Spring's @RetryableTopic does
+// not offer it either.
+//
+// With New instead of NewPolicy the middleware publishes to the tiers,
+// but nothing consumes them unless each tier is subscribed with the
+// adapter's SubscribeTier (delay.Subscriber).
+//
 // # Dead-letter copy
 //
 // The copy (msg.Clone()) keeps the ID, Key, Payload, Time and Headers
@@ -103,76 +186,11 @@
 // attempt and failure-time headers are kept, as Spring has none. Binary
 // values are Go strings holding the raw bytes: the Kafka adapter writes
 // them byte for byte; on AMQP they travel as string values of those bytes.
-// The default DLT name is <topic>.DLT (WithDeadLetterTopic changes it; for
-// Spring Kafka 3.3's <topic>-dlt pass SpringDeadLetterTopic). The
-// dead-letter topic must exist or be creatable like any topic the
-// publisher writes to; on AMQP, bind a queue to it (a group subscribed to
-// it) before messages are dead-lettered, or they are unroutable and the
-// original is redelivered.
-//
-// # Spring Kafka's dead-letter headers
-//
-// With SpringHeaders a Spring Kafka consumer of the DLT (a @KafkaListener
-// binding @Header(KafkaHeaders.DLT_...), which is required by default,
-// or DLT tooling reading the headers with Spring's header mapper) reads
-// ferry's record as one of Spring's own DeadLetterPublishingRecoverer:
-// every header that recoverer writes (spring-kafka 4.1) is there, with its
-// encoding. interop/spring_kafka_dlt_test.go checks it against Spring's
-// own recoverer on a real Kafka broker. Header by header:
-//
-//	kafka_dlt-original-topic            Delivery.Topic, UTF-8
-//	kafka_dlt-original-partition        Delivery.Partition, 4-byte big-endian int
-//	kafka_dlt-original-offset           Delivery.Offset, 8-byte big-endian long
-//	kafka_dlt-original-timestamp        Message.Time in Unix ms, 8-byte big-endian long
-//	kafka_dlt-original-timestamp-type   "CreateTime", or "LogAppendTime" (Delivery.LogAppendTime)
-//	kafka_dlt-original-consumer-group   Delivery.Group, UTF-8
-//	kafka_dlt-exception-fqcn            the Go type of the handler's error, %T
-//	kafka_dlt-exception-cause-fqcn      the Go type of its root cause
-//	kafka_dlt-exception-message         the error's text
-//	kafka_dlt-exception-stacktrace      the error chain in printStackTrace's layout (StackTrace)
-//
-// Partition and offset are absent where the broker has none (AMQP), the
-// timestamp and its type when Time is zero, the group when it is empty.
-// Go errors are not Java exceptions, so the exception headers map
-// deliberately:
-//
-//   - fqcn: where Spring writes the class of the exception its container
-//     caught (org.springframework.kafka.listener.ListenerExecutionFailedException),
-//     ferry writes the type of the error the handler returned, as fmt's
-//     %T prints it: "*fmt.wrapError" for fmt.Errorf("...: %w", err),
-//     "*retry.PermanentError" for Permanent(err), "*message.PanicError"
-//     for a panic.
-//   - cause-fqcn: Spring writes the class of the exception the listener
-//     threw (the container's wrapper removed); ferry writes the type of
-//     the root cause: the innermost error of the errors.Unwrap chain (for
-//     a joined error, of its first error), for a panic the panic value's
-//     type ("string" for panic("...")), and the error's own type when it
-//     wraps nothing. It is always written, as Spring always writes it.
-//   - message: Spring writes "<wrapper message>; <cause message>"
-//     ("Listener failed; no such order"); ferry writes the error's text,
-//     which in Go already holds its causes ("load order 7: no such
-//     order"); for a panic, the panic value. Truncated to
-//     WithMaxErrorLength.
-//   - stacktrace: Spring writes the exception's printStackTrace; a Go
-//     error has no stack, and its trace is its chain of causes, written in
-//     the same layout: "<type>: <text>", then "Caused by: <type>: <text>"
-//     for each wrapped error, depth first. For a panic the goroutine stack
-//     taken at the panic follows the first line, one tab-indented line per
-//     line, where Java has its "at" frames. Written for every failure;
-//     truncated to WithMaxErrorLength.
-//
-// Spring's recoverer publishes to the original record's partition number
-// of the DLT (its default destination resolver), and lets the producer
-// choose when the DLT has no such partition. With SpringHeaders the
-// middleware does the same: it publishes with adapter.WithPartition, which
-// the kafka publisher honours (falling back to the key's partition); with
-// ferry's headers the key's partition is used. Where ferry and Spring
-// differ, and a Spring consumer does not notice: Spring appends a second
-// set of original-* headers when a record is dead-lettered twice (its
-// consumers read the last one), ferry keeps only the latest; ferry adds
-// its ferry-id, ferry-dlt-attempts and failure-time headers; the DLT
-// record keeps the original's timestamp (Message.Time), where Spring's
-// producer stamps the time of the dead-lettering.
+// The default DLT name is <topic>.DLT (WithDeadLetterTopic changes it, for
+// example to Spring Kafka 3.3's <topic>-dlt). The dead-letter topic must
+// exist or be creatable like any topic the publisher writes to; on AMQP,
+// bind a queue to it (a group subscribed to it) before messages are
+// dead-lettered, or they are unroutable and the original is redelivered.
 //
 // # Order with dedupe
 //
@@ -210,11 +228,8 @@
 // WithNotRetryable, WithRedeliver, WithDeadLetter (none),
 // WithDeadLetterTopic (<topic>.DLT), WithDelayedRetry (none; see
 // Delayed retry tiers), SpringHeaders (off),
-// WithMaxErrorLength (8 KiB), the hooks OnRetry and OnDeadLetter, and
-// WithObserver (a message.Observer such as otelferry's Telemetry, which
-// marks retries and the dead-lettering in the process span) and
-// WithLogger (message.LogEvents: retries at Debug, dead-lettering at
-// Warn) for logs, metrics and traces, none by default. The success path allocates nothing: no backoff state
+// WithMaxErrorLength (8 KiB), and the hooks OnRetry and OnDeadLetter for
+// logs and metrics. The success path allocates nothing: no backoff state
 // exists until a message fails.
 //
 // # Errors
