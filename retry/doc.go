@@ -186,11 +186,76 @@
 // attempt and failure-time headers are kept, as Spring has none. Binary
 // values are Go strings holding the raw bytes: the Kafka adapter writes
 // them byte for byte; on AMQP they travel as string values of those bytes.
-// The default DLT name is <topic>.DLT (WithDeadLetterTopic changes it, for
-// example to Spring Kafka 3.3's <topic>-dlt). The dead-letter topic must
-// exist or be creatable like any topic the publisher writes to; on AMQP,
-// bind a queue to it (a group subscribed to it) before messages are
-// dead-lettered, or they are unroutable and the original is redelivered.
+// The default DLT name is <topic>.DLT (WithDeadLetterTopic changes it; for
+// Spring Kafka 3.3's <topic>-dlt pass SpringDeadLetterTopic). The
+// dead-letter topic must exist or be creatable like any topic the
+// publisher writes to; on AMQP, bind a queue to it (a group subscribed to
+// it) before messages are dead-lettered, or they are unroutable and the
+// original is redelivered.
+//
+// # Spring Kafka's dead-letter headers
+//
+// With SpringHeaders a Spring Kafka consumer of the DLT (a @KafkaListener
+// binding @Header(KafkaHeaders.DLT_...), which is required by default,
+// or DLT tooling reading the headers with Spring's header mapper) reads
+// ferry's record as one of Spring's own DeadLetterPublishingRecoverer:
+// every header that recoverer writes (spring-kafka 4.1) is there, with its
+// encoding. interop/spring_kafka_dlt_test.go checks it against Spring's
+// own recoverer on a real Kafka broker. Header by header:
+//
+//	kafka_dlt-original-topic            Delivery.Topic, UTF-8
+//	kafka_dlt-original-partition        Delivery.Partition, 4-byte big-endian int
+//	kafka_dlt-original-offset           Delivery.Offset, 8-byte big-endian long
+//	kafka_dlt-original-timestamp        Message.Time in Unix ms, 8-byte big-endian long
+//	kafka_dlt-original-timestamp-type   "CreateTime", or "LogAppendTime" (Delivery.LogAppendTime)
+//	kafka_dlt-original-consumer-group   Delivery.Group, UTF-8
+//	kafka_dlt-exception-fqcn            the Go type of the handler's error, %T
+//	kafka_dlt-exception-cause-fqcn      the Go type of its root cause
+//	kafka_dlt-exception-message         the error's text
+//	kafka_dlt-exception-stacktrace      the error chain in printStackTrace's layout (StackTrace)
+//
+// Partition and offset are absent where the broker has none (AMQP), the
+// timestamp and its type when Time is zero, the group when it is empty.
+// Go errors are not Java exceptions, so the exception headers map
+// deliberately:
+//
+//   - fqcn: where Spring writes the class of the exception its container
+//     caught (org.springframework.kafka.listener.ListenerExecutionFailedException),
+//     ferry writes the type of the error the handler returned, as fmt's
+//     %T prints it: "*fmt.wrapError" for fmt.Errorf("...: %w", err),
+//     "*retry.PermanentError" for Permanent(err), "*message.PanicError"
+//     for a panic.
+//   - cause-fqcn: Spring writes the class of the exception the listener
+//     threw (the container's wrapper removed); ferry writes the type of
+//     the root cause: the innermost error of the errors.Unwrap chain (for
+//     a joined error, of its first error), for a panic the panic value's
+//     type ("string" for panic("...")), and the error's own type when it
+//     wraps nothing. It is always written, as Spring always writes it.
+//   - message: Spring writes "<wrapper message>; <cause message>"
+//     ("Listener failed; no such order"); ferry writes the error's text,
+//     which in Go already holds its causes ("load order 7: no such
+//     order"); for a panic, the panic value. Truncated to
+//     WithMaxErrorLength.
+//   - stacktrace: Spring writes the exception's printStackTrace; a Go
+//     error has no stack, and its trace is its chain of causes, written in
+//     the same layout: "<type>: <text>", then "Caused by: <type>: <text>"
+//     for each wrapped error, depth first. For a panic the goroutine stack
+//     taken at the panic follows the first line, one tab-indented line per
+//     line, where Java has its "at" frames. Written for every failure;
+//     truncated to WithMaxErrorLength.
+//
+// Spring's recoverer publishes to the original record's partition number
+// of the DLT (its default destination resolver), and lets the producer
+// choose when the DLT has no such partition. With SpringHeaders the
+// middleware does the same: it publishes with adapter.WithPartition, which
+// the kafka publisher honours (falling back to the key's partition); with
+// ferry's headers the key's partition is used. Where ferry and Spring
+// differ, and a Spring consumer does not notice: Spring appends a second
+// set of original-* headers when a record is dead-lettered twice (its
+// consumers read the last one), ferry keeps only the latest; ferry adds
+// its ferry-id, ferry-dlt-attempts and failure-time headers; the DLT
+// record keeps the original's timestamp (Message.Time), where Spring's
+// producer stamps the time of the dead-lettering.
 //
 // # Order with dedupe
 //
@@ -228,8 +293,11 @@
 // WithNotRetryable, WithRedeliver, WithDeadLetter (none),
 // WithDeadLetterTopic (<topic>.DLT), WithDelayedRetry (none; see
 // Delayed retry tiers), SpringHeaders (off),
-// WithMaxErrorLength (8 KiB), and the hooks OnRetry and OnDeadLetter for
-// logs and metrics. The success path allocates nothing: no backoff state
+// WithMaxErrorLength (8 KiB), the hooks OnRetry and OnDeadLetter, and
+// WithObserver (a message.Observer such as otelferry's Telemetry, which
+// marks retries and the dead-lettering in the process span) and
+// WithLogger (message.LogEvents: retries at Debug, dead-lettering at
+// Warn) for logs, metrics and traces, none by default. The success path allocates nothing: no backoff state
 // exists until a message fails.
 //
 // # Errors
