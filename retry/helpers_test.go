@@ -116,13 +116,13 @@ func delivered(topic string, attempt int) *message.Message {
 // message.RedeliverAfter error (the middleware's wait between attempts)
 // redelivers msg with Attempt one higher; any other result is returned,
 // with the waits asked for.
-func deliverWaits(ctx context.Context, h message.Handler, msg *message.Message) (error, []time.Duration) {
+func deliverWaits(ctx context.Context, h message.Handler, msg *message.Message) ([]time.Duration, error) {
 	var waits []time.Duration
 	for range 10_000 {
 		err := adapter.Call(ctx, h, msg)
 		d, ok := message.RedeliveryDelay(err)
 		if !ok {
-			return err, waits
+			return waits, err
 		}
 		waits = append(waits, d)
 		msg.Delivery.Attempt = max(msg.Delivery.Attempt, 1) + 1
@@ -132,6 +132,6 @@ func deliverWaits(ctx context.Context, h message.Handler, msg *message.Message) 
 
 // deliver is deliverWaits without the waits.
 func deliver(ctx context.Context, h message.Handler, msg *message.Message) error {
-	err, _ := deliverWaits(ctx, h, msg)
+	_, err := deliverWaits(ctx, h, msg)
 	return err
 }

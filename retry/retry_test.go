@@ -446,3 +446,29 @@ func TestDeadLetterCopyDropsAMQPExpiration(t *testing.T) {
 	assert.Equal(t, "application/json", msgs[0].Headers["amqp-content-type"], "other property headers are kept")
 	assert.Equal(t, "60000", msg.Headers["amqp-expiration"], "the original is untouched")
 }
+
+// TestRedeliveryAfterReconnectKeepsCount: a message waiting between
+// attempts when an AMQP connection is lost comes back from the broker as a
+// new delivery marked redelivered (Attempt 2). The middleware knows its
+// failures by ID, so the count goes on (attempt 3 here) instead of
+// starting again from the broker's number.
+func TestRedeliveryAfterReconnectKeepsCount(t *testing.T) {
+	pub := &fakePublisher{}
+	h, n := counting(0)
+	mw := mustNew(t, retry.WithDeadLetter(pub), retry.WithMaxAttempts(3), retry.WithConstantBackoff(time.Millisecond))(h)
+	msg := delivered("orders", 1)
+	msg.Delivery.Partition, msg.Delivery.Offset = -1, -1 // AMQP
+	for attempt := 1; attempt <= 2; attempt++ {
+		msg.Delivery.Attempt = attempt
+		_, ok := message.RedeliveryDelay(mw(context.Background(), msg))
+		require.True(t, ok, "attempt %d of 3: retried", attempt)
+	}
+	// The connection is lost while it waits; the broker delivers it again.
+	again := delivered("orders", 2)
+	again.Delivery.Partition, again.Delivery.Offset, again.Delivery.Redelivered = -1, -1, true
+	require.NoError(t, mw(context.Background(), again), "attempt 3 of 3: dead-lettered")
+	assert.EqualValues(t, 3, n.Load())
+	_, msgs := pub.published()
+	require.Len(t, msgs, 1)
+	assert.Equal(t, "3", msgs[0].Headers[retry.HeaderAttempts])
+}
