@@ -174,15 +174,23 @@ func checkOrders(t *testing.T, brokerURL string) {
 func checkRetryDLQ(t *testing.T, brokerURL string) {
 	out := ok(t, "retry-dlq", "-broker", brokerURL)
 	mustMatch(t, out,
-		`payment-service\s+p-3 attempt 3 failed: card processor timeout \(retrying\)`,
-		`payment-service\s+p-3 gave up after 4 attempt\(s\): card processor timeout -> `+topicRE("payments")+`\.DLT`,
+		`payment-service\s+p-3 attempt 2 failed: card processor timeout \(retrying\)`,
+		// The delay tiers: p-2 comes back from the first and is charged,
+		// p-3 goes through both, then to the DLT with its history.
+		`payment-service\s+p-2 attempt 3 failed: fraud check unavailable -> `+topicRE("payments")+`-retry-200 \(tier 1, due in 200ms; the payments behind it go on\)`,
+		`payment-service\s+charged p-2: 99.00 \(attempt 4, back from tier 1\)`,
+		`payment-service\s+p-3 attempt 4 failed: card processor timeout -> `+topicRE("payments")+`-retry-500 \(tier 2, due in 500ms; the payments behind it go on\)`,
+		`payment-service\s+p-3 gave up after 5 attempt\(s\): card processor timeout -> `+topicRE("payments")+`\.DLT`,
 		`payment-service\s+p-5 gave up after 1 attempt\(s\): invalid amount -5.00 -> `+topicRE("payments")+`\.DLT`,
 		`ops\s+dead letter p-5 from `+topicRE("payments")+` \(group payment-service\): ferry-dlt-attempts=1 ferry-dlt-error="invalid amount -5.00"`,
-		`ops\s+dead letter p-3 from `+topicRE("payments")+` \(group payment-service\): ferry-dlt-attempts=4 ferry-dlt-error="card processor timeout"`,
+		`ops\s+dead letter p-3 from `+topicRE("payments")+` \(group payment-service\): ferry-dlt-attempts=5 ferry-dlt-error="card processor timeout" ferry-retry-tier=2`,
 		`result: charged=5 dead-lettered=2 replayed=1 \(p-3 charged after replay; p-5 stays on `+topicRE("payments")+`\.DLT\)`,
 	)
 	if strings.Contains(out, "charged p-5") {
 		t.Errorf("the invalid payment p-5 was charged:\n%s", out)
+	}
+	if strings.Contains(out, "p-5 attempt") || strings.Contains(out, "p-2 gave up") {
+		t.Errorf("p-5 (permanent) was retried or p-2 (back from its tier) was dead-lettered:\n%s", out)
 	}
 }
 

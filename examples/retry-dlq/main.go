@@ -1,18 +1,28 @@
-// Command retry-dlq shows ferry's error policy: retry with backoff, then a
-// dead-letter topic, then a replay once the cause is fixed. It is Spring
-// Kafka's DefaultErrorHandler + DeadLetterPublishingRecoverer in one
-// middleware, the same on every broker.
+// Command retry-dlq shows ferry's error policy: retry in process with
+// backoff, then delayed retry tiers outside the topic, then a dead-letter
+// topic, then a replay once the cause is fixed. It is Spring Kafka's
+// DefaultErrorHandler + @RetryableTopic + DeadLetterPublishingRecoverer in
+// one policy, the same on every broker.
 //
 //	go run ./examples/retry-dlq [-broker kafka://127.0.0.1:9092 | amqp://guest:guest@127.0.0.1:5672/]
 //
-// A payment service charges six payments from the payments topic:
+// A payment service charges six payments from the payments topic. Its
+// policy: 3 attempts in process (20 ms backoff, doubling), then the delay
+// tiers payments-retry-200 and payments-retry-500 (200 ms and 500 ms; Kafka
+// topics named as Spring's retry topics, RabbitMQ wait queues with a TTL
+// and a dead-letter exchange back to the payments queue), then
+// payments.DLT. retry.Policy.Subscribe consumes the topic and both tiers
+// with one call.
 //
-//   - p-3 hits a card processor that times out. The retry middleware calls
-//     the handler 4 times (exponential backoff, 20 ms doubling), then
-//     publishes the payment to payments.DLT with error headers and settles
-//     the original, so the payments behind it keep flowing.
+//   - p-2 meets a fraud check that is down for a while. Its 3 quick
+//     attempts fail; it then leaves the topic for payments-retry-200 (the
+//     payments behind it go on meanwhile), comes back 200 ms later with
+//     Delivery.Tier 1 and is charged.
+//   - p-3 hits a card processor that times out for good: 3 attempts in
+//     process, one from each tier, then payments.DLT with error headers
+//     and its history (5 attempts, the last tier).
 //   - p-5 has a negative amount. The handler marks that error
-//     retry.Permanent: no retries, straight to payments.DLT.
+//     retry.Permanent: no retries, no tiers, straight to payments.DLT.
 //
 // An ops consumer reads payments.DLT and prints what the headers say
 // (retry.ParseDeadLetter). Then the processor recovers and retry.Replay
@@ -39,6 +49,10 @@ import (
 // errTimeout is the card processor's outage: a transient error, worth
 // retrying.
 var errTimeout = errors.New("card processor timeout")
+
+// errFraudDown is the fraud check's outage: it lasts longer than the
+// in-process retries, but not longer than the first delay tier.
+var errFraudDown = errors.New("fraud check unavailable")
 
 func main() { broker.Main("retry-dlq", run) }
 
@@ -74,16 +88,28 @@ func run(ctx context.Context, brokerURL string) error {
 			return retry.Permanent(fmt.Errorf("invalid amount %s", amount))
 		case msg.ID == "p-3" && !processorUp.Load():
 			return errTimeout
+		case msg.ID == "p-2" && msg.Delivery.Tier == 0:
+			return errFraudDown // back up by the time p-2 returns from its tier
 		}
-		fmt.Printf("payment-service  charged %s: %s\n", msg.ID, amount)
+		if t := msg.Delivery.Tier; t > 0 {
+			fmt.Printf("payment-service  charged %s: %s (attempt %d, back from tier %d)\n", msg.ID, amount, msg.Delivery.Attempt, t)
+		} else {
+			fmt.Printf("payment-service  charged %s: %s\n", msg.ID, amount)
+		}
 		charged.add(msg.ID)
 		return nil
 	}
-	policy, err := retry.New(
-		retry.WithMaxAttempts(4),
+	policy, err := retry.NewPolicy(
+		retry.WithMaxAttempts(3), // in process, on the topic
 		retry.WithExponentialBackoff(20*time.Millisecond, 200*time.Millisecond),
-		retry.WithDeadLetter(b.Publisher()), // to <topic>.DLT
+		retry.WithDelayedRetry(b.Publisher(), 200*time.Millisecond, 500*time.Millisecond),
+		retry.WithDeadLetter(b.Publisher()), // after the last tier: <topic>.DLT
 		retry.OnRetry(func(_ context.Context, ev retry.RetryEvent) {
+			if ev.Tier > 0 {
+				fmt.Printf("payment-service  %s attempt %d failed: %v -> %s (tier %d, due in %v; the payments behind it go on)\n",
+					ev.Message.ID, ev.Attempt, ev.Err, ev.TierTopic, ev.Tier, ev.Delay)
+				return
+			}
 			fmt.Printf("payment-service  %s attempt %d failed: %v (retrying)\n", ev.Message.ID, ev.Attempt, ev.Err)
 		}),
 		retry.OnDeadLetter(func(_ context.Context, ev retry.DeadLetterEvent) {
@@ -100,8 +126,12 @@ func run(ctx context.Context, brokerURL string) error {
 		if err != nil {
 			return retry.Permanent(err)
 		}
-		fmt.Printf("ops              dead letter %s from %s (group %s): %s=%d %s=%q\n",
-			msg.ID, info.Topic, info.Group, retry.HeaderAttempts, info.Attempts, retry.HeaderErrorMessage, info.Error)
+		history := ""
+		if t, ok := msg.Headers[retry.HeaderTier]; ok {
+			history = fmt.Sprintf(" %s=%s", retry.HeaderTier, t) // the last delay tier it went through
+		}
+		fmt.Printf("ops              dead letter %s from %s (group %s): %s=%d %s=%q%s\n",
+			msg.ID, info.Topic, info.Group, retry.HeaderAttempts, info.Attempts, retry.HeaderErrorMessage, info.Error, history)
 		deadLetters.add(msg.ID)
 		return nil
 	}
@@ -110,12 +140,18 @@ func run(ctx context.Context, brokerURL string) error {
 	defer wg.Wait()
 	defer cancel() // stops the subscribers before wg.Wait
 	errc := make(chan error, 2)
+	ready := make(chan struct{}, 2)
 	for _, s := range []struct {
 		group, topic string
-		h            message.Handler
+		subscribe    func(ctx context.Context, sub message.Subscriber) error
 	}{
-		{"payment-service", topic, message.Chain(charge, policy)},
-		{"ops", dlt, report},
+		// The topic and its two tiers, with the same handler chain.
+		{"payment-service", topic, func(ctx context.Context, sub message.Subscriber) error {
+			return policy.Subscribe(ctx, sub, topic, message.Chain(charge, policy.Middleware()))
+		}},
+		{"ops", dlt, func(ctx context.Context, sub message.Subscriber) error {
+			return sub.Subscribe(ctx, dlt, report)
+		}},
 	} {
 		sub, err := b.Subscriber(s.group, 4)
 		if err != nil {
@@ -124,10 +160,22 @@ func run(ctx context.Context, brokerURL string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := sub.Subscribe(ctx, s.topic, s.h); err != nil {
+			rctx := message.WithReady(ctx, func() { ready <- struct{}{} })
+			if err := s.subscribe(rctx, sub); err != nil {
 				errc <- fmt.Errorf("%s: %w", s.group, err)
 			}
 		}()
+	}
+	// Publish once the tiers are declared (on RabbitMQ a message sent to a
+	// tier nobody declared yet would be unroutable and retried later).
+	for range 2 {
+		select {
+		case <-ready:
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the subscribers: %w", context.Cause(ctx))
+		}
 	}
 
 	amounts := []string{"12.50", "99.00", "42.00", "7.25", "-5.00", "310.00"}
@@ -138,7 +186,8 @@ func run(ctx context.Context, brokerURL string) error {
 		}
 	}
 
-	// Four payments go through; two end on the dead-letter topic.
+	// Four payments go through (p-2 from its tier); two end on the
+	// dead-letter topic.
 	if err := waitFor(ctx, errc, charged, 4, "charged payments"); err != nil {
 		return err
 	}
