@@ -65,5 +65,9 @@
 // A handler may return an error wrapping ErrRedeliver to say "not now"
 // (another consumer holds the message, a rate limit): it is redelivered
 // like any failure, but middleware such as retry passes it through instead
-// of retrying it in-process or dead-lettering it.
+// of retrying it in-process or dead-lettering it. An error made with
+// RedeliverAfter(err, d) chooses the wait before the redelivery: every
+// subscriber redelivers the message after d instead of after its own
+// backoff, without holding a worker meanwhile; the retry middleware waits
+// between its attempts this way.
 package message
