@@ -21,8 +21,9 @@ type Status struct {
 
 // SubscriptionStatus is one subscription's part of a Status.
 type SubscriptionStatus struct {
-	Name  string `json:"name"`
-	Topic string `json:"topic"`
+	Name string `json:"name"`
+	// Topic is "" for a task (Go).
+	Topic string `json:"topic,omitempty"`
 	State State  `json:"state"`
 	// Error is why it failed, "" when it did not.
 	Error string `json:"error,omitempty"`
@@ -33,7 +34,7 @@ func (r *Runner) Status() Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st := Status{
-		Ready:   r.phase == running && r.nReady == len(r.subs),
+		Ready:   r.phase == running && r.nReady == r.nSubs,
 		Healthy: r.failure == nil && r.phase != done,
 	}
 	if r.failure != nil {

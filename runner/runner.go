@@ -32,14 +32,17 @@ const CloseGrace = 5 * time.Second
 // are safe for concurrent use; the HTTP handlers may be served before,
 // during and after Run.
 type Runner struct {
-	cfg   config
-	ready chan struct{} // closed when every subscription consumes
+	cfg      config
+	ready    chan struct{} // closed when every subscription consumes
+	stopCh   chan struct{} // closed by Stop
+	stopOnce sync.Once
 
 	mu      sync.Mutex
 	subs    []*subscription
 	names   map[string]bool
 	phase   phase
-	nReady  int
+	nReady  int // subscriptions consuming
+	nSubs   int // subscriptions (not tasks)
 	failure error // the first fatal error, or the drain deadline
 }
 
@@ -68,8 +71,13 @@ const (
 	StateStopping State = "stopping"
 	// StateStopped: Subscribe returned after the runner stopped it.
 	StateStopped State = "stopped"
-	// StateFailed: Subscribe returned on its own, or with an error.
+	// StateFailed: Subscribe returned on its own, or with an error; a
+	// task returned an error.
 	StateFailed State = "failed"
+	// StateRunning: a task (Go) is running.
+	StateRunning State = "running"
+	// StateDone: a task returned nil before the stop.
+	StateDone State = "done"
 )
 
 type subscription struct {
@@ -78,6 +86,7 @@ type subscription struct {
 	h           message.Handler      // nil for a batch subscription
 	bh          message.BatchHandler // set by AddBatch
 	bopts       []message.BatchOption
+	task        func(context.Context) error // set by Go
 	state       State
 	err         error
 }
@@ -95,7 +104,7 @@ func New(opts ...Option) (*Runner, error) {
 			return nil, err
 		}
 	}
-	return &Runner{cfg: cfg, ready: make(chan struct{}), names: map[string]bool{}}, nil
+	return &Runner{cfg: cfg, ready: make(chan struct{}), stopCh: make(chan struct{}), names: map[string]bool{}}, nil
 }
 
 // Add registers a subscription: Run will call sub.Subscribe(ctx, topic,
@@ -130,6 +139,7 @@ func (r *Runner) Add(name string, sub message.Subscriber, topic string, h messag
 	}
 	r.names[name] = true
 	r.subs = append(r.subs, &subscription{name: name, topic: topic, sub: sub, h: message.Chain(h, mw...), state: StateIdle})
+	r.nSubs++
 	return nil
 }
 
@@ -167,7 +177,49 @@ func (r *Runner) AddBatch(name string, sub message.Subscriber, topic string, h m
 	}
 	r.names[name] = true
 	r.subs = append(r.subs, &subscription{name: name, topic: topic, sub: sub, bh: h, bopts: opts, state: StateIdle})
+	r.nSubs++
 	return nil
+}
+
+// Go adds a task that runs beside the subscriptions, such as a producer,
+// an outbox relay or an HTTP server: Run calls fn once every subscription
+// is consuming (at once when there are none), so that what it publishes
+// reaches every group. fn's context is cancelled when the stop begins;
+// fn must then return. A task that returns nil before the stop is done
+// and the service runs on; one that returns an error fails the service as
+// a failing subscription does (Run returns the error, naming the task).
+// Go after Run started, a nil fn or a duplicate name is an error wrapping
+// message.ErrInvalidConfig.
+func (r *Runner) Go(name string, fn func(ctx context.Context) error) error {
+	if r == nil {
+		return invalid("Go on a nil Runner (use New)")
+	}
+	switch {
+	case name == "":
+		return invalid("Go: empty name")
+	case fn == nil:
+		return invalid("Go(%q): nil function", name)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.phase != idle {
+		return invalid("Go(%q): Run has started", name)
+	}
+	if r.names[name] {
+		return invalid("Go(%q): a subscription or task of that name exists", name)
+	}
+	r.names[name] = true
+	r.subs = append(r.subs, &subscription{name: name, task: fn, state: StateIdle})
+	return nil
+}
+
+// Stop begins a graceful stop of Run, as cancelling its context does: Run
+// returns nil once every subscription drained. Stop may be called from a
+// handler, before Run (which then stops at once) or more than once.
+func (r *Runner) Stop() {
+	if r != nil {
+		r.stopOnce.Do(func() { close(r.stopCh) })
+	}
 }
 
 // Ready returns a channel that is closed once every subscription is
@@ -210,10 +262,13 @@ func (r *Runner) Run(ctx context.Context) error {
 		return invalid("Run called twice")
 	case len(r.subs) == 0:
 		r.mu.Unlock()
-		return invalid("Run: no subscriptions (Add some first)")
+		return invalid("Run: no subscriptions or tasks (Add some first)")
 	}
 	r.phase = running
 	subs := r.subs
+	if r.nSubs == 0 {
+		close(r.ready)
+	}
 	r.mu.Unlock()
 	log := r.cfg.logger
 
@@ -249,6 +304,23 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	results := make(chan result, len(subs))
 	for _, s := range subs {
+		if s.task != nil {
+			go func() {
+				select {
+				case <-r.ready:
+				case <-subCtx.Done():
+					results <- result{s, nil}
+					return
+				}
+				r.mu.Lock()
+				if s.state == StateIdle {
+					s.state = StateRunning
+				}
+				r.mu.Unlock()
+				results <- result{s, s.task(subCtx)}
+			}()
+			continue
+		}
 		r.setState(s, StateStarting)
 		rctx := message.WithReady(subCtx, func() { r.markReady(s) })
 		if s.bh != nil {
@@ -270,6 +342,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		closed   = map[message.Subscriber]bool{}
 		pending  = len(subs)
 		ctxDone  = ctx.Done()
+		stopCh   = (<-chan struct{})(r.stopCh)
 	)
 	stop := func(reason string) {
 		if r.beginStop() {
@@ -295,7 +368,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			grace = time.After(CloseGrace)
 			log.Warn("runner: closing the subscribers that still have not returned", "reason", reason, "still_draining", r.draining())
 			for _, s := range subs {
-				if !closed[s.sub] && r.stateOf(s) == StateStopping {
+				if s.task == nil && !closed[s.sub] && r.stateOf(s) == StateStopping {
 					closed[s.sub] = true
 					_ = s.sub.Close()
 				}
@@ -315,6 +388,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-ctxDone:
 			ctxDone = nil
 			stop("context cancelled")
+		case <-stopCh:
+			stopCh = nil
+			stop("Stop called")
 		case sig := <-sigs:
 			if r.isStopping() {
 				force("another signal " + sig.String())
@@ -329,11 +405,19 @@ func (r *Runner) Run(ctx context.Context) error {
 		case res := <-results:
 			pending--
 			s, err := res.s, res.err
+			if s.task != nil && err == nil && !r.isStopping() {
+				r.setResult(s, StateDone, nil) // a task that finished its work
+				continue
+			}
+			if s.task != nil && r.isStopping() && (err == nil || errors.Is(err, context.Canceled)) {
+				r.setResult(s, StateStopped, nil)
+				continue
+			}
 			if !r.isStopping() {
 				if err == nil {
 					err = errors.New("its Subscribe returned before the runner stopped it")
 				}
-				err = fmt.Errorf("runner: subscription %q (topic %q): %w", s.name, s.topic, err)
+				err = fmt.Errorf("runner: %s: %w", s.describe(), err)
 				r.setResult(s, StateFailed, err)
 				r.fail(err)
 				errs = append([]error{err}, errs...)
@@ -342,7 +426,7 @@ func (r *Runner) Run(ctx context.Context) error {
 				continue
 			}
 			if err != nil && !(closed[s.sub] && errors.Is(err, message.ErrClosed)) {
-				err = fmt.Errorf("runner: subscription %q (topic %q) while stopping: %w", s.name, s.topic, err)
+				err = fmt.Errorf("runner: %s while stopping: %w", s.describe(), err)
 				errs = append(errs, err)
 				r.setResult(s, StateFailed, err)
 				log.Error("runner: subscription ended with an error while stopping", "subscription", s.name, "err", err)
@@ -405,7 +489,7 @@ func (r *Runner) closeAll(subs []*subscription, closed map[message.Subscriber]bo
 	var errs []error
 	seen := map[message.Subscriber]bool{}
 	for _, s := range subs {
-		if seen[s.sub] || closed[s.sub] {
+		if s.task != nil || seen[s.sub] || closed[s.sub] {
 			continue
 		}
 		seen[s.sub] = true
@@ -452,9 +536,9 @@ func (r *Runner) markReady(s *subscription) {
 	}
 	s.state = StateConsuming
 	r.nReady++
-	if r.nReady == len(r.subs) && r.phase == running {
+	if r.nReady == r.nSubs && r.phase == running {
 		close(r.ready)
-		r.cfg.logger.Info("runner: every subscription is consuming", "subscriptions", len(r.subs))
+		r.cfg.logger.Info("runner: every subscription is consuming", "subscriptions", r.nSubs)
 	}
 }
 
@@ -467,7 +551,7 @@ func (r *Runner) beginStop() bool {
 	}
 	r.phase = stopping
 	for _, s := range r.subs {
-		if s.state == StateStarting || s.state == StateConsuming {
+		if s.state == StateStarting || s.state == StateConsuming || s.state == StateRunning || s.task != nil && s.state == StateIdle {
 			if s.state == StateConsuming {
 				r.nReady--
 			}
@@ -511,4 +595,12 @@ func (r *Runner) end(err error) {
 		r.failure = err
 	}
 	r.mu.Unlock()
+}
+
+// describe names s in errors.
+func (s *subscription) describe() string {
+	if s.task != nil {
+		return fmt.Sprintf("task %q", s.name)
+	}
+	return fmt.Sprintf("subscription %q (topic %q)", s.name, s.topic)
 }

@@ -822,3 +822,83 @@ func TestAddBatch(t *testing.T) {
 		t.Errorf("AddBatch with a nil handler: %v", err)
 	}
 }
+
+// A task starts once every subscription consumes; returning nil ends only
+// the task; Stop from a handler stops the service cleanly.
+func TestTaskAndStop(t *testing.T) {
+	b, pub := newBroker(t)
+	r := newRunner(t)
+	slow := &gatedSub{Subscriber: newSub(t, b, "slow", 1), gate: make(chan struct{})}
+	add(t, r, "slow", slow, "events", func(_ context.Context, m *message.Message) error {
+		if string(m.Payload) == "last" {
+			r.Stop()
+		}
+		return nil
+	})
+	started := make(chan struct{})
+	if err := r.Go("producer", func(ctx context.Context) error {
+		close(started)
+		for _, p := range []string{"a", "b", "last"} {
+			if err := pub.Publish(ctx, "events", &message.Message{Key: "k", Payload: []byte(p)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitRun := start(t, context.Background(), r)
+	eventually(t, "slow to be starting", func() bool { return state(r.Status(), "slow") == runner.StateStarting })
+	select {
+	case <-started:
+		t.Fatal("the task started before every subscription consumed")
+	default:
+	}
+	close(slow.gate)
+	waitClosed(t, "the task to start", started)
+	if err := waitRun(); err != nil {
+		t.Fatalf("Run after Stop: %v", err)
+	}
+	if st := r.Status(); state(st, "producer") != runner.StateDone || state(st, "slow") != runner.StateStopped {
+		t.Errorf("states %+v; want the task done, the subscription stopped", st.Subscriptions)
+	}
+}
+
+func TestTaskErrorStopsTheService(t *testing.T) {
+	b, _ := newBroker(t)
+	r := newRunner(t)
+	boom := errors.New("port in use")
+	add(t, r, "orders", newSub(t, b, "g", 1), "orders", func(context.Context, *message.Message) error { return nil })
+	if err := r.Go("http", func(ctx context.Context) error { return boom }); err != nil {
+		t.Fatal(err)
+	}
+	err := start(t, context.Background(), r)()
+	if !errors.Is(err, boom) || !strings.Contains(err.Error(), `task "http"`) {
+		t.Fatalf("Run = %v, want the task's error naming it", err)
+	}
+	if state(r.Status(), "orders") != runner.StateStopped {
+		t.Errorf("the subscription was not stopped: %+v", r.Status())
+	}
+	// Tasks only, stopped before Run: Run starts and stops at once.
+	r2 := newRunner(t)
+	ran := make(chan struct{}, 1)
+	if err := r2.Go("t", func(ctx context.Context) error { ran <- struct{}{}; <-ctx.Done(); return ctx.Err() }); err != nil {
+		t.Fatal(err)
+	}
+	waitRun := start(t, context.Background(), r2)
+	waitClosed(t, "the task to run", func() <-chan struct{} { c := make(chan struct{}); go func() { <-ran; close(c) }(); return c }())
+	r2.Stop()
+	r2.Stop()
+	if err := waitRun(); err != nil {
+		t.Errorf("tasks-only Run after Stop: %v", err)
+	}
+	for name, err := range map[string]error{
+		"empty name": r.Go("", func(context.Context) error { return nil }),
+		"nil fn":     newRunner(t).Go("x", nil),
+		"after Run":  r.Go("late", func(context.Context) error { return nil }),
+	} {
+		if !errors.Is(err, message.ErrInvalidConfig) {
+			t.Errorf("Go with %s: %v", name, err)
+		}
+	}
+}
