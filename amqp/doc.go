@@ -280,6 +280,24 @@
 // is lost, or a process dies, are delivered again (redelivered flag set).
 // Use the dedupe middleware for effectively-once processing.
 //
+// # Batches
+//
+// Subscriber.SubscribeBatch calls a message.BatchHandler with batches cut
+// from the keyed dispatcher (package adapter/dispatch, "Batches"): up to
+// the concurrency batches at once, no key in two of them, a key's
+// messages in queue order; limits by message.WithBatchMaxMessages
+// (default 256), WithBatchMaxBytes (1 MiB of bodies) and WithBatchMaxWait
+// (10 ms). A batch holds at most the prefetch divided by the concurrency
+// (the broker sends no more unacknowledged messages; raise WithPrefetch
+// for larger batches). A *message.BatchError settles the messages it does
+// not name, except the later messages of a failed message's key, which
+// are redelivered with it in the process (not requeued). What a batch
+// settled is acked at once: per channel, the deliveries contiguous with
+// everything the channel acked before in one ack with multiple set, the
+// others one by one (a channel whose oldest unacked delivery lags 65536
+// tags behind, such as one holding an undecodable delivery, is acked one
+// by one from then on).
+//
 // # Reconnection
 //
 // Each Publisher and Subscriber owns one connection, supervised by a

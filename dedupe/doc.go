@@ -55,6 +55,15 @@
 // a dedupe outside retry would record a dead-lettered message as processed
 // and silently skip its replay.
 //
+// # Batch handlers
+//
+// New's middleware wraps a message.Handler; NewBatch's wraps a
+// message.BatchHandler: it claims each message of a batch on its own,
+// removes the processed ones before the handler, completes each message
+// the handler succeeded on and releases each failed one. The two types do
+// not convert, so a per-message dedupe never silently dedupes a whole
+// batch under one key.
+//
 // # Limits of effectively-once
 //
 // Dedupe stops a second run of the handler, not a repeat of what a run did

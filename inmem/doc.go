@@ -68,6 +68,17 @@
 // group, before its first fetch: the group's offsets exist then, so every
 // message published afterwards reaches the group.
 //
+// # Batches
+//
+// Subscriber.SubscribeBatch calls a message.BatchHandler with batches cut
+// from the keyed dispatcher (package adapter/dispatch, "Batches"): up to
+// the concurrency batches at once, no key in two of them, a key's
+// messages in publish order; limits by message.WithBatchMaxMessages,
+// WithBatchMaxBytes and WithBatchMaxWait. A *message.BatchError settles
+// the messages it does not name, except the later messages of a failed
+// message's key, which are redelivered with it; a partition's commit
+// point stays at the oldest unsettled message, as for Subscribe.
+//
 // # Testing a service
 //
 // The broker is also the tool to test an application's services with, as

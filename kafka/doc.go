@@ -132,6 +132,26 @@
 // With StartLatest the start offset is looked up just after the
 // assignment, so a record published in between may be skipped.
 //
+// # Batches
+//
+// Subscriber.SubscribeBatch calls a message.BatchHandler with batches cut
+// from the keyed dispatcher (package adapter/dispatch, "Batches"), like
+// Spring Kafka's batch listener but per key: up to the concurrency
+// batches at once, no key in two of them, a key's records in partition
+// order; a batch may hold records of several partitions. Limits by
+// message.WithBatchMaxMessages (default 256), WithBatchMaxBytes (1 MiB of
+// values) and WithBatchMaxWait (10 ms). A *message.BatchError settles
+// the records it does not name, except the later records of a failed
+// record's key, which are redelivered with it (Spring's
+// BatchListenerFailedException commits the prefix and seeks back the
+// whole rest instead). Commits stay contiguous: a partition's commit
+// point never passes a record that has not settled, so a failed record
+// holds its partition's commits (not the other partitions') until its
+// redelivery settles, and a restart or rebalance resumes at it. A
+// rebalance drains a revoked partition's batches as it drains handlers.
+// Share mode (WithShareGroup) has no batch handlers: SubscribeBatch fails
+// with message.ErrInvalidConfig.
+//
 // # Crash recovery
 //
 // A member that stops without leaving the group (a killed process, a lost

@@ -35,6 +35,22 @@
 // flight are delivered again: use the dedupe middleware for
 // effectively-once processing.
 //
+// # Batches
+//
+// Every adapter's subscriber is also a BatchSubscriber: SubscribeBatch
+// calls a BatchHandler with batches of messages, cut so that no two
+// running batches share a key and a key's messages are in publish order,
+// at most the subscriber's concurrency batches at once, each handed over
+// as soon as it is full (WithBatchMaxMessages, WithBatchMaxBytes) or its
+// wait is over (WithBatchMaxWait), never empty. The handler reports
+// per-message failures with a *BatchError: the others settle, and each
+// failed message is redelivered with the later messages of its key in the
+// batch, before any later message of that key; other keys go on. A plain
+// error or a panic redelivers the whole batch. Each message's Delivery is
+// as for Subscribe (Attempt per message). Batch middleware has its own
+// type, BatchMiddleware (retry.NewBatch, dedupe.NewBatch), so a
+// per-message Middleware cannot be applied to a batch by mistake.
+//
 // # Readiness
 //
 // A Subscribe call blocks while it consumes, so the caller cannot see when

@@ -257,6 +257,17 @@
 // record keeps the original's timestamp (Message.Time), where Spring's
 // producer stamps the time of the dead-lettering.
 //
+// # Batch handlers
+//
+// New's middleware wraps a message.Handler; NewBatch's wraps a
+// message.BatchHandler (message.SubscribeBatch's), with the same options,
+// applied to each message of a batch: only the failed messages are
+// retried, each with its own attempts and backoff (returned to the
+// subscriber as a message.RedeliverAfter error in a *message.BatchError,
+// so no worker waits), and each exhausted one is dead-lettered with its
+// own error while the others settle. The two types do not convert, so a
+// per-message policy never silently becomes a whole-batch one.
+//
 // # Order with dedupe
 //
 // Put retry outside dedupe: message.Chain(handle, retryMW, dedupeMW).

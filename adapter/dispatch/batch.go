@@ -144,11 +144,23 @@ func (d *Dispatcher) appendFillLocked(q *queue, dl *Delivery) bool {
 
 // wakeBatchLocked is wakeLocked for a batch dispatcher: new ready
 // deliveries go to the batch being filled, or else start one on an idle
-// worker.
+// worker. The filling worker is woken only once enough deliveries wait
+// to fill its batch, by count or, at its average payload so far, by bytes
+// (those not in flight: ready, queued or backing off, an overestimate of
+// what it can take), so that a trickle of submits
+// does not wake it once per delivery; it takes the rest when its wait is
+// over.
 func (d *Dispatcher) wakeBatchLocked() {
-	switch {
-	case d.bat.filling != nil:
-		d.bat.wake.Signal()
+	switch f := d.bat.filling; {
+	case f != nil:
+		need := d.bat.cfg.Limits.MaxMessages - f.n
+		if avg := f.bytes / max(f.n, 1); avg > 0 {
+			// Payloads of the batch's average size fill its bytes first.
+			need = min(need, (d.bat.cfg.Limits.MaxBytes-f.bytes)/avg+1)
+		}
+		if d.pending-d.inflight >= need {
+			d.bat.wake.Signal()
+		}
 	case d.idleN > 0 && len(d.ready) > d.readyHd:
 		d.work.Signal()
 	}

@@ -48,6 +48,38 @@
 // revokes this way: Kafka in its OnPartitionsRevoked callback, inmem in a
 // background drain per partition, amqp when a shard queue moves.
 //
+// # Batches
+//
+// With Config.Batch set (batch.go), the workers hand batches to a
+// message.BatchHandler instead of running a handler per delivery. One
+// worker at a time fills a batch: it takes ready deliveries in order and,
+// with each keyed one (its key's queue head), the deliveries queued
+// behind it, in order; while it fills, a delivery submitted for a key
+// whose whole queue is in the batch joins the batch too. The batch is
+// handed over as soon as it is full (Limits.MaxMessages, or the next
+// delivery would pass Limits.MaxBytes; a single larger delivery is a batch
+// of its own) or Limits.MaxWait after it started filling, never empty;
+// then the next idle worker fills the next one. So up to Concurrency
+// batches run at once and, since a batch holds a key's head and only
+// heads are ever ready, no two running batches share a key.
+//
+// A batch's deliveries are running (sClaimed, taken set) from the moment
+// they join it: Remove and Drain wait for them (a filling batch is handed
+// over within MaxWait) and mark them dropped; Shutdown makes a batch that
+// has not started abandon them (gone, not settled). The batch's handler
+// runs with the scope's context when all its deliveries share one, else
+// with a context cancelled when any of their scopes' is.
+//
+// The result is read with message.BatchResults. Per key, the deliveries
+// before the key's first failure settle (the settle callback, or
+// Batch.Settled once for the batch); the failed one and the later ones of
+// its key in the batch stay in its queue, in order: the failed one backs
+// off as its head (Attempt + 1, the error's own delay if it has one),
+// the later ones are queued behind it (Attempt + 1 only for those that
+// failed themselves). Keyless failures back off on their own. Dropped
+// deliveries and failures during Shutdown go, not settled. The error
+// observer sees each failed delivery with its error.
+//
 // # Delivery states
 //
 // The code keeps a delivery's state in Delivery.state (the s* constants in
