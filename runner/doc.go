@@ -9,7 +9,10 @@
 //	err = r.Run(ctx) // until SIGTERM; nil after a clean drain
 //
 // AddBatch adds a batch consumer (message.BatchHandler on SubscribeBatch)
-// the same way.
+// the same way. Go adds a task that runs beside the subscriptions (a
+// producer, an outbox relay, an HTTP server), started once every
+// subscription consumes, stopped with them, and failing the service when
+// it fails. Stop begins a graceful stop from anywhere, a handler included.
 //
 // # Life of a Runner
 //
@@ -84,7 +87,9 @@
 // shutdown with spring.lifecycle.timeout-per-shutdown-phase, 30 s by
 // default), and Spring Boot's actuator reports liveness and readiness
 // states. Taken: one lifecycle for all subscriptions, one shutdown
-// deadline, readiness and liveness for probes. Not taken: per-container
+// deadline, readiness and liveness for probes, and tasks that start once
+// the consumers are up (Spring Boot's ApplicationRunner runs after the
+// context started). Not taken: per-container
 // auto-startup and pause/resume, and a global registry of containers: a
 // Runner is a value you make, with no package state, so a test can run
 // several.
