@@ -41,8 +41,8 @@ type Runner struct {
 	subs    []*subscription
 	names   map[string]bool
 	phase   phase
-	nReady  int // subscriptions consuming
-	nSubs   int // subscriptions (not tasks)
+	nReady  int   // subscriptions consuming
+	nSubs   int   // subscriptions (not tasks)
 	failure error // the first fatal error, or the drain deadline
 }
 
