@@ -51,7 +51,6 @@ type tierGate struct {
 	g      *delay.Gate
 	paused []atomic.Bool
 	group  string
-	parts  []int32 // scratch: partitions of the batch being added
 }
 
 // newTierGate returns the gate of a SubscribeTier call, nil for Subscribe.
