@@ -256,7 +256,7 @@ func (s *Subscriber) subscribe(ctx context.Context, topic string, h message.Hand
 			}
 		default:
 		}
-		s.log("ferry amqp: consumer lost; resuming", "topic", topic, "group", s.cfg.Group, "cause", cause)
+		s.log("ferry amqp: consumer lost; resuming", "topic", topic, "group", s.cfg.Group, "err", cause)
 		d.Drain(cur.scope) // not waited for: the broker has requeued them
 		_ = cur.ch.Close()
 		cur = nil
@@ -306,9 +306,11 @@ func (s *Subscriber) consume(rctx context.Context, c *consumer, d *dispatch.Disp
 	}
 }
 
+// log writes an adapter-specific record at Warn, with the attribute names
+// of message.LogEvents (system first).
 func (s *Subscriber) log(msg string, args ...any) {
 	if l := s.cfg.logger; l != nil {
-		l.Warn(msg, args...)
+		l.Warn(msg, append([]any{"system", System}, args...)...)
 	}
 }
 
