@@ -395,6 +395,9 @@ func testRetryHoldsNoWorker(t *testing.T, e *messagetest.Env, noKeyOrder bool) {
 		handled  int      // messages of other keys handled
 		aLog     []string // key A's handler calls: "<payload>#<attempt>"
 		atSecond = -1     // handled when A's second attempt started
+		// For the log: when A's first attempt failed, the last other
+		// message was handled, and A's second attempt started.
+		failedAt, othersDoneAt, secondAt time.Time
 	)
 	published := make(chan struct{})
 	firstCall := make(chan struct{}, 1)
@@ -402,7 +405,9 @@ func testRetryHoldsNoWorker(t *testing.T, e *messagetest.Env, noKeyOrder bool) {
 	h := func(ctx context.Context, m *message.Message) error {
 		if m.Key != "A" {
 			mu.Lock()
-			handled++
+			if handled++; handled == others {
+				othersDoneAt = time.Now()
+			}
 			mu.Unlock()
 			good.Record(m)
 			return nil
@@ -416,7 +421,7 @@ func testRetryHoldsNoWorker(t *testing.T, e *messagetest.Env, noKeyOrder bool) {
 			}
 		}
 		if m.ID == a1.ID && calls == 2 {
-			atSecond = handled
+			atSecond, secondAt = handled, time.Now()
 		}
 		mu.Unlock()
 		if m.ID != a1.ID {
@@ -435,6 +440,11 @@ func testRetryHoldsNoWorker(t *testing.T, e *messagetest.Env, noKeyOrder bool) {
 			}
 		}
 		if calls <= failures {
+			if calls == 1 {
+				mu.Lock()
+				failedAt = time.Now()
+				mu.Unlock()
+			}
 			return fmt.Errorf("key A: failure %d of %d", calls, failures)
 		}
 		good.Record(m)
@@ -469,6 +479,8 @@ func testRetryHoldsNoWorker(t *testing.T, e *messagetest.Env, noKeyOrder bool) {
 
 	mu.Lock()
 	defer mu.Unlock()
+	t.Logf("after key A's first failure: the other keys' %d messages were all handled in %v, A's second attempt started after %v",
+		others, othersDoneAt.Sub(failedAt).Round(time.Millisecond), secondAt.Sub(failedAt).Round(time.Millisecond))
 	if noKeyOrder {
 		// Features.NoKeyOrder (Kafka share groups): the waiting record is
 		// released to the broker after the backoff and comes back in no
