@@ -33,16 +33,19 @@ import (
 
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 
+	"github.com/ferrymsg/ferry/codec"
 	"github.com/ferrymsg/ferry/dedupe"
 	"github.com/ferrymsg/ferry/dedupe/sqlstore"
 	"github.com/ferrymsg/ferry/examples/internal/broker"
 	"github.com/ferrymsg/ferry/message"
+	"github.com/ferrymsg/ferry/runner"
 )
 
+// deposit is the event's payload, JSON on the wire (codec.JSON).
 type deposit struct {
-	id      string
-	account string
-	cents   int64
+	ID      string `json:"id"`
+	Account string `json:"account"`
+	Cents   int64  `json:"cents"`
 }
 
 var deposits = []deposit{
@@ -94,36 +97,33 @@ func run(ctx context.Context, brokerURL string) error {
 	}
 
 	var (
-		mu                              sync.Mutex
-		delivered, credited, rolledBack int
-		settled                         = map[string]int{}
-		allSettled                      = make(chan struct{})
-		amounts                         = map[string]deposit{}
+		mu                                       sync.Mutex
+		delivered, settled, credited, rolledBack int
 	)
-	for _, d := range deposits {
-		amounts[d.id] = d
+	svc, err := runner.New(runner.WithSignals()) // broker.Main turns signals into ctx
+	if err != nil {
+		return err
 	}
 
 	// credit is the business handler: one transaction for the ledger row
 	// and the processed mark.
-	credit := func(ctx context.Context, msg *message.Message) error {
-		d := amounts[msg.ID]
+	credit := func(ctx context.Context, d deposit, msg *message.Message) error {
 		tx, err := db.BeginTx(ctx, nil)
 		if err != nil {
 			return err
 		}
 		defer tx.Rollback() // no-op after Commit
-		if _, err := tx.ExecContext(ctx, `INSERT INTO ledger (deposit_id, account, cents) VALUES (?, ?, ?)`, d.id, d.account, d.cents); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO ledger (deposit_id, account, cents) VALUES (?, ?, ?)`, d.ID, d.Account, d.Cents); err != nil {
 			return err
 		}
 		if err := store.MarkProcessedTx(ctx, tx, msg.ID); err != nil {
 			return err // dedupe.ErrAlreadyProcessed: another delivery won; the middleware settles this one
 		}
-		if d.id == "d-3" && msg.Delivery.Attempt == 1 {
+		if d.ID == "d-3" && msg.Delivery.Attempt == 1 {
 			mu.Lock()
 			rolledBack++
 			mu.Unlock()
-			fmt.Printf("wallet  %s: crashed after the ledger write, before commit: rolled back, will be redelivered\n", d.id)
+			fmt.Printf("wallet  %s: crashed after the ledger write, before commit: rolled back, will be redelivered\n", d.ID)
 			return errors.New("simulated crash before commit")
 		}
 		if err := tx.Commit(); err != nil {
@@ -132,7 +132,7 @@ func run(ctx context.Context, brokerURL string) error {
 		mu.Lock()
 		credited++
 		mu.Unlock()
-		fmt.Printf("wallet  credited %s to %s: +%s\n", d.id, d.account, dollars(d.cents))
+		fmt.Printf("wallet  credited %s to %s: +%s\n", d.ID, d.Account, dollars(d.Cents))
 		return nil
 	}
 
@@ -146,44 +146,28 @@ func run(ctx context.Context, brokerURL string) error {
 			defer mu.Unlock()
 			delivered++
 			if err == nil {
-				settled[msg.ID]++
-				if total(settled) == 2*len(deposits) {
-					close(allSettled)
+				if settled++; settled == 2*len(deposits) {
+					svc.Stop() // every delivery settled: the end of the demo
 				}
 			}
 			return err
 		}
 	}
 
+	// The wallet service, and the producer, which starts once the service
+	// consumes.
 	sub, err := b.Subscriber("wallet", 4)
 	if err != nil {
 		return err
 	}
-	subCtx, stopSub := context.WithCancel(ctx)
-	defer stopSub()
-	errc := make(chan error, 1)
-	go func() { errc <- sub.Subscribe(subCtx, topic, message.Chain(credit, count, idempotent)) }()
-
-	// An at-least-once producer: every deposit is sent twice, same ID.
-	for _, d := range deposits {
-		for range 2 {
-			msg := &message.Message{ID: d.id, Key: d.account, Payload: []byte(dollars(d.cents))}
-			if err := b.Publisher().Publish(ctx, topic, msg); err != nil {
-				return err
-			}
-		}
-	}
-
-	select {
-	case <-allSettled:
-	case err := <-errc:
-		return fmt.Errorf("subscriber stopped: %w", err)
-	case <-ctx.Done():
-		return fmt.Errorf("waiting for the deposits to settle: %w", context.Cause(ctx))
-	}
-	stopSub()
-	if err := <-errc; err != nil {
+	if err := svc.Add("wallet", sub, topic, codec.Handler(codec.JSON[deposit](), credit), count, idempotent); err != nil {
 		return err
+	}
+	if err := svc.Go("producer", func(ctx context.Context) error { return produce(ctx, b.Publisher(), topic) }); err != nil {
+		return err
+	}
+	if err := svc.Run(ctx); err != nil || ctx.Err() != nil {
+		return errors.Join(err, context.Cause(ctx)) // a failure, or the timeout or Ctrl-C before all settled
 	}
 
 	// The evidence, from the database.
@@ -194,7 +178,7 @@ func run(ctx context.Context, brokerURL string) error {
 	}
 	var want int64
 	for _, d := range deposits {
-		want += d.cents
+		want += d.Cents
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -207,12 +191,26 @@ func run(ctx context.Context, brokerURL string) error {
 	return nil
 }
 
-func total(m map[string]int) int {
-	n := 0
-	for _, v := range m {
-		n += v
+// produce is an at-least-once producer: it sends every deposit twice,
+// with the same ID.
+func produce(ctx context.Context, pub message.Publisher, topic string) error {
+	typed, err := codec.NewPublisher(pub, codec.JSON[deposit]())
+	if err != nil {
+		return err
 	}
-	return n
+	for _, d := range deposits {
+		msg, err := typed.Message(d.Account, d)
+		if err != nil {
+			return err
+		}
+		msg.ID = d.ID
+		for range 2 {
+			if err := pub.Publish(ctx, topic, msg); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func dollars(cents int64) string { return fmt.Sprintf("$%d.%02d", cents/100, cents%100) }

@@ -65,9 +65,11 @@ func run(ctx context.Context, brokerURL string) error {
 		return err
 	}
 
-	svcCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	ev := &evidence{keyRunning: map[string]int{}, next: map[string]int{}, allDone: stop}
+	svc, err := runner.New(runner.WithSignals()) // broker.Main turns signals into ctx
+	if err != nil {
+		return err
+	}
+	ev := &evidence{keyRunning: map[string]int{}, next: map[string]int{}, allDone: svc.Stop}
 	handle := func(ctx context.Context, msg *message.Message) error {
 		seq, err := strconv.Atoi(string(msg.Payload))
 		if err != nil {
@@ -105,32 +107,33 @@ func run(ctx context.Context, brokerURL string) error {
 		return nil
 	}
 
-	// Publish in rounds: event 1 of every account, then event 2, ... so
-	// that the keys interleave in the stream.
-	for seq := 1; seq <= perKey; seq++ {
-		batch := make([]*message.Message, 0, keys)
-		for k := range keys {
-			batch = append(batch, &message.Message{Key: fmt.Sprintf("acct-%02d", k), Payload: []byte(strconv.Itoa(seq))})
-		}
-		if err := b.Publisher().Publish(ctx, topic, batch...); err != nil {
-			return err
-		}
-	}
-
-	// The ledger service: the runner stops it when every event is
-	// handled (or at the timeout, or on Ctrl-C), after a graceful drain.
+	// The ledger service, and a producer that starts once it consumes.
+	// The service stops when every event is handled (or at the timeout,
+	// or on Ctrl-C), after a graceful drain.
 	sub, err := b.Subscriber("ledger", concurrency)
-	if err != nil {
-		return err
-	}
-	svc, err := runner.New(runner.WithSignals()) // broker.Main turns signals into ctx
 	if err != nil {
 		return err
 	}
 	if err := svc.Add("ledger", sub, topic, handle); err != nil {
 		return err
 	}
-	if err := svc.Run(svcCtx); err != nil {
+	// Publish in rounds: event 1 of every account, then event 2, ... so
+	// that the keys interleave in the stream.
+	if err := svc.Go("producer", func(ctx context.Context) error {
+		for seq := 1; seq <= perKey; seq++ {
+			batch := make([]*message.Message, 0, keys)
+			for k := range keys {
+				batch = append(batch, &message.Message{Key: fmt.Sprintf("acct-%02d", k), Payload: []byte(strconv.Itoa(seq))})
+			}
+			if err := b.Publisher().Publish(ctx, topic, batch...); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := svc.Run(ctx); err != nil {
 		return err
 	}
 	ev.mu.Lock()
