@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -150,7 +151,18 @@ func (b *Broker) Close() error {
 		for _, t := range topics {
 			all = append(all, t, t+".DLT")
 		}
-		_, _ = kadm.NewClient(cl).DeleteTopics(ctx, all...)
+		adm := kadm.NewClient(cl)
+		// And the delay tiers' topics (<topic>-retry-<ms>, retry.WithDelayedRetry).
+		if listed, err := adm.ListTopics(ctx); err == nil {
+			for _, name := range listed.Names() {
+				for _, t := range topics {
+					if strings.HasPrefix(name, t+"-retry-") {
+						all = append(all, name)
+					}
+				}
+			}
+		}
+		_, _ = adm.DeleteTopics(ctx, all...)
 		cancel()
 	}
 	return b.conn.Close()
