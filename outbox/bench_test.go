@@ -27,12 +27,10 @@ import (
 
 const benchShards = 8
 
-var benchBatch = 2000
-
-// benchMessages returns n messages of 100 B over 100 keys.
-func benchMessages(n int) []*message.Message {
+// benchMessages returns n messages of size bytes over 100 keys.
+func benchMessages(n, size int) []*message.Message {
 	msgs := make([]*message.Message, n)
-	payload := make([]byte, 100)
+	payload := make([]byte, size)
 	for i := range msgs {
 		msgs[i] = &message.Message{Key: fmt.Sprintf("k%d", i%100), Payload: payload}
 	}
@@ -118,9 +116,20 @@ func benchBrokers() []benchBroker {
 // size from as many goroutines as the relay has shards.
 func BenchmarkThroughput(b *testing.B) {
 	for _, bb := range benchBrokers() {
-		b.Run(bb.name+"/bare-publish", func(b *testing.B) {
+		for _, size := range []int{100, 1024} {
+			for _, batch := range []int{outbox.DefaultBatchSize, 2000} {
+				name := fmt.Sprintf("%s/%dB/batch-%d", bb.name, size, batch)
+				benchThroughput(b, bb, name, size, batch)
+			}
+		}
+	}
+}
+
+func benchThroughput(b *testing.B, bb benchBroker, name string, size, benchBatch int) {
+	{
+		b.Run(name+"/bare-publish", func(b *testing.B) {
 			pub, topic := bb.pub(b)
-			msgs := benchMessages(b.N)
+			msgs := benchMessages(b.N, size)
 			b.ResetTimer()
 			var wg sync.WaitGroup
 			chunks := slices.Collect(slices.Chunk(msgs, benchBatch))
@@ -142,12 +151,12 @@ func BenchmarkThroughput(b *testing.B) {
 			wg.Wait()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 		})
-		b.Run(bb.name+"/relay", func(b *testing.B) {
+		b.Run(name+"/relay", func(b *testing.B) {
 			pub, topic := bb.pub(b)
 			db := openPostgres(b)
 			ob := newOutbox(b, db, outbox.WithShards(benchShards))
 			ctx := context.Background()
-			msgs := benchMessages(b.N)
+			msgs := benchMessages(b.N, size)
 			for chunk := range slices.Chunk(msgs, 5000) {
 				write(b, db, ob, topic, chunk...)
 			}

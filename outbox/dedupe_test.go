@@ -99,9 +99,9 @@ func TestConsumerSideOutbox(t *testing.T) {
 			if err := broker.WaitSettled(ctx, "orders", "shipping"); err != nil {
 				t.Fatal(err)
 			}
-			got := log.waitFor(t, "10 shipments", func(ps []published) bool { return len(ps) >= 10 })
+			log.waitFor(t, "10 shipments", func(ps []published) bool { return len(ps) >= 10 })
 			waitPending(t, ob, 0)
-			got = log.snapshot()
+			got := log.snapshot()
 			perInput := map[string][]string{}
 			for _, p := range got {
 				perInput[string(p.msg.Payload)] = append(perInput[string(p.msg.Payload)], p.msg.ID)

@@ -77,8 +77,11 @@
 // Run one relay per service replica, or several: each shard is owned by
 // one relay at a time through a session-level advisory lock
 // (pg_try_advisory_lock(class, shard), class a hash of the table name)
-// held on one connection, which also runs all of that relay's reads and
-// removals, so a relay reads a shard only while it holds the lock. Every
+// held on one connection, the lock session. Workers read and remove rows
+// on the pool, one per owned shard, and ping the lock session before each
+// read: a live session still holds its locks, so a relay whose session
+// died (and whose shards another relay may have taken) reads nothing
+// more; only the batch it had in flight can be published by both. Every
 // running relay also holds a shared advisory lock that the relays count,
 // and takes up to its fair share, ceil(shards / relays), handing over the
 // rest after their batch in flight (WithRebalanceInterval). A relay that
@@ -87,8 +90,11 @@
 // <table>_meta table and all writers and relays use it (WithShards).
 //
 // A relay uses two connections of the *sql.DB for as long as it runs
-// (locks and work; LISTEN), plus short-lived ones for purging: size the
-// pool (SetMaxOpenConns) for that beside the service's own use.
+// (the lock session; LISTEN), plus pool connections for the reads and
+// removals of its busy shards: size the pool (SetMaxOpenConns) for that
+// beside the service's own use. Removals run with synchronous_commit off
+// (a removal lost to a database crash only republishes, with the same
+// IDs).
 //
 // SQLite: one relay per database and table, enforced: Run fails with
 // ErrRelayRunning while another relay runs on the table, in this
