@@ -10,6 +10,7 @@ GO ?= go
 test: lint services interop
 	FERRY_REQUIRE_BROKERS=1 $(GO) test -race -count=1 $$($(GO) list ./... | grep -v '/reliability')
 	cd adapter/kittest/chanadapter && $(GO) test -race -count=1 ./...
+	cd cmd/ferry && FERRY_REQUIRE_BROKERS=1 $(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory test-faults fuzz-short
 
 # test-faults runs reliability/ alone against the real brokers. Each test
@@ -37,10 +38,12 @@ fuzz-short:
 # test-unit runs everything that needs no broker (broker suites skip).
 # test and test-unit also run the tests of adapter/kittest/chanadapter, a
 # module of its own (an adapter on the exported kit only, as one outside
-# ferry would be).
+# ferry would be), and of cmd/ferry, the CLI's module (built against this
+# repository's library through cmd/ferry/go.work).
 test-unit:
 	$(GO) test -race -count=1 ./...
 	cd adapter/kittest/chanadapter && $(GO) test -race -count=1 ./...
+	cd cmd/ferry && $(GO) test -race -count=1 ./...
 
 services:
 	bash scripts/services.sh up
@@ -58,14 +61,16 @@ vet:
 
 # lint runs go vet and staticcheck (a pinned version, fetched and built
 # through the Go module proxy by `go run`, cached after the first run) on
-# the library, the benchmarks module and the out-of-module adapter
-# (adapter/kittest/chanadapter). It must report nothing.
+# the library, the benchmarks module, the out-of-module adapter
+# (adapter/kittest/chanadapter) and the CLI (cmd/ferry). It must report
+# nothing.
 STATICCHECK = $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 lint:
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 	cd benchmarks && $(GO) vet ./... && $(STATICCHECK) ./...
 	cd adapter/kittest/chanadapter && $(GO) vet ./... && $(STATICCHECK) ./...
+	cd cmd/ferry && $(GO) vet ./... && $(STATICCHECK) ./...
 
 # bench starts the brokers and runs the ferry-vs-raw-vs-Watermill benchmark
 # program (benchmarks/, its own module; about 40 minutes on 2 cores). It

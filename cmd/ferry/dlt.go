@@ -69,7 +69,7 @@ type dltEntry struct {
 	msg      *message.Message
 	info     retry.DeadLetterInfo
 	parseErr error
-	where    string // "partition@offset" or the queue
+	where    string // "partition P, offset O" or "queue Q"
 	settled  string // Kafka: the ledger's action for it, "" if not settled
 	// RabbitMQ: how to acknowledge it.
 	ack func() error
@@ -202,16 +202,23 @@ func newDLTList(ios *ioStreams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ls <url> <dlt-topic>",
 		Short: "Count a DLT's dead letters by error, original topic or group",
-		Long: `ls counts the dead letters of a DLT grouped by --by (the error text, the
-original topic or the consumer group that gave up), with the oldest and
-newest last failure of each group. See 'ferry dlt --help' for what the
-messages of a DLT are on each broker.`,
+		Long: `ls counts the dead letters of a DLT grouped by --by, with the oldest and
+newest last failure of each group:
+
+  error        the first line of the error text, with every number shown as
+               # (so "charge o-1003: timeout after 5s" and "charge o-1006:
+               timeout after 5s" count together); the default
+  error-exact  the first line of the error text as it is
+  topic        the original topic
+  group        the consumer group that gave up
+
+See 'ferry dlt --help' for what the messages of a DLT are on each broker.`,
 		Example: `  ferry dlt ls kafka://127.0.0.1:9092 orders.DLT
   ferry dlt ls amqp://guest:guest@127.0.0.1:5672/ orders.DLT --group ops --by topic --json`,
 		Args: exactArgs("url", "dlt-topic"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if by != "error" && by != "topic" && by != "group" {
-				return usagef("--by %q: want error, topic or group", by)
+			if by != "error" && by != "error-exact" && by != "topic" && by != "group" {
+				return usagef("--by %q: want error, error-exact, topic or group", by)
 			}
 			b, err := open(cmd.Context(), args[0])
 			if err != nil {
@@ -258,7 +265,7 @@ messages of a DLT are on each broker.`,
 			out := output{w: ios.out, json: js}
 			if js {
 				for _, r := range sorted {
-					if err := out.line(map[string]any{by: r.key, "count": r.count, "oldest": fmtTime(r.oldest), "newest": fmtTime(r.newest)}); err != nil {
+					if err := out.line(map[string]any{strings.TrimSuffix(by, "-exact"): r.key, "count": r.count, "oldest": fmtTime(r.oldest), "newest": fmtTime(r.newest)}); err != nil {
 						return err
 					}
 				}
@@ -274,7 +281,7 @@ messages of a DLT are on each broker.`,
 				tab = append(tab, []string{strconv.Itoa(r.count), fmtTime(r.oldest), fmtTime(r.newest), shorten(r.key, 70)})
 				total += r.count
 			}
-			if err := out.table([]string{"COUNT", "OLDEST", "NEWEST", strings.ToUpper(by)}, tab); err != nil {
+			if err := out.table([]string{"COUNT", "OLDEST", "NEWEST", strings.ToUpper(strings.TrimSuffix(by, "-exact"))}, tab); err != nil {
 				return err
 			}
 			_, err = fmt.Fprintf(ios.out, "%d dead letter%s\n", total, plural(total))
@@ -282,7 +289,7 @@ messages of a DLT are on each broker.`,
 		},
 	}
 	df.add(cmd)
-	cmd.Flags().StringVar(&by, "by", "error", "group by error, topic (the original topic) or group (the consumer group that gave up)")
+	cmd.Flags().StringVar(&by, "by", "error", "group by error (the first line of the error text, its numbers shown as #), error-exact, topic (the original topic) or group (the consumer group that gave up)")
 	cmd.Flags().BoolVar(&js, "json", false, "one JSON object per group")
 	cmd.Flags().BoolVar(&all, "all", false, "Kafka: include the dead letters already replayed or purged")
 	return cmd
@@ -302,8 +309,15 @@ func groupKey(e *dltEntry, by string) string {
 		return e.info.Group
 	}
 	first, _, _ := strings.Cut(e.info.Error, "\n") // a panic's stack follows its first line
+	if by == "error" {
+		// Numbers (order IDs, offsets, durations) would make one row per
+		// message: group on the text around them.
+		return digits.ReplaceAllString(first, "#")
+	}
 	return first
 }
+
+var digits = regexp.MustCompile(`[0-9]+`)
 
 func plural(n int) string {
 	if n == 1 {
@@ -432,7 +446,7 @@ func showEntry(out output, dlt string, e *dltEntry) error {
 	add("id", m.ID)
 	add("key", m.Key)
 	add("time", fmtTime(m.Time))
-	add("dlt", dlt+" "+e.where)
+	add("dlt", dlt+", "+e.where)
 	if e.settled != "" {
 		add("settled", e.settled+" (recorded in "+dlt+".ferry-settled)")
 	}
@@ -707,13 +721,12 @@ func repair(cmd *cobra.Command, ios *ioStreams, args []string, f repairFlags, ac
 		return nil
 	}, flush)
 	prog.finish()
-	if ctx.Err() != nil {
+	switch {
+	case ctx.Err() != nil:
+		// Interrupted: whatever failed on the way out failed because of it.
 		stats.Cancelled = true
-		if err == nil || errors.Is(err, context.Canceled) {
-			err = fmt.Errorf("interrupted after %d dead letters %s (%d matched of %d scanned); rerun the same command to go on", stats.Replayed+stats.Purged, action, stats.Matched, stats.Scanned)
-		}
-	}
-	if err != nil && failed != nil && !errors.Is(err, failed) {
+		err = fmt.Errorf("interrupted after %d dead letters %s (%d matched of %d scanned); rerun the same command to go on", stats.Replayed+stats.Purged, action, stats.Matched, stats.Scanned)
+	case err != nil && failed != nil && !errors.Is(err, failed):
 		err = failed
 	}
 	if f.json {

@@ -122,8 +122,13 @@ func (d *amqpDLT) scanQueue(ctx context.Context, queue string, visit func(*dltEn
 		if ferr := flush(); err == nil && ferr != nil {
 			err = ferr
 		}
-		// Closing waits for the broker's close-ok, so the acks sent before
-		// it are applied; the unacknowledged deliveries go back to the queue.
+		// Give back every delivery not acknowledged (tag 0 with multiple:
+		// all outstanding), in their order, then close: Close waits for
+		// the broker's close-ok, so the acks and the requeue before it
+		// are applied by then.
+		if nerr := ch.Nack(0, true, true); err == nil && nerr != nil && !errors.Is(nerr, amqp091.ErrClosed) {
+			err = nerr
+		}
 		if cerr := ch.Close(); err == nil && cerr != nil && !errors.Is(cerr, amqp091.ErrClosed) {
 			err = cerr
 		}
@@ -142,7 +147,7 @@ func (d *amqpDLT) scanQueue(ctx context.Context, queue string, visit func(*dltEn
 		m := amqp.MessageFromDelivery(d.topic, d.group, &dv)
 		info, perr := retry.ParseDeadLetter(m)
 		tag := dv.DeliveryTag
-		e := &dltEntry{msg: m, info: info, parseErr: perr, where: queue,
+		e := &dltEntry{msg: m, info: info, parseErr: perr, where: "queue " + queue,
 			ack: func() error { return ch.Ack(tag, false) }}
 		if err := visit(e); err != nil {
 			if errors.Is(err, errStop) {

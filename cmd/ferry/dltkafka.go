@@ -204,7 +204,7 @@ func (d *kafkaDLT) scan(ctx context.Context, visit func(*dltEntry) error, flush 
 		}
 		m := messageFromRecord(r)
 		info, perr := retry.ParseDeadLetter(m)
-		return visit(&dltEntry{msg: m, info: info, parseErr: perr, where: fmt.Sprintf("%d@%d", r.Partition, r.Offset),
+		return visit(&dltEntry{msg: m, info: info, parseErr: perr, where: fmt.Sprintf("partition %d, offset %d", r.Partition, r.Offset),
 			settled: settled, partition: r.Partition, offset: r.Offset})
 	})
 	if errors.Is(err, errStop) {

@@ -108,7 +108,11 @@ the queues are named <topic>.<group>.<shard>) and their consumers.`,
 					}
 					continue
 				}
-				rows = append(rows, []string{m.Topic, strconv.Itoa(int(m.Partition)), strconv.FormatInt(m.Commit.At, 10), strconv.FormatInt(m.End.Offset, 10), strconv.FormatInt(m.Lag, 10), member})
+				committed := "-" // nothing committed
+				if m.Commit.At >= 0 {
+					committed = strconv.FormatInt(m.Commit.At, 10)
+				}
+				rows = append(rows, []string{m.Topic, strconv.Itoa(int(m.Partition)), committed, strconv.FormatInt(m.End.Offset, 10), strconv.FormatInt(m.Lag, 10), member})
 			}
 			if !seen {
 				return fmt.Errorf("group %q has no offsets on topic %q", group, topic)

@@ -1,5 +1,3 @@
-// Command ferry watches topics and repairs dead letters on Kafka and
-// RabbitMQ. See doc.go and `ferry --help`.
 package main
 
 import (
