@@ -79,9 +79,17 @@ func benchBrokers() []benchBroker {
 				b.Fatal(err)
 			}
 			b.Cleanup(func() { p.Close() })
-			// Warm up: the new topic's metadata, the producer ID.
-			if err := p.Publish(context.Background(), topic, &message.Message{Key: "warm"}); err != nil {
-				b.Fatal(err)
+			// Warm up: the new topic's metadata, the producer ID. A
+			// topic just created may not be served yet.
+			for deadline := time.Now().Add(time.Minute); ; {
+				err := p.Publish(context.Background(), topic, &message.Message{Key: "warm"})
+				if err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					b.Fatal(err)
+				}
+				time.Sleep(100 * time.Millisecond) // waiting for the new topic's leader
 			}
 			return p, topic
 		}},
