@@ -96,7 +96,8 @@
 // (a removal lost to a database crash only republishes, with the same
 // IDs).
 //
-// SQLite: one relay per database and table, enforced: Run fails with
+// SQLite: one relay per database and table, enforced (one worker reads
+// the shards in turn, so a failure backs off all of them): Run fails with
 // ErrRelayRunning while another relay runs on the table, in this
 // process or in another (a flock on "<database file>.<table>.relay-lock",
 // released by the kernel when the process dies, so a restarted relay
