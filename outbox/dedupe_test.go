@@ -125,4 +125,3 @@ func TestConsumerSideOutbox(t *testing.T) {
 		})
 	}
 }
-

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-		"time"
+	"time"
 
 	"github.com/ferrymsg/ferry/message"
 )
