@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -55,10 +56,12 @@ var errNoSuchOrder = errors.New("no such order")
 // CreateTime and from a LogAppendTime topic, on the real broker. Their DLT
 // records must have the same kafka_dlt-* header names, each once, the
 // original-* headers byte for byte equal (topic, 4-byte partition, 8-byte
-// offset and timestamp, timestamp type), the same partition of <topic>-dlt,
-// key, value and original headers, and exception headers of the same
+// offset and timestamp, timestamp type), the same partition of <topic>-dlt
+// (the original's; from a third topic whose record is on partition 3 and
+// whose DLT has 3 partitions, the one both fall back to), key, value and
+// original headers, and exception headers of the same
 // layout (package retry's mapping). Then a Spring @KafkaListener whose
-// parameters bind every DLT header with a required @Header reads all four
+// parameters bind every DLT header with a required @Header reads all six
 // records, Spring's and ferry's, and gets ferry's values.
 func TestSpringKafkaDeadLetterRecords(t *testing.T) {
 	brokers := testenv.NeedKafka(t)
@@ -75,25 +78,35 @@ func TestSpringKafkaDeadLetterRecords(t *testing.T) {
 	base := name(t)
 	create := base + ".create"
 	appendTime := base + ".logappend"
-	topics := []string{create, appendTime, create + retry.SpringDeadLetterSuffix, appendTime + retry.SpringDeadLetterSuffix}
+	fewer := base + ".fewer" // its DLT has 3 partitions: the record's partition 3 is missing there
+	origTopics := []string{create, appendTime, fewer}
+	var topics []string
+	for _, tp := range origTopics {
+		topics = append(topics, tp, tp+retry.SpringDeadLetterSuffix)
+	}
 	t.Cleanup(func() { _, _ = adm.DeleteTopics(context.Background(), topics...) })
 	for _, tc := range []struct {
-		topic string
-		cfg   map[string]*string
+		topic   string
+		cfg     map[string]*string
+		dltSize int32
 	}{
-		{create, nil},
-		{appendTime, map[string]*string{"message.timestamp.type": kadm.StringPtr("LogAppendTime")}},
+		{create, nil, 4},
+		{appendTime, map[string]*string{"message.timestamp.type": kadm.StringPtr("LogAppendTime")}, 4},
+		{fewer, nil, 3},
 	} {
-		for _, tp := range []string{tc.topic, tc.topic + retry.SpringDeadLetterSuffix} {
-			if _, err := adm.CreateTopic(ctx, 4, 1, tc.cfg, tp); err != nil {
-				t.Fatalf("create %s: %v", tp, err)
-			}
+		if _, err := adm.CreateTopic(ctx, 4, 1, tc.cfg, tc.topic); err != nil {
+			t.Fatalf("create %s: %v", tc.topic, err)
+		}
+		if _, err := adm.CreateTopic(ctx, tc.dltSize, 1, tc.cfg, tc.topic+retry.SpringDeadLetterSuffix); err != nil {
+			t.Fatalf("create %s: %v", tc.topic+retry.SpringDeadLetterSuffix, err)
 		}
 	}
 
 	// The failing record, on partition 2, not the key's ("order-7" hashes
 	// to partition 1 of 4): Spring keeps the partition number, and a DLT
-	// record placed by its key would land elsewhere.
+	// record placed by its key would land elsewhere. On the fewer topic, on
+	// partition 3, which its DLT lacks: Spring then lets the producer
+	// choose (by key), and so must ferry.
 	pub, err := kafka.NewPublisher(brokers, kafka.WithoutTopicCreation())
 	if err != nil {
 		t.Fatal(err)
@@ -101,21 +114,25 @@ func TestSpringKafkaDeadLetterRecords(t *testing.T) {
 	defer pub.Close()
 	const partition = 2
 	orig := map[string]*message.Message{}
-	for _, tp := range []string{create, appendTime} {
+	for _, tp := range origTopics {
 		m := &message.Message{Key: "order-7", Payload: []byte(`{"id":"order-7"}`), Headers: map[string]string{"app": "orders"}, Time: time.UnixMilli(1_700_000_000_123)}
-		if err := pub.Publish(adapter.WithPartition(ctx, partition), tp, m); err != nil {
+		p := int32(partition)
+		if tp == fewer {
+			p = 3
+		}
+		if err := pub.Publish(adapter.WithPartition(ctx, p), tp, m); err != nil {
 			t.Fatal(err)
 		}
 		orig[tp] = m
 	}
-	origRecs := records(t, ctx, brokers, []string{create, appendTime}, 2)
+	origRecs := records(t, ctx, brokers, origTopics, len(origTopics))
 
 	// Spring's recoverer.
 	springGroup, ferryGroup := base+".spring", base+".ferry"
 	recovered := run(t, "Spring DeadLetterPublishingRecoverer", "RECOVERED", "java", "-cp", cp, springKafkaDltMain,
-		"recover", strings.Join(brokers, ","), springGroup, create+","+appendTime)
-	if len(recovered) != 2 {
-		t.Fatalf("Spring recovered %d records, want 2: %q", len(recovered), recovered)
+		"recover", strings.Join(brokers, ","), springGroup, strings.Join(origTopics, ","))
+	if len(recovered) != len(origTopics) {
+		t.Fatalf("Spring recovered %d records, want %d: %q", len(recovered), len(origTopics), recovered)
 	}
 
 	// ferry's middleware.
@@ -129,7 +146,7 @@ func TestSpringKafkaDeadLetterRecords(t *testing.T) {
 	h := message.Chain(func(context.Context, *message.Message) error {
 		return fmt.Errorf("load order 7: %w", errNoSuchOrder)
 	}, mw)
-	for _, tp := range []string{create, appendTime} {
+	for _, tp := range origTopics {
 		sub, err := kafka.NewSubscriber(brokers, kafka.WithGroup(ferryGroup), kafka.WithoutTopicCreation())
 		if err != nil {
 			t.Fatal(err)
@@ -137,7 +154,7 @@ func TestSpringKafkaDeadLetterRecords(t *testing.T) {
 		t.Cleanup(func() { sub.Close() })
 		subscribe(t, sub, tp, h)
 	}
-	for range 2 {
+	for range origTopics {
 		select {
 		case ev := <-deadLettered:
 			if ev.PublishErr != nil {
@@ -148,9 +165,13 @@ func TestSpringKafkaDeadLetterRecords(t *testing.T) {
 		}
 	}
 
-	dlts := []string{create + retry.SpringDeadLetterSuffix, appendTime + retry.SpringDeadLetterSuffix}
-	dead := records(t, ctx, brokers, dlts, 4)
-	for _, tp := range []string{create, appendTime} {
+	var dlts []string
+	for _, tp := range origTopics {
+		dlts = append(dlts, tp+retry.SpringDeadLetterSuffix)
+	}
+	dead := records(t, ctx, brokers, dlts, 2*len(origTopics))
+	dltPartition := map[string]int32{} // of ferry's DLT record, by original topic
+	for _, tp := range origTopics {
 		o := origRecs[tp][0]
 		wantType := "CreateTime"
 		if tp == appendTime {
@@ -188,8 +209,13 @@ func TestSpringKafkaDeadLetterRecords(t *testing.T) {
 			}
 		}
 		// Where the records go and what they carry.
+		dltPartition[tp] = ferry.Partition
+		if tp == fewer && spring.Partition != ferry.Partition {
+			t.Errorf("%s: the DLT lacks partition 3: Spring's record went to partition %d (the producer's choice by key), ferry's to %d",
+				tp, spring.Partition, ferry.Partition)
+		}
 		for who, r := range map[string]*kgo.Record{"Spring": spring, "ferry": ferry} {
-			if r.Partition != partition {
+			if tp != fewer && r.Partition != partition {
 				t.Errorf("%s: %s's DLT record on partition %d, want %d (the original's)", tp, who, r.Partition, partition)
 			}
 			if !bytes.Equal(r.Key, o.Key) || !bytes.Equal(r.Value, o.Value) {
@@ -215,7 +241,7 @@ func TestSpringKafkaDeadLetterRecords(t *testing.T) {
 	// Spring's @KafkaListener on the DLTs, every DLT header a required
 	// @Header parameter.
 	lines := run(t, "Spring @KafkaListener on the DLTs", "", "java", "-cp", cp, springKafkaDltMain,
-		"listen", strings.Join(brokers, ","), base+".spring-dlt", strings.Join(dlts, ","), "4")
+		"listen", strings.Join(brokers, ","), base+".spring-dlt", strings.Join(dlts, ","), strconv.Itoa(2*len(origTopics)))
 	var reads []string
 	for _, l := range lines {
 		if rest, ok := strings.CutPrefix(l, "FAILED "); ok {
@@ -242,7 +268,7 @@ func TestSpringKafkaDeadLetterRecords(t *testing.T) {
 			wantType = "LogAppendTime"
 		}
 		want := springDLTRead{
-			ReceivedPartition: partition, ReceivedOffset: r.ReceivedOffset, Key: "order-7", Value: `{"id":"order-7"}`,
+			ReceivedPartition: dltPartition[r.OriginalTopic], ReceivedOffset: r.ReceivedOffset, Key: "order-7", Value: `{"id":"order-7"}`,
 			OriginalTopic: r.OriginalTopic, OriginalPartition: o[0].Partition, OriginalOffset: o[0].Offset,
 			OriginalTimestamp: o[0].Timestamp.UnixMilli(), OriginalTimestampType: wantType, OriginalGroup: ferryGroup,
 			ExceptionFqcn: "*fmt.wrapError", ExceptionCauseFqcn: "*errors.errorString", ExceptionMessage: "load order 7: no such order",
@@ -252,8 +278,8 @@ func TestSpringKafkaDeadLetterRecords(t *testing.T) {
 			t.Errorf("Spring's @KafkaListener bound from ferry's record\n%+v\nwant\n%+v", r, want)
 		}
 	}
-	if len(got) != 4 || ferryReads != 2 {
-		t.Errorf("Spring's listener read %d records (%d of ferry's), want 4 (2)", len(got), ferryReads)
+	if len(got) != 2*len(origTopics) || ferryReads != len(origTopics) {
+		t.Errorf("Spring's listener read %d records (%d of ferry's), want %d (%d)", len(got), ferryReads, 2*len(origTopics), len(origTopics))
 	}
 }
 
