@@ -327,7 +327,11 @@ func (w *worker) publish(ctx context.Context, rows []row) []outcome {
 				if f.Index < 0 || f.Index >= len(at) {
 					continue
 				}
-				results[at[f.Index]] = outcome{err: f.Err, permanent: f.Err != nil && w.r.permanent(f.Err)}
+				ferr := f.Err
+				if ferr == nil {
+					ferr = fmt.Errorf("publish to %q failed (the publisher gave no error)", topic)
+				}
+				results[at[f.Index]] = outcome{err: ferr, permanent: f.Err != nil && w.r.permanent(f.Err)}
 			}
 			continue
 		}
