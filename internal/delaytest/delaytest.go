@@ -16,6 +16,10 @@
 //     subscription (and, with Harness.Restart, the broker) is restarted
 //     while the message waits in its tier; it is handled afterwards, not
 //     before its due time.
+//
+// mutants_test.go proves the suite can fail: on inmem with a tier that
+// hands messages out before they are due, and with a publisher that
+// loses the tier copies, both subtests fail.
 package delaytest
 
 import (
