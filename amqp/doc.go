@@ -123,6 +123,27 @@
 // Topic names are exchange names: 1 to 255 bytes of letters, digits, '-',
 // '_', '.' and ':', not starting with "amq." (reserved by RabbitMQ).
 //
+// # Delayed retry tiers
+//
+// retry.WithDelayedRetry's tiers use RabbitMQ's own delay: the tier is an
+// exchange named <topic>-retry-<delay in ms> and, per group, a headers
+// exchange and a durable wait queue <topic>.<group>-retry-<delay in ms>
+// that takes only that group's messages (the ferry-retry-group header),
+// declared by Subscriber.SubscribeTier (retry.Policy.Subscribe calls it)
+// and again after every reconnection. The wait queue has the delay as
+// x-message-ttl and the group's router as x-dead-letter-exchange: the
+// broker keeps the message for the delay, then routes it through the
+// router, by its ferry-shard header, back into its key's shard queue (with
+// WithCompetingConsumers: into the group's queue), where the topic's
+// consumer hands it to the handler with Delivery.Tier set and
+// Delivery.Attempt counting the earlier calls. One TTL per queue keeps
+// the queue in due order, so its head always expires first. With
+// WithQuorumQueues the wait queues are quorum queues dead-lettering at
+// least once (x-dead-letter-strategy at-least-once, x-overflow
+// reject-publish). Waiting messages are persistent and survive a broker
+// restart. The delayed-message plugin is not used: its messages live in
+// a table that is not replicated.
+//
 // # Message mapping
 //
 // ID is the AMQP message_id; Time is the timestamp property (whole

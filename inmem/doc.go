@@ -79,6 +79,16 @@
 // message's key, which are redelivered with it; a partition's commit
 // point stays at the oldest unsettled message, as for Subscribe.
 //
+// # Delayed retry tiers
+//
+// retry.WithDelayedRetry's tiers are topics of the Broker,
+// <topic>-retry-<delay in ms>, consumed by Subscriber.SubscribeTier
+// (retry.Policy.Subscribe calls it): a partition whose oldest message is
+// not due is not fetched until a timer fires at its due time, so nothing
+// is handled early and nothing polls; the topic and the other partitions
+// go on. What waits in a tier stays there when the Subscribe call ends
+// and is resumed by the group's next member.
+//
 // # Testing a service
 //
 // The broker is also the tool to test an application's services with, as

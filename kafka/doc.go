@@ -294,6 +294,26 @@
 // with WithShareGroup fails Subscribe with message.ErrInvalidConfig when
 // the cluster has no share groups.
 //
+// # Delayed retry tiers
+//
+// retry.WithDelayedRetry's tiers are Kafka topics named like Spring
+// Kafka's retry topics, <topic>-retry-<delay in ms>, created like any
+// topic; retry.Policy.Subscribe consumes each with
+// Subscriber.SubscribeTier in a consumer group of its own
+// (<group>-retry-<delay in ms>), so that the tiers' members never
+// rebalance the topic's group. A tier partition whose oldest record is
+// not due (the ferry-retry-due header, else Spring's
+// retry_topic-backoff-timestamp) is paused with kgo.PauseFetchPartitions
+// and resumed by a timer at the due time: no record is handed to the
+// handler early, nothing polls, and the other partitions, and the topic,
+// keep flowing. Held records are not committed, so a restart, a crash or
+// a rebalance while they wait loses none; tier clients fetch with
+// TierFetchMaxWait, so a resumed partition is fetched within 250 ms.
+// Records another group failed into the same tier topic are settled
+// without a handler call. Delivery.Topic is the tier topic,
+// Delivery.Tier its number and Delivery.Attempt counts the calls made
+// before the record entered the tier.
+//
 // # Topics
 //
 // Publish and Subscribe create a missing topic with 8 partitions and the
