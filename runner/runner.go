@@ -331,7 +331,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		h := withDeadline(hardCtx, message.Chain(s.h, r.cfg.mw...))
 		go func() { results <- result{s, s.sub.Subscribe(rctx, s.topic, h)} }()
 	}
-	log.Info("runner: started", "subscriptions", len(subs))
+	log.Info("runner: started", "subscriptions", r.nSubs, "tasks", len(subs)-r.nSubs)
 
 	var (
 		errs     []error // what Run returns, joined; the first failure first

@@ -2,8 +2,7 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"sync"
+	"io"
 	"time"
 
 	"github.com/ferrymsg/ferry/dedupe"
@@ -34,50 +33,36 @@ func (s *story) analyticsBatch(record message.Handler) message.BatchHandler {
 	}
 }
 
-// recordOrder records one order for analytics.
-func (s *story) recordOrder(_ context.Context, msg *message.Message) error {
-	o, err := decode(msg)
-	if err != nil {
-		return err
-	}
+// record records one order for analytics; story.recordOrder is its
+// message.Handler.
+func (s *story) record(_ context.Context, o OrderPlaced, _ *message.Message) error {
 	s.handled(analyticsGroup, o, "recorded %s", o)
 	return nil
 }
 
-// subscribeAnalytics starts the analytics service's batch subscription:
-// batches of up to 16 events, handed over 20 ms after the first event of
-// a batch arrived at the latest, with the same error policy as the other
-// services (retry.NewBatch with policy's options: per-event attempts and
-// dead-lettering) and its own dedupe store (dedupe.NewBatch: duplicates
-// are removed from the batch); trace wraps the work on each event.
-func subscribeAnalytics(ctx context.Context, sub message.Subscriber, topic string, policy []retry.Option, trace message.Middleware, st *story, wg *sync.WaitGroup, errc chan<- error) error {
-	bs, ok := sub.(message.BatchSubscriber)
-	if !ok {
-		return fmt.Errorf("%s: the %T subscriber has no batch handlers", analyticsGroup, sub)
-	}
+// analyticsHandler is the analytics service's batch handler, for
+// batches of up to 16 events handed over 20 ms after the first event of a
+// batch arrived at the latest (analyticsBatchOptions), with the same error
+// policy as the other services (retry.NewBatch with policy's options:
+// per-event attempts and dead-lettering) and its own dedupe store
+// (dedupe.NewBatch: duplicates are removed from the batch, closed with
+// the returned closer); trace wraps the work on each event.
+func analyticsHandler(policy []retry.Option, trace message.Middleware, st *story) (message.BatchHandler, io.Closer, error) {
 	retryMW, err := retry.NewBatch(policy...)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	store, err := dedupe.NewMemoryStore()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	dedupeMW, err := dedupe.NewBatch(store, dedupe.WithOnDuplicate(func(_ context.Context, _ *message.Message, key string) {
 		st.skipped(analyticsGroup, key)
 	}))
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	h := message.ChainBatch(st.analyticsBatch(message.Chain(st.recordOrder, trace)), retryMW, dedupeMW)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer store.Close()
-		err := bs.SubscribeBatch(ctx, topic, h, message.WithBatchMaxMessages(16), message.WithBatchMaxWait(20*time.Millisecond))
-		if err != nil {
-			errc <- fmt.Errorf("%s stopped: %w", analyticsGroup, err)
-		}
-	}()
-	return nil
+	return message.ChainBatch(st.analyticsBatch(message.Chain(st.recordOrder, trace)), retryMW, dedupeMW), store, nil
 }
+
+var analyticsBatchOptions = []message.BatchOption{message.WithBatchMaxMessages(16), message.WithBatchMaxWait(20 * time.Millisecond)}

@@ -28,6 +28,12 @@
 // dead-letter topic and reports the failure from its headers
 // (retry.ParseDeadLetter).
 //
+// The services are typed handlers (codec.Handler over codec.JSON of
+// OrderPlaced: no json.Unmarshal in them, and a payload that is not an
+// OrderPlaced goes to the DLT after one attempt), run as one service by a
+// runner.Runner, with the order service a runner task that starts once
+// every group consumes.
+//
 // The program counts: it stops when every service has accounted for every
 // event (handled, skipped as a duplicate, or dead-lettered) and the
 // monitor has reported the dead letter, then prints each customer's orders
@@ -51,20 +57,20 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
+	"github.com/ferrymsg/ferry/codec"
 	"github.com/ferrymsg/ferry/dedupe"
 	"github.com/ferrymsg/ferry/examples/internal/broker"
 	"github.com/ferrymsg/ferry/message"
 	"github.com/ferrymsg/ferry/retry"
+	"github.com/ferrymsg/ferry/runner"
 )
 
 // maxAttempts is how many times a failing event is handled before it is
@@ -86,12 +92,6 @@ func main() {
 		stop()
 		os.Exit(1)
 	}
-}
-
-type service struct {
-	group   string
-	topic   string
-	handler message.Handler
 }
 
 func run(ctx context.Context, out io.Writer, brokerURL string, pace, timeout time.Duration, verbose, trace bool) error {
@@ -132,7 +132,7 @@ func run(ctx context.Context, out io.Writer, brokerURL string, pace, timeout tim
 	// dead-letter topic <topic>.DLT, through the same broker.
 	policyOpts := []retry.Option{
 		retry.WithMaxAttempts(maxAttempts),
-		retry.WithConstantBackoff(50*time.Millisecond),
+		retry.WithConstantBackoff(50 * time.Millisecond),
 		retry.WithDeadLetter(pub),
 		retry.WithObserver(tr.observer()),
 		retry.OnRetry(st.onRetry),
@@ -153,81 +153,72 @@ func run(ctx context.Context, out io.Writer, brokerURL string, pace, timeout tim
 			st.skipped(group, key)
 		}))
 	}
+	// The services, each a consumer group of four handlers at a time, run
+	// as one: the runner starts them, starts the order service once all of
+	// them consume, and stops them all (running handlers finish first)
+	// when the story is complete, at the timeout, on Ctrl-C, or when one
+	// fails. Retry outside dedupe: each attempt claims the event's ID and
+	// a failed attempt releases it, so a dead-lettered event is not marked
+	// processed and a replay from the DLT would run it.
+	analytics, analyticsStore, err := analyticsHandler(policyOpts, tr.middleware(), st)
+	if err != nil {
+		return err
+	}
+	svc, err := runner.New(runner.WithSignals(), runner.WithMiddleware(tr.middleware()), runner.WithClose(analyticsStore))
+	if err != nil {
+		return err
+	}
 	inv := newInventory(st)
-	services := []service{
-		{notificationGroup, topic, st.notify},
-		{inventoryGroup, topic, inv.reserve},
-	}
-	for i := range services {
-		mw, err := idempotent(services[i].group)
-		if err != nil {
-			return err
+	for _, s := range []struct {
+		group, topic string
+		h            message.Handler
+		idempotent   bool
+	}{
+		{notificationGroup, topic, st.notify, true},
+		{inventoryGroup, topic, inv.reserve, true},
+		{dltGroup, dlt, st.monitorDLT, false},
+	} {
+		var mw []message.Middleware
+		if s.idempotent {
+			d, err := idempotent(s.group)
+			if err != nil {
+				return err
+			}
+			mw = []message.Middleware{policy, d}
 		}
-		// Retry outside dedupe: each attempt claims the event's ID and a
-		// failed attempt releases it, so a dead-lettered event is not
-		// marked processed and a replay from the DLT would run it.
-		services[i].handler = message.Chain(services[i].handler, tr.middleware(), policy, mw)
-	}
-	services = append(services, service{dltGroup, dlt, message.Chain(st.monitorDLT, tr.middleware())})
-
-	// Start the services. Their context ends on Ctrl-C or when the story
-	// is complete; Subscribe then drains and returns nil.
-	svcCtx, stopServices := context.WithCancel(ctx)
-	defer stopServices()
-	errc := make(chan error, len(services)+2) // and the order and analytics services
-	var wg sync.WaitGroup
-	for _, s := range services {
 		sub, err := b.Subscriber(s.group, 4)
 		if err != nil {
 			return err
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := sub.Subscribe(svcCtx, s.topic, s.handler); err != nil {
-				errc <- fmt.Errorf("%s stopped: %w", s.group, err)
-			}
-		}()
+		if err := svc.Add(s.group, sub, s.topic, s.h, mw...); err != nil {
+			return err
+		}
 	}
-	// The analytics service consumes batches (analytics.go).
 	asub, err := b.Subscriber(analyticsGroup, 4)
 	if err != nil {
 		return err
 	}
-	if err := subscribeAnalytics(svcCtx, asub, topic, policyOpts, tr.middleware(), st, &wg, errc); err != nil {
+	if err := svc.AddBatch(analyticsGroup, asub, topic, analytics, analyticsBatchOptions...); err != nil {
+		return err
+	}
+	if err := svc.Go("order-service", func(ctx context.Context) error { return placeAll(ctx, pub, topic, orders, pace, st) }); err != nil {
 		return err
 	}
 
-	// The order service.
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := placeAll(svcCtx, pub, topic, orders, pace, st); err != nil && svcCtx.Err() == nil {
-			errc <- fmt.Errorf("order-service: %w", err)
-		}
-	}()
-
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	var runErr error
-	interrupted := false
-	select {
-	case <-st.complete:
-	case <-ctx.Done():
-		interrupted = true
+	st.onComplete = svc.Stop
+	runCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	defer context.AfterFunc(ctx, func() {
 		fmt.Fprintln(out, "orders: interrupted: stopping the services (running handlers finish first)")
-	case runErr = <-errc:
-	case <-deadline.C:
-		runErr = fmt.Errorf("timed out after %v waiting for the services: %s", timeout, st.progress())
-	}
-	stopServices()
-	wg.Wait()
-	if runErr != nil {
-		return runErr
-	}
-	if interrupted {
+	})()
+	switch err := svc.Run(runCtx); {
+	case err != nil:
+		return err
+	case ctx.Err() != nil:
 		fmt.Fprintf(out, "orders: stopped cleanly after a graceful drain; progress: %s\n", st.progress())
 		return nil
+	case runCtx.Err() != nil:
+		return fmt.Errorf("timed out after %v waiting for the services: %s", timeout, st.progress())
 	}
 	st.recap(len(orders))
 	return tr.print(ctx, out, eventID(poisonOrder))
@@ -236,6 +227,10 @@ func run(ctx context.Context, out io.Writer, brokerURL string, pace, timeout tim
 // placeAll is the order service: it publishes one OrderPlaced event per
 // order, pace apart, and sends one of them twice.
 func placeAll(ctx context.Context, pub message.Publisher, topic string, orders []OrderPlaced, pace time.Duration, st *story) error {
+	events, err := codec.NewPublisher(pub, orderEvents, codec.WithHeader("event-type", "OrderPlaced"))
+	if err != nil {
+		return err
+	}
 	for i, o := range orders {
 		if i > 0 && pace > 0 {
 			select {
@@ -244,16 +239,11 @@ func placeAll(ctx context.Context, pub message.Publisher, topic string, orders [
 			case <-time.After(pace):
 			}
 		}
-		payload, err := json.Marshal(o)
+		msg, err := events.Message(o.CustomerID, o) // same customer => same partition, in order
 		if err != nil {
 			return err
 		}
-		msg := &message.Message{
-			ID:      eventID(o.OrderID),
-			Key:     o.CustomerID, // same customer => same partition, in order
-			Payload: payload,
-			Headers: map[string]string{"event-type": "OrderPlaced", "content-type": "application/json"},
-		}
+		msg.ID = eventID(o.OrderID) // the dedupe key
 		// Publish returns once the broker has the message (acks=all,
 		// publisher confirms): a nil error means it cannot be lost.
 		if err := pub.Publish(ctx, topic, msg); err != nil {

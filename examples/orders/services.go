@@ -2,13 +2,13 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
 	"strings"
 	"sync"
 
+	"github.com/ferrymsg/ferry/codec"
 	"github.com/ferrymsg/ferry/message"
 	"github.com/ferrymsg/ferry/retry"
 )
@@ -22,22 +22,16 @@ const (
 	dltGroup          = "dlt-monitor"
 )
 
-// decode reads an OrderPlaced payload. A payload that is not one will never
-// become one: Permanent sends it to the dead-letter topic without retries.
-func decode(msg *message.Message) (OrderPlaced, error) {
-	var o OrderPlaced
-	if err := json.Unmarshal(msg.Payload, &o); err != nil {
-		return o, retry.Permanent(fmt.Errorf("message %s is not an OrderPlaced event: %w", msg.ID, err))
-	}
-	return o, nil
-}
+// orderEvents is the payload codec of order-events: OrderPlaced in JSON.
+// The services' handlers are typed (codec.Handler): a payload that is not
+// an OrderPlaced never reaches them, and the retry middleware sends it to
+// the dead-letter topic after one attempt (a *codec.DecodeError is
+// permanent).
+var orderEvents = codec.JSON[OrderPlaced]()
 
-// notify is the notification service: it "emails" an order confirmation.
-func (s *story) notify(ctx context.Context, msg *message.Message) error {
-	o, err := decode(msg)
-	if err != nil {
-		return err
-	}
+// notifyOrder is the notification service: it "emails" an order
+// confirmation. story.notify is its message.Handler.
+func (s *story) notifyOrder(ctx context.Context, o OrderPlaced, _ *message.Message) error {
 	s.handled(notificationGroup, o, "emailed %s: order %s confirmed, %s", o.CustomerID, o.OrderID, dollars(o.TotalCents))
 	return nil
 }
@@ -45,6 +39,8 @@ func (s *story) notify(ctx context.Context, msg *message.Message) error {
 // inventory is the inventory service: it reserves stock for each line of
 // the order, or fails when a SKU is not stocked.
 type inventory struct {
+	reserve message.Handler // reserveOrder, typed
+
 	mu    sync.Mutex
 	stock map[string]int
 	story *story
@@ -55,14 +51,11 @@ func newInventory(s *story) *inventory {
 	for sku := range catalog {
 		inv.stock[sku] = 100
 	}
+	inv.reserve = codec.Handler(orderEvents, inv.reserveOrder)
 	return inv
 }
 
-func (inv *inventory) reserve(ctx context.Context, msg *message.Message) error {
-	o, err := decode(msg)
-	if err != nil {
-		return err
-	}
+func (inv *inventory) reserveOrder(ctx context.Context, o OrderPlaced, _ *message.Message) error {
 	inv.mu.Lock()
 	for _, it := range o.Items {
 		if _, ok := inv.stock[it.SKU]; !ok {
@@ -109,8 +102,11 @@ func (s *story) monitorDLT(ctx context.Context, msg *message.Message) error {
 }
 
 // story records what the services did, prints the notable moments, and
-// closes complete when every service has accounted for every event.
+// calls onComplete when every service has accounted for every event.
 type story struct {
+	// The services' typed handlers as message.Handlers.
+	notify, recordOrder message.Handler
+
 	out     io.Writer
 	verbose bool
 	want    int // events each consuming group must account for
@@ -126,19 +122,22 @@ type story struct {
 	outOfOrder  int                            // a customer's order handled after a later one
 	lastSeq     map[string]map[string]int      // group -> customer -> last seq handled
 	sequence    map[string]map[string][]string // group -> customer -> order IDs, in handled order
-	complete    chan struct{}
+	onComplete  func()                         // called once, when every service has accounted for every event
 	isComplete  bool
 }
 
 func newStory(out io.Writer, verbose bool, want int) *story {
-	return &story{
+	s := &story{
 		out: out, verbose: verbose, want: want,
 		skips:       map[string]int{},
 		deadLetters: map[string]int{},
 		lastSeq:     map[string]map[string]int{},
 		sequence:    map[string]map[string][]string{},
-		complete:    make(chan struct{}),
+		onComplete:  func() {},
 	}
+	s.notify = codec.Handler(orderEvents, s.notifyOrder)
+	s.recordOrder = codec.Handler(orderEvents, s.record)
+	return s
 }
 
 // printf prints one line of the story, prefixed with the service name.
@@ -203,7 +202,7 @@ func (s *story) onDeadLetter(_ context.Context, ev retry.DeadLetterEvent) {
 	s.changed()
 }
 
-// changed closes complete once every group has accounted for every event:
+// changed calls onComplete once every group has accounted for every event:
 // handled, skipped as a duplicate or dead-lettered (and the dead letter
 // reported by the monitor).
 func (s *story) changed() {
@@ -217,7 +216,7 @@ func (s *story) changed() {
 		s.accounted(analyticsGroup) >= s.want &&
 		s.dltReported >= s.deadLettersTotal() {
 		s.isComplete = true
-		close(s.complete)
+		s.onComplete()
 	}
 }
 
