@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -87,6 +88,9 @@ type shareLane struct {
 	results chan shareResult
 	lockEst time.Duration // the longest acquisition lock seen, a lower bound of the group's lock duration
 	idle    time.Duration // the client's ConnIdleTimeout: a held session needs traffic more often
+
+	flushing atomic.Bool    // a flush of renewals is under way
+	flushes  sync.WaitGroup // the flush goroutines, waited for before Close
 }
 
 // runShare is Subscribe in share-group mode.
@@ -146,6 +150,7 @@ func (s *Subscriber) runShare(ctx context.Context, topic string, h message.Handl
 			// Every record of the lane is done: send the acks, then
 			// leave the group (Close releases anything franz-go still
 			// holds).
+			ln.flushes.Wait()
 			fctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 			_ = ln.cl.FlushAcks(fctx) // best effort: an ack that is not sent becomes a redelivery
 			cancel()
@@ -306,6 +311,24 @@ func (ln *shareLane) newRec(r *kgo.Record, now time.Time) *shareRec {
 	return rec
 }
 
+// flushRenewals sends the renewals at once: franz-go holds
+// acknowledgements for up to a second before it sends them on their own
+// (no fetch runs while records are held), which a short lock may not
+// survive. One flush at a time, in the background, bounded by the lock.
+func (ln *shareLane) flushRenewals() {
+	if !ln.flushing.CompareAndSwap(false, true) {
+		return
+	}
+	ln.flushes.Add(1)
+	go func() {
+		defer ln.flushes.Done()
+		defer ln.flushing.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), max(ln.lockEst, time.Second))
+		defer cancel()
+		_ = ln.cl.FlushAcks(ctx) // a renewal that is not sent lets the lock expire: a redelivery
+	}()
+}
+
 // renewEvery is the wait before renewing a lock with left to run: half of
 // it, and at most half of the connection idle timeout (franz-go closes an
 // idle connection, and the broker releases a closed session's records).
@@ -398,11 +421,16 @@ func (ln *shareLane) process(ctx context.Context, recs []*shareRec) {
 				finish(rec, kgo.AckRelease)
 			}
 		case now := <-tick.C:
+			renewed := false
 			for _, rec := range recs {
 				if rec.state != shareDone && !now.Before(rec.nextRenew) {
 					rec.r.Ack(kgo.AckRenew) // a no-op while the previous renewal is in flight
 					rec.nextRenew = now.Add(ln.renewEvery(ln.lockEst))
+					renewed = true
 				}
+			}
+			if renewed {
+				ln.flushRenewals()
 			}
 		case <-ctxDone:
 			stop()

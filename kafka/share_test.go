@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -310,4 +311,66 @@ func TestShareGroupBeyondPartitions(t *testing.T) {
 			t.Errorf("consumer group: %d of %d members handled messages (%v), want 1 (the partition's owner)", len(ordinary), members, ordinary)
 		}
 	})
+}
+
+// TestShareGroupRenewsLocksOfLongHandlers: a handler that runs for three
+// times the acquisition lock keeps its record (ferry renews the lock), so
+// the other member of the group never gets it, and it is accepted once.
+func TestShareGroupRenewsLocksOfLongHandlers(t *testing.T) {
+	shareBackends(t, func(t *testing.T, brokers []string) {
+		const lock = 1500 * time.Millisecond
+		topic := uniqueTopic(t)
+		group := "renew-" + topic
+		if strings.HasSuffix(t.Name(), "/kfake") {
+			setBrokerConfig(t, brokers, "share.record.lock.sweep.interval.ms", "100")
+			setBrokerConfig(t, brokers, "group.share.record.lock.duration.ms", strconv.Itoa(int(lock.Milliseconds())))
+		} else {
+			setGroupConfig(t, brokers, group, map[string]string{"share.record.lock.duration.ms": strconv.Itoa(int(lock.Milliseconds()))})
+		}
+		p := newPublisher(t, brokers, kafka.WithTopicCreation(1, -1))
+		c := newCalls()
+		long, longDone := make(chan struct{}), make(chan struct{})
+		for i := range 2 {
+			s := newShareSubscriber(t, brokers, group, kafka.WithTopicCreation(1, -1), kafka.WithConcurrency(2))
+			startSubscribe(t, s, topic, func(ctx context.Context, m *message.Message) error {
+				c.add(i, m)
+				if m.ID == "long-0" {
+					close(long)
+					defer close(longDone)
+					select {
+					case <-time.After(3 * lock): // the handler's long work
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				}
+				return nil
+			})
+		}
+		publishN(t, p, topic, "long", 1)
+		<-long
+		// Work for the others meanwhile, and a marker after the long
+		// handler returned: had its lock expired, the record would have
+		// been delivered again to a member by then.
+		publishN(t, p, topic, "short", 20)
+		c.waitUntil(t, "the long handler and the short messages done", func(c *calls) bool { return len(c.byID) == 21 })
+		select {
+		case <-longDone:
+		case <-time.After(testWait):
+			t.Fatal("the long handler did not return")
+		}
+		publishN(t, p, topic, "marker", 1)
+		c.waitUntil(t, "the marker handled", func(c *calls) bool { return len(c.byID["marker-0"]) > 0 })
+		if d := c.deliveries("long-0"); len(d) != 1 {
+			t.Errorf("the long-running message was delivered %d times (%+v), want once: its lock was not renewed", len(d), d)
+		}
+	})
+}
+
+func TestWithShareGroupRejectsBadNames(t *testing.T) {
+	for _, name := range []string{"", "\xff"} {
+		_, err := kafka.NewSubscriber([]string{"127.0.0.1:9092"}, kafka.WithShareGroup(name))
+		if !errors.Is(err, message.ErrInvalidConfig) || !strings.Contains(err.Error(), "WithShareGroup") {
+			t.Errorf("WithShareGroup(%q): %v, want ErrInvalidConfig naming WithShareGroup", name, err)
+		}
+	}
 }
