@@ -205,7 +205,8 @@
 //
 //   - nil accepts it: settled for the group, never delivered to it again.
 //   - An error (or a panic) releases it after the redelivery backoff
-//     (WithRedeliveryBackoff; the record stays held, its lock renewed, no
+//     (WithRedeliveryBackoff, or the error's own wait when it is a
+//     message.RedeliverAfter; the record stays held, its lock renewed, no
 //     worker is held): the broker delivers it again, to any member, with
 //     its delivery count one higher. Delivery.Attempt is the broker's
 //     delivery count (Delivery.Redelivered when it is above 1), so it
@@ -225,12 +226,14 @@
 // That is the one way a share group drops a message that ferry would
 // otherwise redeliver forever, so pair share mode with the retry
 // middleware and a dead-letter topic, with WithMaxAttempts below the
-// limit (its default, 3, is). The retry middleware works unchanged: it
-// makes its attempts (and waits between them) as on a consumer group,
-// counting the deliveries before the current one, as Delivery.Attempt
-// reports them, as attempts used; when they are exhausted it
-// dead-letters the message and returns nil, which accepts it. A
-// dead-letter topic rather than the broker's limit, because the copy
+// limit (its default, 3, is). The retry middleware works unchanged: its
+// wait between attempts (message.RedeliverAfter) holds the record for
+// that long and then releases it, so each attempt is one delivery by the
+// broker, maybe to another member, and Delivery.Attempt, the broker's
+// count, is the attempt number it counts from (across members and
+// crashes); when the attempts are exhausted, or the error is permanent,
+// it dead-letters the message and returns nil, which accepts the record.
+// A dead-letter topic rather than the broker's limit, because the copy
 // keeps the error and the attempts in its headers and can be replayed,
 // while an archived record is gone. The dedupe middleware works
 // unchanged too; its "in progress" answer (another member holds the
