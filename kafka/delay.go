@@ -47,7 +47,9 @@ const TierFetchMaxWait = 250 * time.Millisecond
 // and the tier's suffix (group "billing", tier "orders-retry-10000":
 // "billing-retry-10000"), so that joining and leaving it never
 // rebalances the topic's group; Delivery.Group is the Subscriber's group
-// all the same.
+// all the same. A new tier group starts at the tier's earliest record,
+// whatever WithStartOffset says, so that nothing sent to the tier before
+// its first join is skipped.
 //
 // The held records are not committed, so a restart or a rebalance while
 // they wait loses none: the next owner fetches them again and waits for
@@ -94,11 +96,19 @@ func newTierGate(ctx context.Context, sub *subscription) *delay.Gate {
 }
 
 // tierClientOpts are the extra client options of a tier subscription
-// (ctx is SubscribeTier's): its own consumer group and TierFetchMaxWait.
+// (ctx is SubscribeTier's): its own consumer group, TierFetchMaxWait and
+// the earliest offset for a new group.
 func tierClientOpts(ctx context.Context) []kgo.Opt {
 	spec, ok := ctx.Value(tierKey{}).(tierSpec)
 	if !ok {
 		return nil
 	}
-	return []kgo.Opt{kgo.ConsumerGroup(spec.groupID), kgo.FetchMaxWait(TierFetchMaxWait)}
+	return []kgo.Opt{
+		kgo.ConsumerGroup(spec.groupID),
+		kgo.FetchMaxWait(TierFetchMaxWait),
+		// A tier's group starts at the tier's beginning whatever
+		// WithStartOffset says: a record sent to the tier before the
+		// group's first join must not be skipped.
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	}
 }
