@@ -360,8 +360,10 @@ func WithConcurrency(n int) SubscriberOption {
 // not yet settled, per Subscribe call: at least 1, and not less than
 // WithConcurrency. When it is reached ferry stops polling, so franz-go
 // stops fetching once its buffer is full and memory stays bounded with a
-// slow handler. Subscriber only. Default: 4096 (and at least the
-// concurrency).
+// slow handler. With WithShareGroup it is the most records a Subscribe
+// call acquires in one round of polls (see the package doc, "Share
+// groups"), default 16 per WithConcurrency worker. Subscriber only.
+// Default: 4096 (and at least the concurrency).
 func WithMaxPending(n int) SubscriberOption {
 	return subOpt(func(c *config) error {
 		if n < 1 {

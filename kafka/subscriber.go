@@ -39,8 +39,8 @@ var _ message.Subscriber = (*Subscriber)(nil)
 // NewSubscriber returns a Subscriber for the cluster reachable through the
 // given seed brokers. It does not connect until Subscribe.
 //
-// It takes the Subscriber options (WithGroup, WithConcurrency,
-// WithMaxPending, WithRedeliveryBackoff, WithDrainTimeout,
+// It takes the Subscriber options (WithGroup or WithShareGroup,
+// WithConcurrency, WithMaxPending, WithRedeliveryBackoff, WithDrainTimeout,
 // WithStartOffset, WithCommitInterval) and the shared ones
 // (WithClientOptions, WithTopicCreation, WithoutTopicCreation,
 // WithLogger, WithOptions). A bad option value fails with an error
