@@ -82,11 +82,32 @@ type mutant struct {
 	// lieDuringOutage makes Publish return nil without publishing while
 	// the simulated broker restart is under way.
 	lieDuringOutage bool
+	// noKeyOrder runs the suite with Features.NoKeyOrder, as a Kafka
+	// share group does.
+	noKeyOrder bool
 }
 
 var groupSeq atomic.Int64
 
 var mutants = []mutant{
+	{
+		// Features.NoKeyOrder (a Kafka share group) relaxes the order
+		// checks, not redelivery: an adapter that settles a failed
+		// message, as franz-go's share consumer auto-accepts an unacked
+		// record at the next poll, still fails.
+		name:       "without key order: settles a failed message instead of redelivering it",
+		noKeyOrder: true,
+		fails:      []string{"handler error redelivers with growing attempt before later same-key messages", "handler panic is treated as an error and the subscriber keeps running"},
+		passes:     []string{"round trip keeps ID, key, payload, headers and time", "two groups each receive every message"},
+		sub: func(s message.Subscriber, _ *messagetest.SubscriberConfig) message.Subscriber {
+			return wrapHandler(s, func(h message.Handler) message.Handler {
+				return func(ctx context.Context, m *message.Message) error {
+					_ = adapterCall(ctx, h, m)
+					return nil
+				}
+			})
+		},
+	},
 	{
 		// An adapter that recycles a delivered message's payload buffer
 		// for the next delivery once the handler has returned.
@@ -473,6 +494,7 @@ func harness(t *testing.T, m *mutant) messagetest.Harness {
 		},
 		Features: messagetest.Features{
 			NewGroupReadsHistory: true,
+			NoKeyOrder:           m != nil && m.noKeyOrder,
 			Restart:              true,
 			InvalidTopics:        []string{"has space", "..", strings.Repeat("x", 250)},
 			Timeout:              timeout,
@@ -504,4 +526,14 @@ func TestSuiteCatchesMutants(t *testing.T) {
 		cases[i] = mutanttest.Case{Name: m.name, Fails: m.fails, Passes: m.passes}
 	}
 	mutanttest.Check(t, mutantEnv, cases)
+}
+
+// adapterCall runs h, turning a panic into an error, as subscribers do.
+func adapterCall(ctx context.Context, h message.Handler, m *message.Message) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = errors.New("panic")
+		}
+	}()
+	return h(ctx, m)
 }
