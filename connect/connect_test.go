@@ -354,3 +354,27 @@ func TestAMQPParametersTakeEffect(t *testing.T) {
 		t.Errorf("Declare: %v", err)
 	}
 }
+
+// TestNilOptions: nil options (and nil adapter options inside the
+// With* wrappers) are skipped, bad option values are errors, nothing
+// panics.
+func TestNilOptions(t *testing.T) {
+	var nilShared connect.SharedOption
+	b := open(t, "inmem://", nil, connect.WithKafka(nil), connect.WithAMQP(nil), connect.WithInmem(nil), nilShared)
+	sub, err := b.NewSubscriber(nil, connect.WithInmemSubscriber(nil), connect.WithKafkaSubscriber(nil))
+	if err != nil || sub == nil {
+		t.Fatalf("NewSubscriber with nil options: %v", err)
+	}
+	for _, o := range []connect.SubscriberOption{connect.WithGroup(""), connect.WithConcurrency(0)} {
+		if _, err := b.NewSubscriber(o); !errors.Is(err, message.ErrInvalidConfig) {
+			t.Errorf("NewSubscriber(bad option): %v, want ErrInvalidConfig", err)
+		}
+	}
+	if _, err := connect.Open(context.Background(), "inmem://", connect.WithInmemBroker(nil)); !errors.Is(err, message.ErrInvalidConfig) {
+		t.Errorf("WithInmemBroker(nil): %v, want ErrInvalidConfig", err)
+	}
+	// An adapter option with a bad value fails Open with the adapter's error.
+	if _, err := connect.Open(context.Background(), "inmem://", connect.WithInmem(inmem.WithPartitions(0))); !errors.Is(err, message.ErrInvalidConfig) || !strings.Contains(err.Error(), "WithPartitions(0)") {
+		t.Errorf("WithInmem(WithPartitions(0)): %v", err)
+	}
+}
