@@ -257,11 +257,12 @@
 // queued, running or waiting for its release, so no record is ever
 // accepted unless its handler returned nil. So that workers do not sit
 // idle while a poll's last records are handled, a Subscribe call polls
-// through min(WithConcurrency, 4) share sessions (franz-go clients, each
-// a member of the group, sharing the WithConcurrency workers): while one
-// waits for its records, another polls. The sessions together acquire at
-// most WithMaxPending records per round of polls (default 16 per
-// WithConcurrency worker; franz-go's ShareMaxRecordsStrict), and records
+// through min(max(WithConcurrency, 2), 4) share sessions (franz-go
+// clients, each a member of the group, sharing the WithConcurrency
+// workers): while one waits for its records, another polls. The sessions
+// together acquire at most WithMaxPending records per round of polls
+// (default 16 per WithConcurrency worker, at least 32; franz-go's
+// ShareMaxRecordsStrict), and records
 // are fetched only during a poll, so no record waits in a buffer where
 // its lock cannot be renewed. The cost: a session waits for the slowest
 // record of its poll before it fetches again (see BENCHMARKS.md, "Share

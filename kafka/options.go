@@ -362,7 +362,8 @@ func WithConcurrency(n int) SubscriberOption {
 // stops fetching once its buffer is full and memory stays bounded with a
 // slow handler. With WithShareGroup it is the most records a Subscribe
 // call acquires in one round of polls (see the package doc, "Share
-// groups"), default 16 per WithConcurrency worker. Subscriber only.
+// groups"), default 16 per WithConcurrency worker and at least 32.
+// Subscriber only.
 // Default: 4096 (and at least the concurrency).
 func WithMaxPending(n int) SubscriberOption {
 	return subOpt(func(c *config) error {

@@ -57,9 +57,9 @@ type shareResult struct {
 // member of the group) of one Subscribe call.
 const maxShareLanes = 4
 
-// shareSub is one Subscribe call in share-group mode: up to maxShareLanes
-// lanes, each a franz-go client that polls on its own, sharing
-// WithConcurrency workers. A lane polls only when it holds nothing, so
+// shareSub is one Subscribe call in share-group mode: min(max(
+// WithConcurrency, 2), maxShareLanes) lanes, each a franz-go client that
+// polls on its own, sharing WithConcurrency workers. A lane polls only when it holds nothing, so
 // with one lane a poll that returned fewer records than there are workers
 // would leave the others idle until the poll's records are done; the
 // other lanes poll meanwhile.
@@ -107,7 +107,9 @@ func (s *Subscriber) runShare(ctx context.Context, topic string, h message.Handl
 		return err
 	}
 
-	n := min(s.cfg.Concurrency, maxShareLanes)
+	// At least two lanes, so that one polls (a round trip of several
+	// milliseconds on Kafka 4.4) while the other's records are handled.
+	n := min(max(s.cfg.Concurrency, 2), maxShareLanes)
 	ss := &shareSub{
 		topic:   topic,
 		group:   group,

@@ -17,9 +17,13 @@ import (
 // Share-group defaults (see the package doc, "Share groups").
 const (
 	// DefaultShareRecordsPerConcurrency sizes how many records a share
-	// group member acquires in one poll when WithMaxPending is not given:
-	// this many per WithConcurrency worker.
+	// group Subscribe call acquires in one round of polls when
+	// WithMaxPending is not given: this many per WithConcurrency worker,
+	// and at least DefaultShareMinRecords.
 	DefaultShareRecordsPerConcurrency = 16
+	// DefaultShareMinRecords is the least a round of polls acquires by
+	// default (WithMaxPending not given).
+	DefaultShareMinRecords = 32
 )
 
 // WithShareGroup makes the Subscriber a member of the Kafka share group
@@ -51,7 +55,7 @@ func (c *config) shareMaxRecords() int {
 	if c.haveMaxPending {
 		return c.MaxPending
 	}
-	return min(c.Concurrency*DefaultShareRecordsPerConcurrency, c.MaxPending)
+	return min(max(c.Concurrency*DefaultShareRecordsPerConcurrency, DefaultShareMinRecords), c.MaxPending)
 }
 
 // permanent reports whether a handler error says the message can never
