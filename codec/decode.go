@@ -71,6 +71,12 @@ func (e *DecodeError) As(target any) bool {
 	return false
 }
 
+// Permanent reports true: a payload that cannot be decoded never will
+// be. Subscribers that reject a message outright (a Kafka share group,
+// kafka.WithShareGroup) look for this method; the retry middleware finds
+// the *retry.PermanentError that As makes.
+func (e *DecodeError) Permanent() bool { return true }
+
 // ContentType returns msg's content type header: HeaderContentType, or
 // HeaderAMQPContentType when that is absent; "" when it has neither.
 func ContentType(msg *message.Message) string {
