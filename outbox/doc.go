@@ -62,15 +62,21 @@
 // order and never publishes a row of a key past an unpublished earlier
 // one, so m1 goes first.
 //
-// A publish failure blocks its key, not the shard: in a batch, the rows
-// of a key after a failed row are not removed even if they reached the
-// broker (they are published again after it, duplicates with the same
-// ID), while other keys go on. After a failure the relay sends only the
-// first pending row of each key until an attempt succeeds, so a
-// repeating failure does not republish the rest. Rows of one Publish
-// call must not be reordered by the publisher for this to hold: the
-// Kafka (idempotent producer, per partition) and RabbitMQ (one channel,
-// confirms in order) adapters keep them in order.
+// A publish failure holds back its key, not the shard: the rows of that
+// key after the failed one stay, the other keys go on, and after a
+// failure the relay sends only the first pending row of each key until an
+// attempt succeeds, so a repeating failure does not republish the rest.
+// Exact order of first publications needs what both adapters do: when a
+// Publish call fails a message, it fails the later messages of the same
+// key in that call too (Kafka: one partition per key, and franz-go's
+// idempotent producer fails the rest of a partition's records after a
+// failed one; RabbitMQ: a call goes to one channel, in order). With a
+// publisher that fails a message alone and accepts later ones of its key,
+// the relay keeps those rows and publishes them again after the failed
+// one (duplicates with the same IDs): the last copies are in order, the
+// first ones are not. A call refused as a whole for good (the adapters
+// check every message of a call before sending any) is retried one
+// message at a time, so that only the bad message goes to the dead table.
 //
 // # Several relays (PostgreSQL)
 //

@@ -177,6 +177,12 @@ type recorder struct {
 	fail func(topic string, m *message.Message) error
 	// callFail, when it returns an error, fails the whole call.
 	callFail func() error
+	// checkCall, when it returns an error, refuses the whole call, as
+	// the adapters' checks of a call's messages do.
+	checkCall func(msgs []*message.Message) error
+	// streamFailures makes a message's failure fail the later messages
+	// of its key in the call, as a Kafka partition or AMQP channel does.
+	streamFailures bool
 }
 
 // pubLog is the shared, ordered log of several recorders.
@@ -194,12 +200,23 @@ func (r *recorder) Publish(ctx context.Context, topic string, msgs ...*message.M
 			return err
 		}
 	}
+	if r.checkCall != nil {
+		if err := r.checkCall(msgs); err != nil {
+			return err
+		}
+	}
 	var pe message.PublishError
 	r.log.mu.Lock()
+	failedKey := map[string]error{}
 	for i, m := range msgs {
+		if err, ok := failedKey[m.Key]; ok && r.streamFailures {
+			pe.Failed = append(pe.Failed, message.FailedMessage{Index: i, Message: m, Err: err})
+			continue
+		}
 		if r.fail != nil {
 			if err := r.fail(topic, m); err != nil {
 				pe.Failed = append(pe.Failed, message.FailedMessage{Index: i, Message: m, Err: err})
+				failedKey[m.Key] = err
 				continue
 			}
 		}

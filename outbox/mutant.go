@@ -13,6 +13,9 @@ const (
 	// mutantNoAck never removes published rows: everything is published
 	// again and again.
 	mutantNoAck = "no-ack"
+	// mutantNoKeyBlock removes the rows of a key published after one of
+	// its rows failed, so that row's retry overtakes them.
+	mutantNoKeyBlock = "no-key-block"
 	// mutantNoShardLock lets every PostgreSQL relay publish every shard
 	// without its advisory lock.
 	mutantNoShardLock = "no-shard-lock"

@@ -20,6 +20,8 @@ const (
 	rollback     = "a rolled-back transaction publishes nothing"
 	twoRelays    = "concurrent writers and two relays: per-key order exact, every message once"
 	notifyWakeup = "NOTIFY wakes the relay without polling"
+	keyBlock     = "a failing message holds back the later messages of its key only"
+	republished  = "messages a publisher accepted after a failed one of their key are published again after it"
 )
 
 // TestMutantChild runs the PostgreSQL relay tests, on the mutant named by
@@ -34,6 +36,7 @@ func TestSuiteCatchesMutants(t *testing.T) {
 	mutanttest.Check(t, outbox.MutantEnv, []mutanttest.Case{
 		{Name: "naive-cursor", Fails: []string{outOfOrder, outage}, Passes: []string{rollback}},
 		{Name: "no-ack", Fails: []string{onceInOrder}, Passes: []string{rollback, notifyWakeup}},
+		{Name: "no-key-block", Fails: []string{republished}, Passes: []string{keyBlock, onceInOrder, outage}},
 		{Name: "no-shard-lock", Fails: []string{twoRelays}, Passes: []string{onceInOrder}},
 	})
 }

@@ -124,6 +124,76 @@ func relaySuite(t *testing.T, b backend) {
 		waitPending(t, ob, 0)
 	})
 
+	t.Run("a failing message holds back the later messages of its key only", func(t *testing.T) {
+		ob := newOutbox(t, db, outbox.WithShards(1))
+		log := newLog()
+		var failures atomic.Int32
+		// Like a Kafka partition or an AMQP channel, a failure fails
+		// the later messages of its key in the same call too.
+		rec := &recorder{log: log, fail: func(topic string, m *message.Message) error {
+			if string(m.Payload) == "a:1" && failures.Load() < 3 {
+				failures.Add(1)
+				return fmt.Errorf("publish a:1: %w", errTransient)
+			}
+			return nil
+		}}
+		rec.streamFailures = true
+		startRelay(t, newRelay(t, ob, rec))
+		var a, b []*message.Message
+		for i := range 5 {
+			a, b = append(a, numbered("a", i, 1)...), append(b, numbered("b", i, 1)...)
+			write(t, db, ob, "orders", a[i], b[i])
+		}
+		got := log.waitIDs(t, append(ids(a), ids(b)...))
+		checkOrder(t, got)
+		// b went on while a:1 failed: all of b came out before a:1.
+		firstA1 := -1
+		lastB := -1
+		for i, p := range got {
+			switch {
+			case p.msg.ID == a[1].ID && firstA1 < 0:
+				firstA1 = i
+			case p.msg.Key == "b":
+				lastB = i
+			}
+		}
+		if failures.Load() != 3 || lastB > firstA1 {
+			t.Errorf("a:1 failed %d times (want 3); published %s: want every b before a:1", failures.Load(), describe(got))
+		}
+	})
+
+	t.Run("messages a publisher accepted after a failed one of their key are published again after it", func(t *testing.T) {
+		ob := newOutbox(t, db, outbox.WithShards(1))
+		log := newLog()
+		var failures atomic.Int32
+		// This publisher fails a:1 alone and accepts the later a's of
+		// the call (neither adapter does that).
+		rec := &recorder{log: log, fail: func(topic string, m *message.Message) error {
+			if string(m.Payload) == "a:1" && failures.Load() < 2 {
+				failures.Add(1)
+				return fmt.Errorf("publish a:1: %w", errTransient)
+			}
+			return nil
+		}}
+		startRelay(t, newRelay(t, ob, rec))
+		a := numbered("a", 0, 5)
+		write(t, db, ob, "orders", a...)
+		log.waitIDs(t, ids(a))
+		waitPending(t, ob, 0)
+		got := log.snapshot()
+		// The last copy of each message, in publication order, is in
+		// order: a consumer applying every delivery ends in order.
+		lastAt := map[string]int{}
+		for i, p := range got {
+			lastAt[p.msg.ID] = i
+		}
+		for i := 1; i < len(a); i++ {
+			if lastAt[a[i].ID] < lastAt[a[i-1].ID] {
+				t.Errorf("last copy of a:%d published before the last copy of a:%d: %s", i, i-1, describe(got))
+			}
+		}
+	})
+
 	t.Run("a permanently rejected message goes to the dead table and can be replayed", func(t *testing.T) {
 		ob := newOutbox(t, db, outbox.WithShards(2))
 		log := newLog()
@@ -176,6 +246,34 @@ func relaySuite(t *testing.T, b backend) {
 		log.waitIDs(t, []string{msgs[2].ID})
 		if left, err := ob.DeadLetters(ctx, 10); err != nil || len(left) != 0 {
 			t.Errorf("after replay: %d dead letters, %v", len(left), err)
+		}
+	})
+
+	t.Run("a call refused for one bad message dead-letters that message only", func(t *testing.T) {
+		ob := newOutbox(t, db, outbox.WithShards(1))
+		log := newLog()
+		rec := &recorder{log: log, checkCall: func(msgs []*message.Message) error {
+			for i, m := range msgs {
+				if len(m.Payload) > 100 {
+					return fmt.Errorf("adapter: %w: message #%d of %d is %d bytes", message.ErrMessageTooLarge, i, len(msgs), len(m.Payload))
+				}
+			}
+			return nil
+		}}
+		r := newRelay(t, ob, rec)
+		startRelay(t, r)
+		msgs := append(numbered("k", 0, 2), &message.Message{Key: "k", Payload: make([]byte, 200)})
+		msgs = append(msgs, numbered("k", 3, 2)...)
+		write(t, db, ob, "orders", msgs...)
+		rest := append(append([]*message.Message{}, msgs[:2]...), msgs[3:]...)
+		checkOrder(t, log.waitIDs(t, ids(rest)))
+		waitPending(t, ob, 0)
+		dead, err := ob.DeadLetters(ctx, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(dead) != 1 || dead[0].Message.ID != msgs[2].ID || !strings.Contains(dead[0].Error, "message too large") {
+			t.Errorf("dead letters %+v, want only the 200-byte message", dead)
 		}
 	})
 

@@ -220,7 +220,7 @@ func (w *worker) stepShard(ctx context.Context, shard int) (full bool, err error
 	for i, x := range rows {
 		res := results[i]
 		switch {
-		case x.key != "" && blocked[x.key]:
+		case x.key != "" && blocked[x.key] && mutant != mutantNoKeyBlock:
 			// A row of this key failed before it in the batch:
 			// publishing it now would overtake that one. It is
 			// published again after it (a duplicate with the same
@@ -336,11 +336,46 @@ func (w *worker) publish(ctx context.Context, rows []row) []outcome {
 			continue
 		}
 		perm := w.r.permanent(err) && ctx.Err() == nil
+		if perm && len(msgs) > 1 {
+			// The whole call was refused for good (adapters check a
+			// call's messages before sending any): find the culprits
+			// one by one, so one bad message does not take the
+			// others to the dead table.
+			w.publishEach(ctx, topic, rows, msgs, at, results)
+			continue
+		}
 		for _, i := range at {
 			results[i] = outcome{err: err, permanent: perm}
 		}
 	}
 	return results
+}
+
+// publishEach publishes msgs one at a time, in order; after a message
+// fails without being permanent, the later ones of its key are not tried
+// (they would overtake it) and count as failed too.
+func (w *worker) publishEach(ctx context.Context, topic string, rows []row, msgs []*message.Message, at []int, results []outcome) {
+	failedKey := map[string]error{}
+	for j, m := range msgs {
+		i := at[j]
+		if err, ok := failedKey[rows[i].key]; ok && rows[i].key != "" {
+			results[i] = outcome{err: err}
+			continue
+		}
+		err := w.r.pub.Publish(ctx, topic, m)
+		var pe *message.PublishError
+		if errors.As(err, &pe) && len(pe.Failed) == 1 && pe.Failed[0].Err != nil {
+			err = pe.Failed[0].Err
+		}
+		if err == nil {
+			continue
+		}
+		perm := w.r.permanent(err) && ctx.Err() == nil
+		results[i] = outcome{err: err, permanent: perm}
+		if !perm {
+			failedKey[rows[i].key] = err
+		}
+	}
 }
 
 // message rebuilds the message of a row.
