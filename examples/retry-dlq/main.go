@@ -44,6 +44,7 @@ import (
 	"github.com/ferrymsg/ferry/examples/internal/broker"
 	"github.com/ferrymsg/ferry/message"
 	"github.com/ferrymsg/ferry/retry"
+	"github.com/ferrymsg/ferry/runner"
 )
 
 // errTimeout is the card processor's outage: a transient error, worth
@@ -57,8 +58,6 @@ var errFraudDown = errors.New("fraud check unavailable")
 func main() { broker.Main("retry-dlq", run) }
 
 func run(ctx context.Context, brokerURL string) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	b, err := broker.Open(ctx, brokerURL)
 	if err != nil {
 		return err
@@ -136,84 +135,70 @@ func run(ctx context.Context, brokerURL string) error {
 		return nil
 	}
 
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel() // stops the subscribers before wg.Wait
-	errc := make(chan error, 2)
-	ready := make(chan struct{}, 2)
-	for _, s := range []struct {
-		group, topic string
-		subscribe    func(ctx context.Context, sub message.Subscriber) error
-	}{
-		// The topic and its two tiers, with the same handler chain.
-		{"payment-service", topic, func(ctx context.Context, sub message.Subscriber) error {
-			return policy.Subscribe(ctx, sub, topic, message.Chain(charge, policy.Middleware()))
-		}},
-		{"ops", dlt, func(ctx context.Context, sub message.Subscriber) error {
-			return sub.Subscribe(ctx, dlt, report)
-		}},
-	} {
-		sub, err := b.Subscriber(s.group, 4)
+	// The two services on one runner; the scenario is a task of it,
+	// started once both consume (on RabbitMQ a message sent to a tier
+	// nobody declared yet would be unroutable and retried later).
+	svc, err := runner.New(runner.WithSignals()) // broker.Main turns signals into ctx
+	if err != nil {
+		return err
+	}
+	paySub, err := b.Subscriber("payment-service", 4)
+	if err != nil {
+		return err
+	}
+	// The topic and its two tiers, with the same handler chain.
+	if err := svc.Add("payment-service", tiered{paySub, policy}, topic, charge, policy.Middleware()); err != nil {
+		return err
+	}
+	opsSub, err := b.Subscriber("ops", 4)
+	if err != nil {
+		return err
+	}
+	if err := svc.Add("ops", opsSub, dlt, report); err != nil {
+		return err
+	}
+	var stats retry.ReplayStats
+	if err := svc.Go("scenario", func(ctx context.Context) error {
+		defer svc.Stop()
+		amounts := []string{"12.50", "99.00", "42.00", "7.25", "-5.00", "310.00"}
+		for i, a := range amounts {
+			msg := &message.Message{ID: fmt.Sprintf("p-%d", i+1), Key: fmt.Sprintf("acct-%d", i+1), Payload: []byte(a)}
+			if err := b.Publisher().Publish(ctx, topic, msg); err != nil {
+				return err
+			}
+		}
+		// Four payments go through (p-2 from its tier); two end on the
+		// dead-letter topic.
+		if err := waitFor(ctx, charged, 4, "charged payments"); err != nil {
+			return err
+		}
+		if err := waitFor(ctx, deadLetters, 2, "dead letters"); err != nil {
+			return err
+		}
+
+		// The processor is back: replay what timed out, leave the invalid one.
+		processorUp.Store(true)
+		fmt.Println("card processor is back: replaying the timed-out payments from", dlt)
+		replaySub, err := b.Subscriber("dlt-replay", 1)
 		if err != nil {
 			return err
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rctx := message.WithReady(ctx, func() { ready <- struct{}{} })
-			if err := s.subscribe(rctx, sub); err != nil {
-				errc <- fmt.Errorf("%s: %w", s.group, err)
-			}
-		}()
-	}
-	// Publish once the tiers are declared (on RabbitMQ a message sent to a
-	// tier nobody declared yet would be unroutable and retried later).
-	for range 2 {
-		select {
-		case <-ready:
-		case err := <-errc:
-			return err
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for the subscribers: %w", context.Cause(ctx))
+		stats, err = retry.Replay(ctx, replaySub, b.Publisher(), dlt,
+			retry.WithFilter(func(_ *message.Message, info retry.DeadLetterInfo) bool {
+				return strings.Contains(info.Error, errTimeout.Error())
+			}),
+			retry.WithLimit(1),                    // we know there is one: stop as soon as it is back
+			retry.WithIdleTimeout(30*time.Second), // a safety net
+		)
+		if err != nil {
+			return fmt.Errorf("replay: %w", err)
 		}
-	}
-
-	amounts := []string{"12.50", "99.00", "42.00", "7.25", "-5.00", "310.00"}
-	for i, a := range amounts {
-		msg := &message.Message{ID: fmt.Sprintf("p-%d", i+1), Key: fmt.Sprintf("acct-%d", i+1), Payload: []byte(a)}
-		if err := b.Publisher().Publish(ctx, topic, msg); err != nil {
-			return err
-		}
-	}
-
-	// Four payments go through (p-2 from its tier); two end on the
-	// dead-letter topic.
-	if err := waitFor(ctx, errc, charged, 4, "charged payments"); err != nil {
+		return waitFor(ctx, charged, 5, "charged payments")
+	}); err != nil {
 		return err
 	}
-	if err := waitFor(ctx, errc, deadLetters, 2, "dead letters"); err != nil {
-		return err
-	}
-
-	// The processor is back: replay what timed out, leave the invalid one.
-	processorUp.Store(true)
-	fmt.Println("card processor is back: replaying the timed-out payments from", dlt)
-	replaySub, err := b.Subscriber("dlt-replay", 1)
-	if err != nil {
-		return err
-	}
-	stats, err := retry.Replay(ctx, replaySub, b.Publisher(), dlt,
-		retry.WithFilter(func(_ *message.Message, info retry.DeadLetterInfo) bool {
-			return strings.Contains(info.Error, errTimeout.Error())
-		}),
-		retry.WithLimit(1),                    // we know there is one: stop as soon as it is back
-		retry.WithIdleTimeout(30*time.Second), // a safety net
-	)
-	if err != nil {
-		return fmt.Errorf("replay: %w", err)
-	}
-	if err := waitFor(ctx, errc, charged, 5, "charged payments"); err != nil {
-		return err
+	if err := svc.Run(ctx); err != nil || ctx.Err() != nil {
+		return errors.Join(err, context.Cause(ctx)) // a failure, or the timeout or Ctrl-C
 	}
 	if !charged.has("p-3") || charged.has("p-5") {
 		return fmt.Errorf("charged %v: want p-3 charged after the replay and p-5 never", charged.ids())
@@ -221,6 +206,18 @@ func run(ctx context.Context, brokerURL string) error {
 	fmt.Printf("result: charged=%d dead-lettered=%d replayed=%d (p-3 charged after replay; p-5 stays on %s)\n",
 		charged.len(), deadLetters.len(), stats.Replayed, dlt)
 	return nil
+}
+
+// tiered is a subscriber that consumes a topic and its delay tiers, as
+// the policy's Subscribe does, so that the runner runs all of them as one
+// subscription.
+type tiered struct {
+	message.Subscriber
+	policy *retry.Policy
+}
+
+func (t tiered) Subscribe(ctx context.Context, topic string, h message.Handler) error {
+	return t.policy.Subscribe(ctx, t.Subscriber, topic, h)
 }
 
 // counter is a set of message IDs that a waiter can watch grow.
@@ -256,13 +253,11 @@ func (c *counter) ids() []string {
 	return out
 }
 
-// waitFor blocks until c holds n IDs, a subscriber fails or ctx ends.
-func waitFor(ctx context.Context, errc <-chan error, c *counter, n int, what string) error {
+// waitFor blocks until c holds n IDs or ctx ends.
+func waitFor(ctx context.Context, c *counter, n int, what string) error {
 	for c.len() < n {
 		select {
 		case <-c.grew:
-		case err := <-errc:
-			return err
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for %d %s (have %d): %w", n, what, c.len(), context.Cause(ctx))
 		}
