@@ -47,7 +47,7 @@ func newAMQPSystem(url string) (*amqpSystem, error) {
 
 func (*amqpSystem) name() string { return "amqp" }
 func (*amqpSystem) variants() []string {
-	return []string{"ferry", vFerryCompeting, "raw", "watermill"}
+	return []string{"ferry", vFerryCompeting, vFerryBatch, "raw", "watermill"}
 }
 func (s *amqpSystem) close()        { _ = s.connection().Close() }
 func (*amqpSystem) service() string { return "rabbitmq" }
@@ -260,6 +260,8 @@ func (s *amqpSystem) cell(w workload, size int, v string, n int) (*cell, error) 
 		av, err = s.ferry()
 	case vFerryCompeting:
 		av, err = s.ferry(amqp.WithCompetingConsumers())
+	case vFerryBatch:
+		av, err = s.ferryBatch()
 	case "raw":
 		av, err = s.raw(w)
 	case "watermill":

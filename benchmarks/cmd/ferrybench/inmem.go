@@ -22,7 +22,7 @@ type inmemSystem struct{}
 func newInmemSystem() *inmemSystem          { return &inmemSystem{} }
 func (*inmemSystem) name() string           { return "inmem" }
 func (*inmemSystem) service() string        { return "" }
-func (*inmemSystem) variants() []string     { return []string{"ferry", "raw", "watermill"} }
+func (*inmemSystem) variants() []string     { return []string{"ferry", vFerryBatch, "raw", "watermill"} }
 func (*inmemSystem) close()                 {}
 func conc(w workload) int                   { return map[workload]int{wCons1: 1, wCons16: 16}[w] }
 func isConsume(w workload) bool             { return w == wCons1 || w == wCons16 }
@@ -59,6 +59,8 @@ func (s *inmemSystem) cell(w workload, size int, v string, n int) (*cell, error)
 	switch v {
 	case "ferry":
 		return s.ferry(w, size, n)
+	case vFerryBatch:
+		return s.ferryBatch(w, size, n)
 	case "raw":
 		return s.raw(w, size, n), nil
 	case "watermill":

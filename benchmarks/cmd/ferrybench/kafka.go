@@ -53,7 +53,7 @@ func newKafkaSystem(brokers []string) (*kafkaSystem, error) {
 
 func (*kafkaSystem) name() string       { return "kafka" }
 func (*kafkaSystem) service() string    { return "kafka" }
-func (*kafkaSystem) variants() []string { return []string{"ferry", "raw", "watermill"} }
+func (*kafkaSystem) variants() []string { return []string{"ferry", vFerryBatch, "raw", "watermill"} }
 
 func (s *kafkaSystem) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -181,6 +181,8 @@ func (s *kafkaSystem) cell(w workload, size int, v string, n int) (*cell, error)
 	switch v {
 	case "ferry":
 		kv, err = s.ferry()
+	case vFerryBatch:
+		kv, err = s.ferryBatch()
 	case "raw":
 		kv, err = s.raw()
 	case "watermill":

@@ -296,6 +296,9 @@ func runSystem(sys system) ([]*result, error) {
 		for _, size := range cfg.sizes {
 			byVar := map[string]*result{}
 			for _, v := range vars {
+				if !applicable(w, v) { // batch.go
+					continue
+				}
 				key := fmt.Sprintf("%s/%s/%d/%s", sys.name(), w, size, v)
 				if cfg.only != nil && !cfg.only.MatchString(key) {
 					continue

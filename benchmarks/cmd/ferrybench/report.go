@@ -119,8 +119,8 @@ func report(results []*result, started time.Time, took time.Duration, args []str
 		}
 		idx[k][r.variant] = r
 	}
-	p("| system | workload | size | ferry msgs/s | raw msgs/s | Watermill msgs/s | ferry/raw | ferry/Watermill | CPU µs/msg f/r/w | allocs/msg f/r/w |\n")
-	p("|---|---|---|---|---|---|---|---|---|---|\n")
+	p("| system | workload | size | ferry msgs/s | raw msgs/s | Watermill msgs/s | ferry/raw | ferry/Watermill | CPU µs/msg f/r/w | CPU ferry/raw | allocs/msg f/r/w |\n")
+	p("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, k := range keys {
 		if k.w == wLatency {
 			continue
@@ -133,9 +133,9 @@ func report(results []*result, started time.Time, took time.Duration, args []str
 		if w != nil && len(w.samples) > 0 && f != nil && len(f.samples) > 0 && w.samples[0].n != f.samples[0].n {
 			wm += fmt.Sprintf(" (n=%s)", human(float64(w.samples[0].n)))
 		}
-		p("| %s | %s | %s | %s | %s | %s | %s | %s | %s/%s/%s | %s/%s/%s |\n",
+		p("| %s | %s | %s | %s | %s | %s | %s | %s | %s/%s/%s | %s | %s/%s/%s |\n",
 			k.sys, k.w, sizeStr(k.size), rateCell(f), rateCell(r), wm, ratio(f, r), ratio(f, w),
-			perMsg(f, cpu), perMsg(r, cpu), perMsg(w, cpu), perMsg(f, al), perMsg(r, al), perMsg(w, al))
+			perMsg(f, cpu), perMsg(r, cpu), perMsg(w, cpu), cpuRatio(f, r), perMsg(f, al), perMsg(r, al), perMsg(w, al))
 	}
 	p("\nRaw clients: inmem = %s, kafka = %s, amqp = %s. Watermill: %s, %s, %s.\n",
 		rawName["inmem"], rawName["kafka"], rawName["amqp"], wmName["inmem"], wmName["kafka"], wmName["amqp"])
@@ -157,13 +157,13 @@ func report(results []*result, started time.Time, took time.Duration, args []str
 		for _, v := range extraVariants {
 			p("%s: %s\n", v, variantDoc[v])
 		}
-		p("\n| system | workload | size | variant | msgs/s | variant/raw | variant/ferry | CPU µs/msg | allocs/msg |\n|---|---|---|---|---|---|---|---|---|\n")
+		p("\n| system | workload | size | variant | msgs/s | variant/raw | variant/ferry | CPU µs/msg | CPU variant/raw | allocs/msg |\n|---|---|---|---|---|---|---|---|---|---|\n")
 		cpu := func(s sample) float64 { return perMsgUS(s.cpu, s.n) }
 		al := func(s sample) float64 { return float64(s.allocs) / float64(s.n) }
 		for _, r := range extra {
 			m := idx[key{r.system, r.w, r.size}]
-			p("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.system, r.w, sizeStr(r.size), r.variant,
-				rateCell(r), ratio(r, m["raw"]), ratio(r, m["ferry"]), perMsg(r, cpu), perMsg(r, al))
+			p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.system, r.w, sizeStr(r.size), r.variant,
+				rateCell(r), ratio(r, m["raw"]), ratio(r, m["ferry"]), perMsg(r, cpu), cpuRatio(r, m["raw"]), perMsg(r, al))
 		}
 	}
 
