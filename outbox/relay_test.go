@@ -138,12 +138,14 @@ func relaySuite(t *testing.T, b backend) {
 			return nil
 		}}
 		rec.streamFailures = true
-		startRelay(t, newRelay(t, ob, rec))
 		var a, b []*message.Message
 		for i := range 5 {
 			a, b = append(a, numbered("a", i, 1)...), append(b, numbered("b", i, 1)...)
 			write(t, db, ob, "orders", a[i], b[i])
 		}
+		// All rows are in before the relay starts: its first batch
+		// holds every one.
+		startRelay(t, newRelay(t, ob, rec))
 		got := log.waitIDs(t, append(ids(a), ids(b)...))
 		checkOrder(t, got)
 		// b went on while a:1 failed: all of b came out before a:1.
@@ -421,6 +423,10 @@ func pgSuite(t *testing.T) {
 		r2 := newRelay(t, ob, &recorder{name: "r2", log: log}, outbox.WithBatchSize(20))
 		startRelay(t, r1)
 		startRelay(t, r2)
+		waitCond(t, "the two relays to share the 8 shards", func() bool {
+			n1, n2 := r1.Stats().OwnedShards, r2.Stats().OwnedShards
+			return n1 > 0 && n2 > 0 && n1+n2 == 8
+		})
 		const writers, perWriter, keys = 8, 40, 16
 		var mu sync.Mutex
 		var all []string
