@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +38,13 @@ const (
 )
 
 func runChild(role string) int {
+	if role == "sqlite-relay" {
+		if err := childSQLiteRelay(); err != nil {
+			fmt.Fprintf(os.Stderr, "child relay: %v\n", err)
+			return 1
+		}
+		return 0
+	}
 	if role != "relay" {
 		fmt.Fprintf(os.Stderr, "unknown child role %q\n", role)
 		return 2
@@ -251,4 +260,77 @@ func TestCrashedRelay(t *testing.T) {
 	mu.Lock()
 	t.Logf("%d messages, %d kills, %d publications reported by the relays, %d records read, %d duplicates (same IDs)", total, len(kills), count, len(got), dups)
 	mu.Unlock()
+}
+
+// childSQLiteRelay runs a relay on the SQLite file named by envDSN and
+// prints "running" once it owns the table.
+func childSQLiteRelay() error {
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer cancel()
+	db, err := sql.Open("sqlite", sqliteDSN(os.Getenv(envDSN)))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ob, err := outbox.New(ctx, db, outbox.WithTable(os.Getenv(envTable)))
+	if err != nil {
+		return err
+	}
+	r, err := outbox.NewRelay(ob, &recorder{log: newLog()})
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	for r.Stats().OwnedShards == 0 {
+		select {
+		case err := <-errc:
+			return err
+		case <-time.After(5 * time.Millisecond): // polling the relay's start
+		}
+	}
+	_, _ = os.Stdout.WriteString("running\n")
+	return <-errc
+}
+
+// TestSQLiteOneRelayAcrossProcesses: while a relay runs in another
+// process on the SQLite file, Run fails with ErrRelayRunning; once that
+// process is SIGKILLed, a relay starts at once (the kernel drops its
+// lock).
+func TestSQLiteOneRelayAcrossProcesses(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "shop.db")
+	db, err := sql.Open("sqlite", sqliteDSN(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() }) // after the tables are dropped
+	ob := newOutbox(t, db)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=sqlite-relay", envDSN+"="+path, envTable+"="+ob.Table())
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() || sc.Text() != "running" {
+		t.Fatalf("child relay did not start: %q %v", sc.Text(), sc.Err())
+	}
+	r := newRelay(t, ob, &recorder{log: newLog()})
+	if err := r.Run(context.Background()); !errors.Is(err, outbox.ErrRelayRunning) || !strings.Contains(err.Error(), "another process") {
+		t.Fatalf("Run beside the child's relay: %v, want ErrRelayRunning naming another process", err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	log := newLog()
+	startRelay(t, newRelay(t, ob, &recorder{log: log}))
+	msgs := numbered("k", 0, 2)
+	write(t, db, ob, "orders", msgs...)
+	log.waitIDs(t, ids(msgs))
 }
