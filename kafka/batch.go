@@ -36,3 +36,39 @@ func (s *Subscriber) SubscribeBatch(ctx context.Context, topic string, h message
 	}
 	return s.subscribe(ctx, topic, nil, &dispatch.Batch{Handler: h, Limits: bc})
 }
+
+// batchSettle completes bat (nil for Subscribe) with the settlement of a
+// batch's records: each run of records of one partition is settled under
+// one lock of its tracker.
+func (sub *subscription) batchSettle(bat *dispatch.Batch) *dispatch.Batch {
+	if bat == nil {
+		return nil
+	}
+	bat.Settled = func(dls []*dispatch.Delivery) {
+		for _, dl := range dls {
+			sub.observeHandled(dl)
+		}
+		for i := 0; i < len(dls); {
+			ps := dls[i].Ref.(*recBatch).ps
+			j := i + 1
+			for j < len(dls) && dls[j].Ref.(*recBatch).ps == ps {
+				j++
+			}
+			ps.settleAll(dls[i:j])
+			i = j
+		}
+	}
+	return bat
+}
+
+// settleAll is settle for records of ps, under one lock.
+func (ps *partState) settleAll(dls []*dispatch.Delivery) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.dead {
+		return
+	}
+	for _, dl := range dls {
+		ps.log.Settle(&dl.Ref.(*recBatch).run, int(recOf(dl).idx))
+	}
+}

@@ -156,7 +156,7 @@ func (s *Subscriber) run(ctx context.Context, topic string, h message.Handler, b
 
 	dcfg := dispatch.ConfigFor(s.cfg.SubscriberConfig)
 	dcfg.OnError = s.cfg.handlerErrorObserver()
-	dcfg.Batch = bat
+	dcfg.Batch = sub.batchSettle(bat) // batch.go: a batch's settlements, one lock per partition
 	sub.d = dispatch.New(ctx, h, dcfg, sub.settled)
 	sub.gate = newTierGate(ctx, sub)
 
