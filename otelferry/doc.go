@@ -55,6 +55,12 @@
 // handler's context. A handler error (or panic) sets the span's status to
 // Error, records an exception event and sets error.type.
 //
+// BatchMiddleware, for batch handlers (message.BatchSubscriber): one
+// "process <topic>" span per batch handler call, linked to the producer's
+// context of every message of the batch, with messaging.batch.message_count
+// and, when the batch failed, the error status and ferry.batch.failed (how
+// many of its messages failed).
+//
 // Retry, dead-letter and dedupe show in the process span through Observe
 // (give Telemetry to retry.WithObserver and dedupe.WithObserver): a
 // "ferry.retry" event per failed attempt to be retried (attempt, delay,
