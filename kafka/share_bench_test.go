@@ -42,7 +42,7 @@ func benchShareVsGroup(b *testing.B, work time.Duration) {
 				name    string
 				share   bool
 				perPoll int // WithMaxPending; 0: the default
-			}{{"group", false, 0}, {"share", true, 0}, {"share-512", true, 512}} {
+			}{{"group", false, 0}, {"share", true, 0}, {"share-512", true, 512}, {"raw-share-32", true, -32}, {"raw-share-512", true, -512}} {
 				b.Run(fmt.Sprintf("partitions=%d/members=%d/%s", parts, members, mode.name), func(b *testing.B) {
 					benchConsumeMembers(b, brokers, parts, members, mode.share, mode.perPoll, work)
 				})
@@ -70,7 +70,55 @@ func benchConsumeMembers(b *testing.B, brokers []string, parts int32, members in
 	per := make([]atomic.Int64, members)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg, ready sync.WaitGroup
+	if perPoll < 0 {
+		// Raw franz-go share consumers, the baseline: one client per
+		// member polling -perPoll records (strict), handling them one at a
+		// time and accepting each; the group config set as ferry sets it.
+		setGroupConfig(b, brokers, group, map[string]string{"share.auto.offset.reset": "earliest"})
+		for i := range members {
+			rc, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ShareGroup(group), kgo.ConsumeTopics(topic),
+				kgo.ShareMaxRecords(int32(-perPoll)), kgo.ShareMaxRecordsStrict(), kgo.FetchMaxWait(100*time.Millisecond))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer rc.Close()
+			wg.Go(func() {
+				for ctx.Err() == nil {
+					for _, r := range rc.PollRecords(ctx, -perPoll).Records() {
+						if work > 0 {
+							time.Sleep(work)
+						}
+						r.Ack(kgo.AckAccept)
+						per[i].Add(1)
+						if handled.Add(1) == int64(b.N) {
+							close(all)
+						}
+					}
+				}
+			})
+		}
+		// Raw members have no ready signal: wait until all of them show
+		// in the group with the topic assigned, as ferry's does.
+		for {
+			gs, err := adm.DescribeShareGroups(context.Background(), group)
+			joined := 0
+			if err == nil {
+				for _, m := range gs[group].Members {
+					if len(m.Assignment[topic]) > 0 {
+						joined++
+					}
+				}
+			}
+			if joined >= members {
+				break
+			}
+			time.Sleep(20 * time.Millisecond) // polling the group's description
+		}
+	}
 	for i := range members {
+		if perPoll < 0 {
+			break
+		}
 		opt := kafka.WithGroup(group)
 		if share {
 			opt = kafka.WithShareGroup(group)
