@@ -40,6 +40,9 @@ func RedeliverAfter(err error, d time.Duration) error {
 
 // Error implements error: the wrapped error's text.
 func (e *RedeliverAfterError) Error() string {
+	if e == nil {
+		return "ferry: redeliver after <nil>"
+	}
 	if e.Err == nil {
 		return fmt.Sprintf("ferry: redeliver after %v", e.After)
 	}
@@ -47,14 +50,20 @@ func (e *RedeliverAfterError) Error() string {
 }
 
 // Unwrap returns Err.
-func (e *RedeliverAfterError) Unwrap() error { return e.Err }
+func (e *RedeliverAfterError) Unwrap() error {
+	if e == nil {
+		return nil
+	}
+	return e.Err
+}
 
 // RedeliveryDelay returns the delay of the outermost *RedeliverAfterError
-// in err's chain, and whether there is one. Subscribers call it on a
-// handler error to choose the wait before the redelivery.
+// in err's chain (0 for a negative one), and whether there is one; a nil
+// *RedeliverAfterError does not count. Subscribers call it on a handler
+// error to choose the wait before the redelivery.
 func RedeliveryDelay(err error) (time.Duration, bool) {
 	var re *RedeliverAfterError
-	if !errors.As(err, &re) {
+	if !errors.As(err, &re) || re == nil {
 		return 0, false
 	}
 	return max(re.After, 0), true
