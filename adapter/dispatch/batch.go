@@ -144,12 +144,14 @@ func (d *Dispatcher) appendFillLocked(q *queue, dl *Delivery) bool {
 
 // wakeBatchLocked is wakeLocked for a batch dispatcher: new ready
 // deliveries go to the batch being filled, or else start one on an idle
-// worker. The filling worker is woken only once enough deliveries wait
-// to fill its batch, by count or, at its average payload so far, by bytes
-// (those not in flight: ready, queued or backing off, an overestimate of
-// what it can take), so that a trickle of submits
-// does not wake it once per delivery; it takes the rest when its wait is
-// over.
+// worker. While the batch's payloads are small enough for MaxMessages to
+// bind first, the filling worker is woken only once enough deliveries
+// wait to fill it by count (those not in flight: ready, queued or backing
+// off, an overestimate of what it can take), so that a trickle of submits
+// does not wake it once per delivery; once its average payload would fill
+// MaxBytes first, at every submit. (A batch of small payloads that one
+// large late payload would fill by bytes is handed over at the next wake
+// or when its wait is over.)
 func (d *Dispatcher) wakeBatchLocked() {
 	switch f := d.bat.filling; {
 	case f != nil:
