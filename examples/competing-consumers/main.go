@@ -5,7 +5,7 @@
 //
 //	go run ./examples/competing-consumers [-broker kafka://127.0.0.1:9092 | amqp://guest:guest@127.0.0.1:5672/]
 //
-// Two subscribers join the group "thumbnailer" on the jobs topic. The
+// Two subscribers join the group "thumbnail-workers" on the jobs topic. The
 // producer publishes jobs at a steady pace (keyed by image, so Kafka and
 // inmem spread them over partitions) until at least 200 are out and both
 // members have had work; a member that joins later than the first gets
@@ -22,7 +22,9 @@
 // single partition: a consumer group would leave the second member idle
 // ("consumers <= partitions"), a share group hands the partition's
 // records to both, each acknowledged on its own, like the RabbitMQ queue
-// that competing consumers share. There is no per-key order then.
+// that competing consumers share. There is no per-key order then. The
+// share group is "thumbnailer": a Kafka group ID is a consumer group or a
+// share group, never both, so the two modes need two names.
 //
 //	go run ./examples/competing-consumers -broker kafka://127.0.0.1:9092 -share
 //	mode: share group thumbnailer, topic with 1 partition
@@ -41,6 +43,7 @@ import (
 	"github.com/ferrymsg/ferry/examples/internal/broker"
 	"github.com/ferrymsg/ferry/kafka"
 	"github.com/ferrymsg/ferry/message"
+	"github.com/ferrymsg/ferry/runner"
 )
 
 var share = flag.Bool("share", false, "Kafka only: the members join a share group (KIP-932) on a one-partition topic instead of a consumer group")
@@ -91,93 +94,81 @@ func run(ctx context.Context, brokerURL string) error {
 	}
 	defer b.Close()
 	topic := b.Topic("thumbnail-jobs")
-	fmt.Printf("competing-consumers: %s broker, topic %s, group thumbnailer with 2 members\n", b.Kind, topic)
+	group := "thumbnail-workers"
 	var mode []connect.SubscriberOption
 	if *share {
+		group = "thumbnailer"
 		if b.Kind != "kafka" {
 			return errors.New("-share needs a kafka:// broker (share groups are Kafka's)")
 		}
 		// One partition, created by the first Subscribe: in a consumer
 		// group only one member could consume it.
 		mode = append(mode, connect.WithKafkaSubscriber(kafka.WithShareGroup("thumbnailer"), kafka.WithTopicCreation(1, -1)))
+	}
+	fmt.Printf("competing-consumers: %s broker, topic %s, group %s with 2 members\n", b.Kind, topic, group)
+	if *share {
 		fmt.Println("mode: share group thumbnailer, topic with 1 partition")
 	}
-	if err := b.Prepare(ctx, topic, "thumbnailer"); err != nil {
+	if err := b.Prepare(ctx, topic, group); err != nil {
 		return err
 	}
 
 	t := &tally{handledBy: map[string][]int{}, changed: make(chan struct{}, 1)}
-	subCtx, stopSubs := context.WithCancel(ctx)
-	defer stopSubs()
-	var wg, ready sync.WaitGroup
-	errc := make(chan error, 2)
+	svc, err := runner.New(runner.WithSignals()) // broker.Main turns signals into ctx
+	if err != nil {
+		return err
+	}
 	for member := 1; member <= 2; member++ {
 		// Same group: the members share the work.
-		sub, err := b.SubscriberWith("thumbnailer", 1, mode...)
+		sub, err := b.SubscriberWith(group, 1, mode...)
 		if err != nil {
 			return err
 		}
-		wg.Add(1)
-		ready.Add(1)
-		var once sync.Once
-		memberCtx := subCtx
-		if *share {
-			// Publish once both members joined (and the topic exists
-			// with its one partition).
-			memberCtx = message.WithReady(subCtx, func() { once.Do(ready.Done) })
-		} else {
-			ready.Done()
+		if err := svc.Add(fmt.Sprintf("member-%d", member), sub, topic, func(ctx context.Context, msg *message.Message) error {
+			time.Sleep(2 * time.Millisecond) // render the thumbnail
+			t.record(member, msg.ID)
+			return nil
+		}); err != nil {
+			return err
 		}
-		go func() {
-			defer wg.Done()
-			err := sub.Subscribe(memberCtx, topic, func(ctx context.Context, msg *message.Message) error {
-				time.Sleep(2 * time.Millisecond) // render the thumbnail
-				t.record(member, msg.ID)
-				return nil
-			})
-			if err != nil {
-				errc <- fmt.Errorf("member %d: %w", member, err)
-			}
-		}()
 	}
 
-	if err := waitReady(ctx, &ready, errc); err != nil {
+	// The producer, once both members consume (and, -share, the topic
+	// exists with its one partition): a steady stream of jobs until enough
+	// are out and both members have had work; then it waits until every
+	// job was handled and stops the service.
+	published := 0
+	if err := svc.Go("producer", func(ctx context.Context) error {
+		for published < minJobs || !t.bothBusy() {
+			if published == maxJobs {
+				return fmt.Errorf("published %d jobs and a member still had none: member-1=%d member-2=%d", published, t.perMember[1], t.perMember[2])
+			}
+			published++
+			msg := &message.Message{ID: fmt.Sprintf("job-%04d", published), Key: fmt.Sprintf("image-%d", published)}
+			if err := b.Publisher().Publish(ctx, topic, msg); err != nil {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(pace):
+			}
+		}
+		for t.distinct() < published {
+			select {
+			case <-t.changed:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		svc.Stop()
+		return nil
+	}); err != nil {
 		return err
 	}
-
-	// The producer: a steady stream of jobs until enough are out and both
-	// members have had work.
-	published := 0
-	for published < minJobs || !t.bothBusy() {
-		if published == maxJobs {
-			return fmt.Errorf("published %d jobs and a member still had none: member-1=%d member-2=%d", published, t.perMember[1], t.perMember[2])
-		}
-		published++
-		msg := &message.Message{ID: fmt.Sprintf("job-%04d", published), Key: fmt.Sprintf("image-%d", published)}
-		if err := b.Publisher().Publish(ctx, topic, msg); err != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("publishing: %w", context.Cause(ctx))
-		case err := <-errc:
-			return err
-		case <-time.After(pace):
-		}
+	if err := svc.Run(ctx); err != nil || ctx.Err() != nil {
+		return errors.Join(err, context.Cause(ctx)) // a failure, or the timeout or Ctrl-C
 	}
-
-	// Wait until every job was handled.
-	for t.distinct() < published {
-		select {
-		case <-t.changed:
-		case err := <-errc:
-			return err
-		case <-ctx.Done():
-			return fmt.Errorf("%d of %d jobs handled: %w", t.distinct(), published, context.Cause(ctx))
-		}
-	}
-	stopSubs()
-	wg.Wait()
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -194,18 +185,4 @@ func run(ctx context.Context, brokerURL string) error {
 		return fmt.Errorf("%d jobs published but %d handled, %d by both members", published, total, overlap)
 	}
 	return nil
-}
-
-// waitReady waits until both members are ready (-share) or one fails.
-func waitReady(ctx context.Context, ready *sync.WaitGroup, errc <-chan error) error {
-	done := make(chan struct{})
-	go func() { ready.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("waiting for the members to join: %w", context.Cause(ctx))
-	}
 }
