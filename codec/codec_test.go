@@ -318,3 +318,21 @@ func TestPublishEncodeError(t *testing.T) {
 		t.Errorf("unencodable value: %v, %d published", err, len(c.msgs))
 	}
 }
+
+func TestNewMessage(t *testing.T) {
+	m, err := codec.NewMessage(codec.JSON[order](), "k", order{ID: "o-1"})
+	if err != nil || m.Key != "k" || string(m.Payload) != `{"id":"o-1","qty":0}` || m.Headers[codec.HeaderContentType] != "application/json" {
+		t.Fatalf("%+v %v", m, err)
+	}
+	back, err := codec.Decode(codec.JSON[order](), m)
+	if err != nil || back.ID != "o-1" {
+		t.Errorf("decode of NewMessage's message: %+v %v", back, err)
+	}
+	var nilCodec codec.Codec[order]
+	if _, err := codec.NewMessage(nilCodec, "", order{}); !errors.Is(err, message.ErrInvalidConfig) {
+		t.Errorf("nil codec: %v", err)
+	}
+	if _, err := codec.NewMessage(codec.JSON[chan int](), "", make(chan int)); !errors.Is(err, message.ErrInvalidMessage) {
+		t.Errorf("unencodable: %v", err)
+	}
+}

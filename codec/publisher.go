@@ -121,3 +121,20 @@ func (p *Publisher[T]) Publish(ctx context.Context, topic, key string, v T) erro
 	}
 	return p.pub.Publish(ctx, topic, m)
 }
+
+// NewMessage returns a message holding v encoded with c, with the ordering
+// key key and c's content type in HeaderContentType, for code that hands
+// messages to something other than a Publisher, such as the
+// transactional outbox (outbox.Write): set its ID or more headers, then
+// pass it on. An encoding error wraps message.ErrInvalidMessage, a nil c
+// message.ErrInvalidConfig.
+func NewMessage[T any](c Codec[T], key string, v T) (*message.Message, error) {
+	if isnil.Is(c) {
+		return nil, fmt.Errorf("codec: NewMessage: %w: the codec is nil (%T)", message.ErrInvalidConfig, c)
+	}
+	b, err := c.Encode(v)
+	if err != nil {
+		return nil, fmt.Errorf("codec: encode %T as %s: %w: %w", v, c.ContentType(), message.ErrInvalidMessage, err)
+	}
+	return &message.Message{Key: key, Payload: b, Headers: map[string]string{HeaderContentType: c.ContentType()}}, nil
+}
