@@ -22,8 +22,6 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -35,9 +33,11 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 	_ "modernc.org/sqlite"             // database/sql driver "sqlite"
 
+	"github.com/ferrymsg/ferry/codec"
 	"github.com/ferrymsg/ferry/examples/internal/broker"
 	"github.com/ferrymsg/ferry/message"
 	"github.com/ferrymsg/ferry/outbox"
+	"github.com/ferrymsg/ferry/runner"
 )
 
 var dbURL = flag.String("db", "sqlite", "database: sqlite (a temporary file) or a PostgreSQL URL postgres://user:pass@host:port/db")
@@ -120,7 +120,6 @@ func run(ctx context.Context, brokerURL string) error {
 		received, outOfOrder, rbRx int
 		last                       = map[string]string{}
 		seen                       = map[string]bool{}
-		allIn                      = make(chan struct{})
 	)
 	declined := map[string]bool{}
 	want := 0
@@ -131,11 +130,12 @@ func run(ctx context.Context, brokerURL string) error {
 			want++
 		}
 	}
-	bill := func(ctx context.Context, m *message.Message) error {
-		var ev orderPlaced
-		if err := json.Unmarshal(m.Payload, &ev); err != nil {
-			return err
-		}
+	svc, err := runner.New(runner.WithSignals()) // broker.Main turns signals into ctx
+	if err != nil {
+		return err
+	}
+	allIn := make(chan struct{})
+	bill := func(ctx context.Context, ev orderPlaced, m *message.Message) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if seen[m.ID] {
@@ -160,10 +160,9 @@ func run(ctx context.Context, brokerURL string) error {
 	if err != nil {
 		return err
 	}
-	subCtx, stopSub := context.WithCancel(ctx)
-	defer stopSub()
-	subErr := make(chan error, 1)
-	go func() { subErr <- sub.Subscribe(subCtx, topic, bill) }()
+	if err := svc.Add("billing-service", sub, topic, codec.Handler(codec.JSON[orderPlaced](), bill)); err != nil {
+		return err
+	}
 
 	// The order service: the order row and its event in one
 	// transaction.
@@ -177,8 +176,11 @@ func run(ctx context.Context, brokerURL string) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO `+ordersTable+` (id, customer, cents) VALUES (`+ph(1)+`, `+ph(2)+`, `+ph(3)+`)`, o.id, o.customer, o.cents); err != nil {
 			return err
 		}
-		payload, _ := json.Marshal(orderPlaced{Order: o.id, Customer: o.customer, Cents: o.cents})
-		ev := &message.Message{Key: o.customer, Payload: payload, Headers: map[string]string{"type": "OrderPlaced"}}
+		ev, err := codec.NewMessage(codec.JSON[orderPlaced](), o.customer, orderPlaced{Order: o.id, Customer: o.customer, Cents: o.cents})
+		if err != nil {
+			return err
+		}
+		ev.Headers["type"] = "OrderPlaced"
 		if err := ob.Write(ctx, tx, topic, ev); err != nil {
 			return err
 		}
@@ -196,6 +198,11 @@ func run(ctx context.Context, brokerURL string) error {
 		return nil
 	}
 
+	relay, err := outbox.NewRelay(ob, b.Publisher())
+	if err != nil {
+		return err
+	}
+	// The first orders go in while the relay is down: their events wait.
 	for _, o := range orders[:relayDownFor] {
 		if err := place(o); err != nil {
 			return err
@@ -207,54 +214,51 @@ func run(ctx context.Context, brokerURL string) error {
 	}
 	fmt.Printf("relay            not running yet: %d events wait in the outbox, none lost\n", pending)
 
-	relay, err := outbox.NewRelay(ob, b.Publisher())
-	if err != nil {
+	// Then the relay and the rest of the orders, as tasks of the runner,
+	// started once the billing service consumes; the order service stops
+	// the service when billing has every event and the outbox is empty.
+	if err := svc.Go("relay", func(ctx context.Context) error {
+		fmt.Println("relay            started")
+		return relay.Run(ctx)
+	}); err != nil {
 		return err
 	}
-	relayCtx, stopRelay := context.WithCancel(ctx)
-	defer stopRelay()
-	relayErr := make(chan error, 1)
-	go func() { relayErr <- relay.Run(relayCtx) }()
-	fmt.Println("relay            started")
-
-	for _, o := range orders[relayDownFor:] {
-		if err := place(o); err != nil {
-			return err
-		}
-	}
-
-	select {
-	case <-allIn:
-	case err := <-subErr:
-		return fmt.Errorf("billing service stopped: %w", err)
-	case <-ctx.Done():
-		mu.Lock()
-		defer mu.Unlock()
-		return fmt.Errorf("timed out after receiving %d of %d events (relay: %+v): %w", received, want, relay.Stats(), context.Cause(ctx))
-	}
-	// Wait until the relay removed what it published.
-	for {
-		if pending, err = ob.Pending(ctx); err != nil {
-			return err
-		}
-		if pending == 0 {
-			break
+	if err := svc.Go("order-service", func(ctx context.Context) error {
+		for _, o := range orders[relayDownFor:] {
+			if err := place(o); err != nil {
+				return err
+			}
 		}
 		select {
+		case <-allIn:
 		case <-ctx.Done():
-			return fmt.Errorf("%d events still pending: %w", pending, context.Cause(ctx))
-		case <-relayErr:
-			return errors.New("relay stopped early")
-		case <-time.After(10 * time.Millisecond): // polling the table
+			return ctx.Err()
 		}
-	}
-	stopRelay()
-	if err := <-relayErr; err != nil {
+		for { // until the relay removed what it published
+			n, err := ob.Pending(ctx)
+			if err != nil {
+				return err
+			}
+			if pending = n; n == 0 {
+				svc.Stop()
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(10 * time.Millisecond): // polling the table
+			}
+		}
+	}); err != nil {
 		return err
 	}
-	stopSub()
-	if err := <-subErr; err != nil {
+	if err := svc.Run(ctx); err != nil {
 		return err
+	}
+	if ctx.Err() != nil {
+		mu.Lock()
+		defer mu.Unlock()
+		return fmt.Errorf("received %d of %d events (relay: %+v): %w", received, want, relay.Stats(), context.Cause(ctx))
 	}
 
 	var rows int
