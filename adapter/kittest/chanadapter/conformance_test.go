@@ -17,6 +17,8 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+var _ message.BatchSubscriber = (*chanadapter.Subscriber)(nil) // batch.go
+
 func harness(t *testing.T) messagetest.Harness {
 	b, err := chanadapter.NewBroker(4)
 	if err != nil {
@@ -36,7 +38,6 @@ func harness(t *testing.T) messagetest.Harness {
 		},
 		Features: messagetest.Features{
 			NewGroupReadsHistory: true,
-			NoBatch:              true, // no SubscribeBatch (the kit's dispatch.Batch would make it one more Subscribe)
 			InvalidTopics:        []string{"has space", "slash/name", ".", "..", strings.Repeat("x", 250)},
 			Timeout:              20 * time.Second,
 		},

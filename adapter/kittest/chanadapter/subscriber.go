@@ -80,6 +80,11 @@ func (s *Subscriber) Subscribe(ctx context.Context, topicName string, h message.
 	if h == nil {
 		return fmt.Errorf("chanadapter: subscribe %q: %w", topicName, message.ErrNilHandler)
 	}
+	return s.subscribe(ctx, topicName, h, nil)
+}
+
+// subscribe is Subscribe, or SubscribeBatch when bat is set (batch.go).
+func (s *Subscriber) subscribe(ctx context.Context, topicName string, h message.Handler, bat *dispatch.Batch) error {
 	if err := adapter.ValidateLogTopic(topicName); err != nil {
 		return fmt.Errorf("chanadapter: subscribe: %w", err)
 	}
@@ -110,7 +115,9 @@ func (s *Subscriber) Subscribe(ctx context.Context, topicName string, h message.
 		}
 		b.mu.Unlock()
 	}
-	d := dispatch.New(ctx, h, dispatch.ConfigFor(s.cfg), settled)
+	dcfg := dispatch.ConfigFor(s.cfg)
+	dcfg.Batch = bat
+	d := dispatch.New(ctx, h, dcfg, settled)
 	maxPending := d.Config().MaxPending
 	// Ready: the member has joined its group and consumes from here on
 	// (message.WithReady).
