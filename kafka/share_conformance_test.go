@@ -9,6 +9,7 @@ import (
 	"github.com/ferrymsg/ferry/kafka"
 	"github.com/ferrymsg/ferry/message"
 	"github.com/ferrymsg/ferry/message/messagetest"
+	"github.com/ferrymsg/ferry/retry/retrytest"
 )
 
 // shareHarness is harness in share-group mode: each group of the suite is
@@ -46,6 +47,12 @@ func TestShareConformanceKfake(t *testing.T) {
 	conformance(t, shareHarness(newFake(t), 4))
 }
 
+// TestShareConformanceBroker runs the contract and the retry suite in
+// share mode on the real broker (the delivery counts, locks and
+// redeliveries are the broker's); the dedupe and codec suites, which add
+// nothing share-specific, run on kfake only, to keep the run short.
 func TestShareConformanceBroker(t *testing.T) {
-	conformance(t, shareHarness(testenv.NeedKafka(t), 4))
+	h := shareHarness(testenv.NeedKafka(t), 4)
+	messagetest.Run(t, h)
+	t.Run("retry and dead-lettering", func(t *testing.T) { retrytest.Run(t, h) })
 }
