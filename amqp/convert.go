@@ -264,7 +264,7 @@ func (c *config) toMessage(topic, group string, d *amqp091.Delivery) *message.Me
 	if m.ID == "" {
 		m.ID = DerivedID(topic, d) // a foreign message: see DerivedID
 	}
-	delay.Apply(m) // back from a delay tier (delay.go): Delivery.Tier and the earlier attempts
+	delay.ApplyReturned(m, topic, group) // back from a delay tier (delay.go): Delivery.Tier and the earlier attempts
 	return m
 }
 

@@ -156,6 +156,12 @@ func (r *retrier) tierOf(msg *message.Message) (tierState, bool) {
 	if s.topic == "" {
 		return s, false
 	}
+	// Only a delivery from the tier (Kafka, inmem) or back on the topic
+	// (AMQP) is in the tier: a copy consumed from a dead-letter topic is
+	// not, even by the same group.
+	if d := msg.Delivery.Topic; d != s.topic && !strings.HasPrefix(d, s.topic+TierSuffix) {
+		return s, false
+	}
 	if t, ok := delay.ParseTime(msg.Headers[delay.HeaderFirstFailure]); ok {
 		s.first = t
 	}

@@ -159,6 +159,22 @@ func Apply(msg *message.Message) {
 	msg.Delivery.Attempt = max(msg.Delivery.Attempt, 1) + attempts
 }
 
+// ApplyReturned is Apply for a message delivered from topic to group
+// where a tier routes messages back into the topic's own queues
+// (RabbitMQ): it applies the tier headers only when they say the message
+// is topic's and group's, so that a consumer of a dead-letter topic, for
+// example, does not take the history of a dead-lettered copy for its own
+// attempts.
+func ApplyReturned(msg *message.Message, topic, group string) {
+	if len(msg.Headers) == 0 {
+		return
+	}
+	if t, ok := msg.Headers[HeaderTopic]; !ok || t != topic || Foreign(msg, group) {
+		return
+	}
+	Apply(msg)
+}
+
 // Foreign reports whether msg is a tier message of another group than
 // group (HeaderGroup set and different).
 func Foreign(msg *message.Message, group string) bool {

@@ -301,6 +301,9 @@ func testFlow(t *testing.T, h Harness) {
 	if info.Topic != topic || info.Group != group || info.Attempts != 4 {
 		t.Errorf("dead letter: topic=%q group=%q attempts=%d, want %q %q 4", info.Topic, info.Group, info.Attempts, topic, group)
 	}
+	if d.d.Tier != 0 || d.d.Attempt > 2 {
+		t.Errorf("the DLT consumer got Delivery.Tier=%d Attempt=%d, want 0 and 1 (or 2 if redelivered): the copy's tier history is not its own", d.d.Tier, d.d.Attempt)
+	}
 	if got := d.headers[delay.HeaderTier]; got != "2" {
 		t.Errorf("dead letter: %s=%q, want 2 (the last tier)", delay.HeaderTier, got)
 	}
