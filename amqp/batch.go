@@ -46,7 +46,9 @@ func (s *Subscriber) batchAcks(bat *dispatch.Batch) *dispatch.Batch {
 	if bat == nil {
 		return nil
 	}
-	a := &batchAcker{chans: make(map[*consumer]*tagTrack)}
+	a := &batchAcker{chans: make(map[*consumer]*tagTrack), send: func(c *consumer, tag uint64, multiple bool) {
+		_ = c.ch.Ack(tag, multiple)
+	}}
 	bat.Settled = func(dls []*dispatch.Delivery) {
 		for _, dl := range dls {
 			s.cfg.observeHandled(dl)
@@ -68,6 +70,7 @@ const maxTagGap = 1 << 16
 type batchAcker struct {
 	mu    sync.Mutex
 	chans map[*consumer]*tagTrack
+	send  func(c *consumer, tag uint64, multiple bool) // the channel's Ack
 }
 
 type tagTrack struct {
@@ -88,7 +91,7 @@ func (a *batchAcker) ack(dls []*dispatch.Delivery) {
 		if tr == nil {
 			if len(a.chans) >= 64 {
 				for o := range a.chans {
-					if o.ch.IsClosed() {
+					if o.ch == nil || o.ch.IsClosed() {
 						delete(a.chans, o)
 					}
 				}
@@ -122,9 +125,9 @@ func (a *batchAcker) ack(dls []*dispatch.Delivery) {
 			case multi != 0 && tag < multi:
 				continue
 			case tag == multi:
-				_ = c.ch.Ack(tag, true)
+				a.send(c, tag, true)
 			default:
-				_ = c.ch.Ack(tag, false)
+				a.send(c, tag, false)
 			}
 		}
 		a.mu.Unlock()
