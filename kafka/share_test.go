@@ -12,10 +12,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"github.com/twmb/franz-go/pkg/kversion"
 
 	"github.com/ferrymsg/ferry/internal/testenv"
 	"github.com/ferrymsg/ferry/kafka"
@@ -374,17 +372,5 @@ func TestWithShareGroupRejectsBadNames(t *testing.T) {
 		if !errors.Is(err, message.ErrInvalidConfig) || !strings.Contains(err.Error(), "WithShareGroup") {
 			t.Errorf("WithShareGroup(%q): %v, want ErrInvalidConfig naming WithShareGroup", name, err)
 		}
-	}
-}
-
-// TestShareGroupNeedsBrokerSupport: on a cluster without share groups
-// (kfake speaking Kafka 3.9's API versions) Subscribe fails at once with
-// ErrInvalidConfig saying so, instead of waiting for records.
-func TestShareGroupNeedsBrokerSupport(t *testing.T) {
-	brokers := newFake(t, kfake.MaxVersions(kversion.V3_9_0()))
-	s := newShareSubscriber(t, brokers, "g")
-	err := s.Subscribe(context.Background(), uniqueTopic(t), func(context.Context, *message.Message) error { return nil })
-	if !errors.Is(err, message.ErrInvalidConfig) || !strings.Contains(err.Error(), "share group") {
-		t.Fatalf("Subscribe: %v, want ErrInvalidConfig saying the broker has no share groups", err)
 	}
 }

@@ -67,8 +67,11 @@ func TestTraceAcrossBroker(t *testing.T) {
 				return nil
 			}
 		}
-		subscribe(t, b.sub(t, "link", linked.tel), topic, message.Chain(handler("link"), linked.tel.Middleware()))
-		subscribe(t, b.sub(t, "parent", parented.tel), topic, message.Chain(handler("parent"), parented.tel.Middleware()))
+		// Groups of their own: the broker's group names are shared with
+		// every other test.
+		linkGroup, parentGroup := "link-"+topic, "parent-"+topic
+		subscribe(t, b.sub(t, linkGroup, linked.tel), topic, message.Chain(handler("link"), linked.tel.Middleware()))
+		subscribe(t, b.sub(t, parentGroup, parented.tel), topic, message.Chain(handler("parent"), parented.tel.Middleware()))
 
 		ctx, root := linked.tp.Tracer("test").Start(context.Background(), "checkout")
 		m1 := &message.Message{Key: "order-1", Payload: []byte("order")}
@@ -118,7 +121,7 @@ func TestTraceAcrossBroker(t *testing.T) {
 		mu.Unlock()
 		want := map[string]string{"messaging.system": b.system, "messaging.operation.name": "process",
 			"messaging.operation.type": "process", "messaging.destination.name": topic,
-			"messaging.consumer.group.name": "link", "messaging.message.id": m1.ID, "ferry.message.attempt": "1"}
+			"messaging.consumer.group.name": linkGroup, "messaging.message.id": m1.ID, "ferry.message.attempt": "1"}
 		switch b.system {
 		case "kafka":
 			want["messaging.destination.partition.id"] = strconv.Itoa(int(d.Partition))
@@ -189,11 +192,11 @@ func TestFailuresAndCounts(t *testing.T) {
 			return nil
 		}
 		dead := make(chan *message.Message, 1)
-		subscribe(t, b.sub(t, "dlt", s.tel), dlt, message.Chain(func(_ context.Context, m *message.Message) error {
+		subscribe(t, b.sub(t, "dlt-"+topic, s.tel), dlt, message.Chain(func(_ context.Context, m *message.Message) error {
 			dead <- m
 			return nil
 		}, s.tel.Middleware()))
-		subscribe(t, b.sub(t, "fail", s.tel), topic, message.Chain(h, s.tel.Middleware(), counting, mw))
+		subscribe(t, b.sub(t, "fail-"+topic, s.tel), topic, message.Chain(h, s.tel.Middleware(), counting, mw))
 
 		const good = 4
 		for i := range good {
@@ -302,7 +305,7 @@ func TestLag(t *testing.T) {
 		s := newSDK(t)
 		topic := uniqueTopic(t, "lag")
 		pub := b.pub(t, nil)
-		const group = "lag"
+		group := "lag-" + topic
 		lag := func() (int64, bool) { return s.tel.Lag(b.system, topic, group, 0) }
 		waitLag := func(what string, cond func(int64) bool) {
 			t.Helper()
