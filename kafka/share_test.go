@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 
 	"github.com/ferrymsg/ferry/internal/testenv"
 	"github.com/ferrymsg/ferry/kafka"
@@ -373,4 +375,75 @@ func TestWithShareGroupRejectsBadNames(t *testing.T) {
 			t.Errorf("WithShareGroup(%q): %v, want ErrInvalidConfig naming WithShareGroup", name, err)
 		}
 	}
+}
+
+// TestShareGroupNeedsBrokerSupport: on a cluster without share groups
+// (kfake speaking Kafka 3.9's API versions) Subscribe fails at once with
+// ErrInvalidConfig saying so, instead of waiting for records.
+func TestShareGroupNeedsBrokerSupport(t *testing.T) {
+	brokers := newFake(t, kfake.MaxVersions(kversion.V3_9_0()))
+	s := newShareSubscriber(t, brokers, "g")
+	err := s.Subscribe(context.Background(), uniqueTopic(t), func(context.Context, *message.Message) error { return nil })
+	if !errors.Is(err, message.ErrInvalidConfig) || !strings.Contains(err.Error(), "share group") {
+		t.Fatalf("Subscribe: %v, want ErrInvalidConfig saying the broker has no share groups", err)
+	}
+}
+
+// TestShareGroupStartLatest: WithStartOffset(StartLatest) makes a new
+// share group skip what was published before it joined (the group config
+// share.auto.offset.reset=latest); the default, earliest, is the
+// conformance suite's "new group reads from the start".
+func TestShareGroupStartLatest(t *testing.T) {
+	shareBackends(t, func(t *testing.T, brokers []string) {
+		topic := uniqueTopic(t)
+		p := newPublisher(t, brokers, kafka.WithTopicCreation(1, -1))
+		publishN(t, p, topic, "old", 5)
+		c := newCalls()
+		s := newShareSubscriber(t, brokers, "latest-"+topic, kafka.WithStartOffset(kafka.StartLatest))
+		ready := make(chan struct{})
+		var once sync.Once
+		ctx, cancel := context.WithCancel(message.WithReady(context.Background(), func() { once.Do(func() { close(ready) }) }))
+		done := make(chan error, 1)
+		go func() {
+			done <- s.Subscribe(ctx, topic, func(_ context.Context, m *message.Message) error { c.add(0, m); return nil })
+		}()
+		defer func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Subscribe: %v", err)
+			}
+		}()
+		select {
+		case <-ready:
+		case err := <-done:
+			t.Fatalf("Subscribe returned %v before it was ready", err)
+		}
+		// The share partition starts at the end when it is first
+		// fetched, which may be just after ready: publish a new message
+		// every 100 ms until one arrives.
+		deadline := time.Now().Add(testWait)
+		for i := 0; ; i++ {
+			if err := p.Publish(context.Background(), topic, &message.Message{ID: "new-" + strconv.Itoa(i)}); err != nil {
+				t.Fatal(err)
+			}
+			c.mu.Lock()
+			got := c.total
+			c.mu.Unlock()
+			if got > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no message published after the group joined was handled within %v", testWait)
+			}
+			select {
+			case <-c.changed:
+			case <-time.After(100 * time.Millisecond): // polling the external condition
+			}
+		}
+		for i := range 5 {
+			if d := c.deliveries("old-" + strconv.Itoa(i)); len(d) > 0 {
+				t.Errorf("old-%d, published before the group joined, was delivered with StartLatest", i)
+			}
+		}
+	})
 }
