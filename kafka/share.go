@@ -321,11 +321,12 @@ func (ln *shareLane) flushRenewals() {
 	if !ln.flushing.CompareAndSwap(false, true) {
 		return
 	}
+	bound := max(ln.lockEst, time.Second) // read here: the lane goroutine owns lockEst
 	ln.flushes.Add(1)
 	go func() {
 		defer ln.flushes.Done()
 		defer ln.flushing.Store(false)
-		ctx, cancel := context.WithTimeout(context.Background(), max(ln.lockEst, time.Second))
+		ctx, cancel := context.WithTimeout(context.Background(), bound)
 		defer cancel()
 		_ = ln.cl.FlushAcks(ctx) // a renewal that is not sent lets the lock expire: a redelivery
 	}()
