@@ -17,18 +17,19 @@ import (
 )
 
 // Share-group mode (WithShareGroup). The state of one polled record, owned
-// by the poll loop (shareSub.process):
+// by its lane's poll loop (shareLane.process):
 //
 //	state     what happens                                  next
-//	queued    waits for a worker; its lock is renewed        running; released on shutdown
-//	running   a worker runs the handler; lock renewed         nil: accepted; permanent: rejected;
-//	                                                          other error: waiting
-//	waiting   the redelivery backoff runs (no worker held);   released (after the backoff, or
-//	          lock renewed                                    at once on shutdown)
+//	queued    waits for a worker slot; its lock is renewed   running; released on shutdown
+//	running   the handler runs (one of WithConcurrency        nil: accepted; permanent: rejected;
+//	          slots); lock renewed                            other error: waiting
+//	waiting   the redelivery backoff, or the error's          released (after the wait, or
+//	          RedeliverAfter, runs (no slot held); lock       at once on shutdown)
+//	          renewed
 //	done      a terminal ack (accept, release, reject) is     -
 //	          set on the record
 //
-// The loop polls again only when every record of the last poll is done:
+// A lane polls again only when every record of its last poll is done:
 // franz-go auto-accepts, at the next PollRecords, every record of the
 // previous poll without a terminal ack (renewed ones included), so a poll
 // while one record is still queued, running or waiting would settle it as
