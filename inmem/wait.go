@@ -65,14 +65,13 @@ func (b *Broker) WaitSettled(ctx context.Context, topic, group string) error {
 		// Take the channel before checking, so that a settlement in
 		// between is not missed.
 		ch := t.settledChan()
-		done, report := t.settledUpTo(group, target)
-		if done {
+		if done, _ := t.settledUpTo(group, target); done {
 			return nil
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			_, report = t.settledUpTo(group, target)
+			_, report := t.settledUpTo(group, target)
 			return fmt.Errorf("inmem: wait for group %q to settle %q: %w: %s", group, topic, ctx.Err(), report)
 		case <-b.done:
 			if done, _ := t.settledUpTo(group, target); done {
