@@ -403,6 +403,11 @@ rabbit_start() {
 	else
 		log "rabbitmq: starting (node $RABBIT_NODE, 127.0.0.1:$RABBIT_PORT; log $RABBIT_LOG_DIR/$RABBIT_NODE.log)"
 		mkdir -p "$CACHE"
+		# Every durable queue left by earlier runs takes a file handle at
+		# boot: with the usual soft limit of 1024 and more queues than that,
+		# queue recovery stalls ("Please increase max open file handles")
+		# and the node never opens its listener. Raise it to the hard limit.
+		ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 		$SUDO env ERL_EPMD_ADDRESS=127.0.0.1 rabbitmq-server -detached >"$CACHE/rabbitmq-start.log" 2>&1 9>&- ||
 			die "rabbitmq: rabbitmq-server -detached failed" "${RABBIT_LOGS[@]}"
 	fi
