@@ -294,7 +294,12 @@
 //
 // WithCommitInterval does not apply (nothing is committed), and
 // SubscribeBatch is not available in share mode (it fails with
-// message.ErrInvalidConfig). A Subscriber
+// message.ErrInvalidConfig). A group ID is either a consumer group or a
+// share group: WithShareGroup on the name of an existing consumer (or
+// streams) group fails Subscribe with message.ErrInvalidConfig naming it,
+// since the broker would give the member no records and no error; the
+// reverse, WithGroup on a share group's name, is not checked and gets no
+// records either. A Subscriber
 // with WithShareGroup fails Subscribe with message.ErrInvalidConfig when
 // the cluster has no share groups.
 //

@@ -100,6 +100,9 @@ func (s *Subscriber) runShare(ctx context.Context, topic string, h message.Handl
 	if err := checkShareSupport(ctx, s.admin, group); err != nil {
 		return err
 	}
+	if err := checkGroupKind(ctx, s.admin, group); err != nil {
+		return err
+	}
 	reset := "earliest"
 	if s.cfg.start == StartLatest {
 		reset = "latest"

@@ -38,7 +38,6 @@ func shareHarness(brokers []string, partitions int32) messagetest.Harness {
 	}
 	h.Kill = kills.Kill
 	h.Features.NoKeyOrder = true
-	h.Features.NoBatch = true // SubscribeBatch is not available in share mode
 	h.Features.NoBatch = true // SubscribeBatch refuses share mode: records are acknowledged one by one
 	return h
 }

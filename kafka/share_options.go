@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -141,6 +142,25 @@ func setShareGroupConfig(ctx context.Context, cl *kgo.Client, group string, kv m
 			err = fmt.Errorf("%w: %w", message.ErrInvalidConfig, err)
 		}
 		return fmt.Errorf("kafka: share group %q: set group config %v: %w", group, kv, err)
+	}
+	return nil
+}
+
+// checkGroupKind fails when group names an existing group of another kind
+// (a consumer group, classic or KIP-848, or a streams group): a group ID
+// is of one kind, and a share member that joins another kind's ID gets no
+// records and no error from the broker, so it would wait forever.
+func checkGroupKind(ctx context.Context, cl *kgo.Client, group string) error {
+	groups, err := kadm.NewClient(cl).ListGroups(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		// Not fatal: without the list the member may still work.
+		return nil
+	}
+	if g, ok := groups[group]; ok && g.GroupType != "" && g.GroupType != "share" {
+		return fmt.Errorf("kafka: share group %q: %w: the cluster has a %s group of that name (protocol %q); a group ID is either a consumer group or a share group: pick another name for WithShareGroup", group, message.ErrInvalidConfig, g.GroupType, g.ProtocolType)
 	}
 	return nil
 }

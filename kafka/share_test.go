@@ -447,3 +447,30 @@ func TestShareGroupStartLatest(t *testing.T) {
 		}
 	})
 }
+
+// TestShareGroupOnAConsumerGroupsName: a group ID is one kind of group;
+// WithShareGroup on the name of an existing consumer group fails
+// Subscribe with ErrInvalidConfig (the broker would hand the member no
+// records and no error).
+func TestShareGroupOnAConsumerGroupsName(t *testing.T) {
+	shareBackends(t, func(t *testing.T, brokers []string) {
+		topic := uniqueTopic(t)
+		p := newPublisher(t, brokers)
+		publishN(t, p, topic, "m", 1)
+		group := "kind-" + topic
+		got := make(chan struct{}, 1)
+		r := startSubscribe(t, newSubscriber(t, brokers, kafka.WithGroup(group)), topic, func(context.Context, *message.Message) error {
+			select {
+			case got <- struct{}{}:
+			default:
+			}
+			return nil
+		})
+		<-got
+		r.stop(t)
+		err := newShareSubscriber(t, brokers, group).Subscribe(context.Background(), topic, func(context.Context, *message.Message) error { return nil })
+		if !errors.Is(err, message.ErrInvalidConfig) || !strings.Contains(err.Error(), "classic group") {
+			t.Fatalf("Subscribe: %v, want ErrInvalidConfig naming the classic group", err)
+		}
+	})
+}
