@@ -78,7 +78,9 @@ func testBatch(t *testing.T, e *messagetest.Env) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- sub.SubscribeBatch(ctx, topic, message.ChainBatch(h, mw), message.WithBatchMaxWait(20*time.Millisecond)) }()
+	go func() {
+		done <- sub.SubscribeBatch(ctx, topic, message.ChainBatch(h, mw), message.WithBatchMaxWait(20*time.Millisecond))
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
