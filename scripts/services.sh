@@ -366,6 +366,11 @@ NODE_PORT=$RABBIT_PORT
 ERL_EPMD_ADDRESS=127.0.0.1
 SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
 CTL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+# Every durable queue left by earlier runs takes a file handle at boot:
+# with su's soft limit of 1024 and more queues than that, recovery stalls
+# ("Please increase max open file handles") and the listener never opens.
+# This file is sourced by the server script as the rabbitmq user.
+ulimit -n "\$(ulimit -Hn)" 2>/dev/null || true
 EOF
 	elif ! grep -q "^NODENAME=$RABBIT_NODE" "$envf"; then
 		warn "rabbitmq: $envf was edited by someone else; expecting node $RABBIT_NODE anyway"
@@ -403,11 +408,6 @@ rabbit_start() {
 	else
 		log "rabbitmq: starting (node $RABBIT_NODE, 127.0.0.1:$RABBIT_PORT; log $RABBIT_LOG_DIR/$RABBIT_NODE.log)"
 		mkdir -p "$CACHE"
-		# Every durable queue left by earlier runs takes a file handle at
-		# boot: with the usual soft limit of 1024 and more queues than that,
-		# queue recovery stalls ("Please increase max open file handles")
-		# and the node never opens its listener. Raise it to the hard limit.
-		ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 		$SUDO env ERL_EPMD_ADDRESS=127.0.0.1 rabbitmq-server -detached >"$CACHE/rabbitmq-start.log" 2>&1 9>&- ||
 			die "rabbitmq: rabbitmq-server -detached failed" "${RABBIT_LOGS[@]}"
 	fi
