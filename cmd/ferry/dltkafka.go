@@ -223,6 +223,9 @@ func (d *kafkaDLT) settle(ctx context.Context, es []*dltEntry, action string) er
 		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 			return fmt.Errorf("create %q: %w", d.ledger, err)
 		}
+		if err := waitLeader(ctx, d.adm, d.ledger); err != nil {
+			return err
+		}
 		d.created = true
 	}
 	at := time.Now().UTC().Format(timeFormat)
@@ -241,3 +244,26 @@ func (d *kafkaDLT) settle(ctx context.Context, es []*dltEntry, action string) er
 }
 
 func (d *kafkaDLT) close() error { return nil }
+
+// waitLeader waits until topic's partitions have a leader: a topic just
+// created is not writable before.
+func waitLeader(ctx context.Context, adm *kadm.Client, topic string) error {
+	for {
+		tds, err := adm.ListTopics(ctx, topic)
+		if err == nil {
+			td, ok := tds[topic]
+			ready := ok && td.Err == nil && len(td.Partitions) > 0
+			for _, p := range td.Partitions {
+				ready = ready && p.Err == nil && p.Leader >= 0
+			}
+			if ready {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("topic %q has no leader yet: %w", topic, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -220,6 +221,37 @@ func deadLetter(i int, topic, errText string, spring bool, failed time.Time) *me
 	return m
 }
 
+// kafkaTopics creates the topics (8 partitions) and waits until every
+// partition has a leader, so that the first publish to them does not race
+// the broker's leader election (slow on a loaded machine).
+func kafkaTopics(t *testing.T, b *connect.Broker, topics ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	adm := kadm.NewClient(b.KafkaClient())
+	if _, err := adm.CreateTopics(ctx, 8, -1, nil, topics...); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		tds, err := adm.ListTopics(ctx, topics...)
+		ready := err == nil
+		for _, tp := range topics {
+			td, ok := tds[tp]
+			ready = ready && ok && td.Err == nil && len(td.Partitions) == 8
+			for _, p := range td.Partitions {
+				ready = ready && p.Err == nil && p.Leader >= 0
+			}
+		}
+		if ready {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("topics %v not ready: %v", topics, err)
+		}
+		time.Sleep(100 * time.Millisecond) // polling an external condition
+	}
+}
+
 func publishAll(t *testing.T, b *connect.Broker, topic string, msgs []*message.Message) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -368,6 +400,10 @@ func TestKafkaTopicsPublishTailLag(t *testing.T) {
 	if out := ok(t, "", "tail", u, topic, "--from", "-1", "--max", "1", "--grep", "o-3"); !strings.Contains(out, "id="+ids[2]+"  key=alice  source=cli  o-3") {
 		t.Errorf("tail --from -1: %q", out)
 	}
+	past := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	if out := ok(t, "", "tail", u, topic, "--from", past, "--max", "3"); strings.Count(out, "key=alice") != 3 {
+		t.Errorf("tail --from %s: %q, want the 3 messages", past, out)
+	}
 
 	// tail moved no group's offsets and joined no group.
 	after, err := adm.FetchOffsets(context.Background(), "cli-billing")
@@ -391,6 +427,13 @@ func TestKafkaTopicsPublishTailLag(t *testing.T) {
 	if !strings.Contains(out, "group cli-billing (Empty): total lag 0") {
 		t.Errorf("lag: %q", out)
 	}
+	// --raw: the whole input is one message; --key filters.
+	rawID := strings.TrimSpace(ok(t, "line 1\nline 2\n", "publish", u, topic, "--raw", "--key", "bob"))
+	out = ok(t, "", "tail", u, topic, "--from", "earliest", "--key", "bob", "--max", "1", "--json")
+	var raw msgView
+	if err := json.Unmarshal([]byte(out), &raw); err != nil || raw.ID != rawID || raw.Payload == nil || *raw.Payload != "line 1\nline 2\n" {
+		t.Errorf("tail of the --raw message: %q (%v), want ID %s and both lines", out, err, rawID)
+	}
 	checkOneLineError(t, ferry(t, "", "lag", u, uniq("no-such-group")), exitError, "not found")
 	checkOneLineError(t, ferry(t, "", "tail", u, uniq("no-such-topic")), exitError, "not found")
 	checkOneLineError(t, ferry(t, "", "dlt", "ls", u, uniq("no-such-topic")), exitError, "not found")
@@ -408,6 +451,7 @@ func TestKafkaDLTListShow(t *testing.T) {
 	topic := uniq("cli-show")
 	dlt := topic + ".DLT"
 	deleteTopics(t, b, topic, dlt, dlt+ledgerSuffix)
+	kafkaTopics(t, b, topic, dlt)
 	failed := time.Now().Add(-time.Hour).Truncate(time.Second)
 	var msgs []*message.Message
 	for i := range 6 {
@@ -425,6 +469,48 @@ func TestKafkaDLTListShow(t *testing.T) {
 	golden(t, "kafka-dlt-show-ferry.golden", ok(t, "", "dlt", "show", u, dlt, "dl-00000"), masks)
 	checkOneLineError(t, ferry(t, "", "dlt", "show", u, dlt, "nope"), exitError, `no dead letter with ID "nope"`)
 
+	// Each filter, --limit and --dry-run (which changes nothing).
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--filter", "key=k1"}, []string{"dl-00001"}},
+		{[]string{"--filter", "id=dl-00004"}, []string{"dl-00004"}},
+		{[]string{"--filter", "error=SKU"}, []string{"dl-00000", "dl-00003"}},
+		{[]string{"--filter", "error=timeout", "--filter", "key=k2"}, []string{"dl-00002"}},
+		{[]string{"--filter", "topic=" + topic, "--filter", "group=billing", "--limit", "6"}, []string{"dl-00000", "dl-00001", "dl-00002", "dl-00003", "dl-00004", "dl-00005"}},
+		{[]string{"--filter", "since=" + failed.Add(4*time.Second).Format(time.RFC3339)}, []string{"dl-00004", "dl-00005"}},
+		{[]string{"--filter", "topic=elsewhere"}, nil},
+	} {
+		out := ok(t, "", append([]string{"dlt", "replay", u, dlt, "--dry-run", "--json"}, c.args...)...)
+		var ids []string
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			var v map[string]any
+			if err := json.Unmarshal([]byte(l), &v); err != nil {
+				t.Fatalf("%s: line %q: %v", c.args, l, err)
+			}
+			if id, ok := v["id"].(string); ok {
+				ids = append(ids, id)
+				if v["to"] != topic {
+					t.Errorf("%s: %s would go to %v, want %s", c.args, id, v["to"], topic)
+				}
+			} else if v["matched"] != float64(len(c.want)) || v["dry_run"] != true {
+				t.Errorf("%s: summary %q, want %d matched", c.args, l, len(c.want))
+			}
+		}
+		sort.Strings(ids) // partitions are read in no fixed order
+		if strings.Join(ids, " ") != strings.Join(c.want, " ") {
+			t.Errorf("replay --dry-run %s: %v, want %v", c.args, ids, c.want)
+		}
+	}
+	out := ok(t, "", "dlt", "replay", u, dlt, "--dry-run", "--limit", "2")
+	if n := strings.Count(out, "would replay dl-0000"); n != 2 || !strings.Contains(out, "dry run: 2 of ") {
+		t.Errorf("--limit 2: %q", out)
+	}
+	if ids := kafkaIDs(t, b, topic); len(ids) != 0 {
+		t.Errorf("--dry-run republished %v", ids)
+	}
+
 	// purge asks, and refuses without a yes.
 	r := ferry(t, "n\n", "dlt", "purge", u, dlt, "--filter", "error=SKU")
 	prompt, rest, _ := strings.Cut(r.stderr, "\n")
@@ -433,7 +519,7 @@ func TestKafkaDLTListShow(t *testing.T) {
 	}
 	r.stderr = rest
 	checkOneLineError(t, r, exitError, "purge not confirmed; nothing purged")
-	out := ok(t, "y\n", "dlt", "purge", u, dlt, "--filter", "error=SKU")
+	out = ok(t, "y\n", "dlt", "purge", u, dlt, "--filter", "error=SKU")
 	if !strings.Contains(out, "purged 2 of 6 dead letters") {
 		t.Errorf("purge: %q", out)
 	}
@@ -454,7 +540,9 @@ func TestKafkaReplay(t *testing.T) {
 	b := openBroker(t, u)
 	topic := uniq("cli-replay")
 	dlt := topic + ".DLT"
-	deleteTopics(t, b, topic, dlt, dlt+ledgerSuffix)
+	to := topic + "-2"
+	deleteTopics(t, b, topic, dlt, dlt+ledgerSuffix, to)
+	kafkaTopics(t, b, topic, dlt, to)
 	const total = 10000
 	failed := time.Now().Add(-time.Hour)
 	var msgs []*message.Message
@@ -481,8 +569,6 @@ func TestKafkaReplay(t *testing.T) {
 
 	// Interrupted: the rest (the 6666 "unknown SKU") to another topic,
 	// paced so that the interrupt lands in the middle.
-	to := topic + "-2"
-	deleteTopics(t, b, to)
 	rest := map[string]bool{}
 	for i := range total {
 		if id := fmt.Sprintf("dl-%05d", i); !want[id] {
@@ -655,6 +741,37 @@ func TestAMQPEndToEnd(t *testing.T) {
 	checkOneLineError(t, ferry(t, "", "lag", u, "svc"), exitUsage, "on RabbitMQ, lag needs the topic")
 	checkOneLineError(t, ferry(t, "", "tail", u, uniq("no-such-topic")), exitError, "not found: RabbitMQ has no exchange of that name")
 	checkOneLineError(t, ferry(t, "", "dlt", "ls", u, dlt, "--group", "nobody"), exitError, `group "nobody" has no queues`)
+	created := uniq("cli-created")
+	if out := ok(t, "", "topics", "create", u, created); !strings.Contains(out, "created topic "+created+" (a durable topic exchange)") {
+		t.Errorf("topics create: %q", out)
+	}
+	t.Cleanup(func() { deleteAMQP(t, b, created) })
+	checkOneLineError(t, ferry(t, "", "topics", "create", u, created), exitError, "exists")
+	checkOneLineError(t, ferry(t, "", "topics", "create", u, uniq("x"), "--partitions", "3"), exitUsage, "RabbitMQ has no partitions")
+	checkOneLineError(t, ferry(t, "", "topics", u), exitError, "listing topics needs Kafka")
+
+	// purge --yes removes exactly the matching dead letters.
+	var poison []*message.Message
+	for i := range 10 {
+		poison = append(poison, deadLetter(90000+i, topic, "poison pill", false, time.Now()))
+	}
+	publishAll(t, b, dlt, poison)
+	publishAll(t, b, dlt, []*message.Message{deadLetter(99999, topic, "keep me", false, time.Now())})
+	if out := ok(t, "", "dlt", "purge", u, dlt, "--group", "ops", "--filter", "error=poison", "--yes"); !strings.Contains(out, "purged 10 of 11 dead letters") {
+		t.Errorf("purge: %q", out)
+	}
+	out := ok(t, "", "dlt", "ls", u, dlt, "--group", "ops", "--json")
+	var row struct {
+		Count int    `json:"count"`
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(out), &row); err != nil || row.Count != 1 || row.Error != "keep me" {
+		t.Errorf("ls after purge: %q, want only the kept one", out)
+	}
+	ok(t, "y\n", "dlt", "purge", u, dlt, "--group", "ops")
+	if n := depthOf(t, b, 0, dlt+".ops.0", dlt+".ops.1"); n != 0 {
+		t.Fatalf("%d dead letters left after purging all", n)
+	}
 
 	// A filtered replay of 10,000 dead letters.
 	const total = 10000
@@ -675,7 +792,7 @@ func TestAMQPEndToEnd(t *testing.T) {
 	if n := depthOf(t, b, total, dlt+".ops.0", dlt+".ops.1"); n != total {
 		t.Fatalf("the DLT queues hold %d after ls and show, want %d", n, total)
 	}
-	out := ok(t, "", "dlt", "replay", u, dlt, "--group", "ops", "--filter", "error=timeout", "--batch", "250")
+	out = ok(t, "", "dlt", "replay", u, dlt, "--group", "ops", "--filter", "error=timeout", "--batch", "250")
 	if !strings.Contains(out, fmt.Sprintf("replayed %d of %d dead letters", len(want), total)) {
 		t.Errorf("replay: %q", out)
 	}
