@@ -567,6 +567,18 @@ func TestKafkaReplay(t *testing.T) {
 	}
 	checkReplayed(t, kafkaIDs(t, b, topic), want, 0)
 
+	// On a terminal: a progress bar with the rate and the time left
+	// (script(1) gives the command a pseudo-terminal).
+	cmdline := strings.Join([]string{bin, "dlt", "replay", u, dlt, "--filter", "id=none", "--dry-run"}, " ")
+	tty, err := exec.Command("script", "-qec", cmdline, "/dev/null").CombinedOutput()
+	if err != nil {
+		t.Fatalf("script -c %q: %v\n%s", cmdline, err, tty)
+	}
+	bar := regexp.MustCompile(`scanning +\d+% \|[^|]*\| \(\d+/6666, \d+ msg/s\) \[\d+s:\d+s\]`)
+	if !bar.Match(tty) || !strings.Contains(string(tty), "dry run: 0 of 6666") {
+		t.Errorf("no progress bar with rate and ETA on a terminal:\n%q", tty)
+	}
+
 	// Interrupted: the rest (the 6666 "unknown SKU") to another topic,
 	// paced so that the interrupt lands in the middle.
 	rest := map[string]bool{}
