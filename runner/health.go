@@ -31,6 +31,9 @@ type SubscriptionStatus struct {
 
 // Status returns the runner's state now.
 func (r *Runner) Status() Status {
+	if r == nil {
+		return Status{Error: "runner: a nil Runner (use New)"}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st := Status{

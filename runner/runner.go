@@ -226,7 +226,12 @@ func (r *Runner) Stop() {
 // consuming: each subscriber signalled, through message.WithReady, that a
 // message published from then on reaches its group. It stays open when a
 // subscription fails first.
-func (r *Runner) Ready() <-chan struct{} { return r.ready }
+func (r *Runner) Ready() <-chan struct{} {
+	if r == nil {
+		return nil // never ready
+	}
+	return r.ready
+}
 
 // Run starts every subscription and blocks until they have all returned.
 //

@@ -785,6 +785,21 @@ func TestBadInput(t *testing.T) {
 	if err := nr.Run(context.Background()); !errors.Is(err, message.ErrInvalidConfig) {
 		t.Errorf("nil Runner: %v", err)
 	}
+	if err := nr.Add("a", newSub(t, b, "g", 1), "t", h); !errors.Is(err, message.ErrInvalidConfig) {
+		t.Errorf("Add on a nil Runner: %v", err)
+	}
+	if err := nr.Go("a", func(context.Context) error { return nil }); !errors.Is(err, message.ErrInvalidConfig) {
+		t.Errorf("Go on a nil Runner: %v", err)
+	}
+	nr.Stop()
+	if nr.Ready() != nil || nr.Status().Ready || nr.Status().Healthy {
+		t.Error("a nil Runner looks ready or healthy")
+	}
+	for _, hh := range []http.Handler{nr.ReadyHandler(), nr.HealthHandler()} {
+		if code, _ := probe(t, hh); code != http.StatusServiceUnavailable {
+			t.Errorf("a nil Runner's probe: %d", code)
+		}
+	}
 }
 
 func TestAddBatch(t *testing.T) {
