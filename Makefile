@@ -27,7 +27,8 @@ test-faults: services
 FUZZTIME ?= 10s
 FUZZ_TARGETS = ./kafka:FuzzRecordToMessage ./kafka:FuzzValidateTopic \
 	./amqp:FuzzDeliveryToMessage ./amqp:FuzzValidateTopic \
-	./reliability:FuzzInmemTopic ./retry:FuzzParseDeadLetter
+	./reliability:FuzzInmemTopic ./retry:FuzzParseDeadLetter \
+	./adapter/offsets:FuzzDecodeSettled
 fuzz-short:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t#*:}; \
