@@ -140,6 +140,7 @@ type subscription struct {
 	fatal   error
 	recycle bool // build recycles franz-go's records (see recordPool)
 
+	rp    subReplay            // commits (replay.go)
 	batch []*dispatch.Delivery // the poll loop's reusable submit buffer
 	strs  []byte               // and its reusable key and ID buffer
 	ends  []int                // with the end of each record's key and ID in it
@@ -175,8 +176,9 @@ func (s *Subscriber) run(ctx context.Context, topic string, h message.Handler, b
 		// franz-go's 45 s, heartbeats every second.
 		kgo.SessionTimeout(DefaultSessionTimeout),
 		kgo.HeartbeatInterval(DefaultHeartbeatInterval),
-		kgo.AutoCommitMarks(),
-		kgo.AutoCommitInterval(s.cfg.commitInterval),
+		// The subscription commits itself (replay.go), with the settled
+		// offsets above each commit point in the commit's metadata.
+		kgo.DisableAutoCommit(),
 		kgo.OnPartitionsAssigned(sub.assigned),
 		kgo.OnPartitionsRevoked(sub.revoked),
 		kgo.OnPartitionsLost(sub.lost),
@@ -279,6 +281,9 @@ func (sub *subscription) submitPartition(ctx context.Context, p kgo.FetchTopicPa
 		b := sub.build(rs[:n], ps.scope)
 		rs = rs[n:]
 		for i := ps.add(b); i < len(b.run.Items); i++ {
+			if b.skips > 0 && b.run.Settled(i) {
+				continue // settled before a crash or rebalance (replay.go)
+			}
 			batch = append(batch, &b.run.Items[i].dl)
 		}
 	}
@@ -381,8 +386,8 @@ func (sub *subscription) settled(dl *dispatch.Delivery) {
 	dl.Ref.(*recBatch).ps.settle(recOf(dl))
 }
 
-// markLoop hands advanced commit points to franz-go's mark-based
-// autocommit.
+// markLoop commits advanced commit points once per commit interval
+// (replay.go) and reports the lag.
 func (sub *subscription) markLoop(done <-chan struct{}, stopped chan<- struct{}) {
 	defer close(stopped)
 	iv := min(100*time.Millisecond, sub.cfg.commitInterval)
@@ -393,41 +398,17 @@ func (sub *subscription) markLoop(done <-chan struct{}, stopped chan<- struct{})
 		case <-done:
 			return
 		case <-t.C:
-			sub.mark()
+			sub.commitTick()
 			sub.reportLag()
 		}
 	}
 }
 
-func (sub *subscription) mark() {
-	sub.mu.Lock()
-	var offsets map[int32]kgo.EpochOffset
-	for p, ps := range sub.parts {
-		if eo, ok := ps.unmarked(); ok {
-			if offsets == nil {
-				offsets = make(map[int32]kgo.EpochOffset)
-			}
-			offsets[p] = eo
-		}
-	}
-	sub.mu.Unlock()
-	if offsets != nil {
-		sub.cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{sub.topic: offsets})
-	}
-}
-
-// commitAll marks and synchronously commits every settled prefix.
-func (sub *subscription) commitAll() {
-	sub.mark()
-	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
-	defer cancel()
-	sub.commitFailed(-1, sub.cl.CommitMarkedOffsets(ctx)) // best effort: uncommitted work is redelivered
-}
-
 // assigned starts tracking newly assigned partitions, each assignment in
 // a dispatcher scope of its own.
-func (sub *subscription) assigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+func (sub *subscription) assigned(_ context.Context, cl *kgo.Client, assigned map[string][]int32) {
 	sub.gate.Drop(assigned[sub.topic]...) // a tier: start each assignment unpaused, nothing held
+	var fresh []*partState
 	sub.mu.Lock()
 	for _, p := range assigned[sub.topic] {
 		if old := sub.parts[p]; old != nil {
@@ -435,8 +416,10 @@ func (sub *subscription) assigned(_ context.Context, _ *kgo.Client, assigned map
 			sub.d.Drain(old.scope)
 		}
 		sub.parts[p] = newPartState(sub.topic, p, sub.d.NewScope())
+		fresh = append(fresh, sub.parts[p])
 	}
 	sub.mu.Unlock()
+	sub.readSettled(cl, fresh) // replay.go: skip what the last owner settled
 	// Ready (message.WithReady): franz-go calls this after every join,
 	// with what is new to this member, empty when the group has more
 	// members than the topic has partitions; the first call says the
@@ -485,19 +468,7 @@ func (sub *subscription) revoked(_ context.Context, cl *kgo.Client, revoked map[
 	for _, ch := range idle {
 		<-ch
 	}
-	offsets := make(map[int32]kgo.EpochOffset, len(gone))
-	for _, ps := range gone {
-		if eo, ok := ps.kill(); ok {
-			offsets[ps.partition] = eo
-		}
-	}
-	if len(offsets) == 0 {
-		return
-	}
-	cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{sub.topic: offsets})
-	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
-	defer cancel()
-	sub.commitFailed(-1, cl.CommitMarkedOffsets(ctx)) // best effort: uncommitted work is redelivered
+	sub.commitParts(gone, true) // best effort: uncommitted work is redelivered
 }
 
 // lost drops lost partitions without committing: another member may own

@@ -35,8 +35,9 @@ var _ [0]struct{} = [unsafe.Offsetof(rec{}.dl)]struct{}{}
 // recBatch is the records of one partition from one fetch, in offset
 // order: a run of the kit's offsets.Log.
 type recBatch struct {
-	ps  *partState
-	run offsets.Run[rec]
+	ps    *partState
+	run   offsets.Run[rec]
+	skips int // records settled at add from the assignment's metadata (replay.go), not handed out
 }
 
 // partState tracks one assignment of one partition: the batches handed to
@@ -64,7 +65,8 @@ type partState struct {
 	last   int64 // offset of the last added record, -1 before the first
 	log    offsets.Log[rec]
 	marked kgo.EpochOffset
-	lag    partLag // observe.go
+	rp     partReplay // replay.go
+	lag    partLag    // observe.go
 }
 
 func newPartState(topic string, partition int32, scope *dispatch.Scope) *partState {
@@ -75,6 +77,9 @@ func newPartState(topic string, partition int32, scope *dispatch.Scope) *partSta
 // hand to the dispatcher: records at or before the last one added (a stale
 // fetch from before a reassignment) are skipped. It returns the batch's
 // length when nothing is to be handed over, also when the state is dead.
+// Records that the assignment's commit metadata has settled (replay.go)
+// are settled here; b.skips counts them, and the caller does not hand
+// them over either (b.run.Settled).
 func (ps *partState) add(b *recBatch) int {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
@@ -93,6 +98,9 @@ func (ps *partState) add(b *recBatch) int {
 	b.ps = ps
 	ps.last = recs[n-1].offset
 	ps.log.Append(&b.run, start)
+	if ps.rp.skip != nil {
+		b.skips = ps.skipLocked(b, start)
+	}
 	return start
 }
 
