@@ -394,7 +394,11 @@
 // assigned partition: the high watermark that every fetch response
 // carries minus the group's commit point, reported at most every 100 ms
 // when it changed, with no request made for it (-1 when the partition
-// leaves the subscriber). Connections are franz-go's and show in its log.
+// leaves the subscriber); and connections: each failed dial to a broker
+// (EventConnectionLost, logged at Warn) and the first dial that succeeds
+// after failures (EventConnectionRestored, Info). franz-go opens and
+// reaps connections by itself, so a closed connection alone is not an
+// event.
 //
 // The Subscriber's client decodes fetched records into recycled arrays
 // (kgo.WithPools with a kgo.PoolRecords): each record is recycled as soon

@@ -3,6 +3,9 @@ package kafka
 import (
 	"context"
 	"errors"
+	"net"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -20,8 +23,11 @@ const System = "kafka"
 
 // WithObserver adds o to the observers of the adapter's events
 // (message.Observer): on a Publisher each Publish call (EventPublished,
-// EventPublishFailed); on a Subscriber each handled message and handler
-// error (EventHandled, EventHandlerError), each failed commit
+// EventPublishFailed); on both each failed dial to a broker and the first
+// one that succeeds after failures (EventConnectionLost,
+// EventConnectionRestored, with the broker's host:port); on a Subscriber
+// each handled message and handler error (EventHandled,
+// EventHandlerError), each failed commit
 // (EventCommitFailed: franz-go's autocommits, the commit on revocation
 // and the last one at shutdown), and the consumer lag of each assigned
 // partition (EventLag: the partition's high watermark, which every fetch
@@ -182,4 +188,50 @@ func (sub *subscription) forgetLag(gone []*partState) {
 		o.Observe(sub.ctx, message.Event{Kind: message.EventLag, System: System, Topic: sub.topic, Group: sub.group,
 			Partition: ps.partition, Lag: -1})
 	}
+}
+
+// connHook reports, per broker address, each failed dial
+// (EventConnectionLost, Attempt counting the failures in a row) and the
+// first dial that succeeds after failures (EventConnectionRestored).
+// franz-go opens and closes connections by itself (idle ones are reaped),
+// so a closed connection alone is not reported: only a broker that cannot
+// be reached is.
+type connHook struct {
+	o    message.Observer
+	role string
+
+	mu   sync.Mutex
+	down map[string]int // address -> failed dials in a row
+}
+
+// connHooks returns the client option with the connection hook; none
+// without an observer.
+func connHooks(o message.Observer, role string) []kgo.Opt {
+	if o == nil {
+		return nil
+	}
+	return []kgo.Opt{kgo.WithHooks(&connHook{o: o, role: role, down: map[string]int{}})}
+}
+
+// OnBrokerConnect implements kgo.HookBrokerConnect.
+func (h *connHook) OnBrokerConnect(meta kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
+	addr := net.JoinHostPort(meta.Host, strconv.Itoa(int(meta.Port)))
+	h.mu.Lock()
+	n := h.down[addr]
+	if err != nil {
+		h.down[addr] = n + 1
+	} else {
+		delete(h.down, addr)
+	}
+	h.mu.Unlock()
+	ev := message.Event{System: System, Partition: -1, Broker: addr, Role: h.role}
+	switch {
+	case err != nil:
+		ev.Kind, ev.State, ev.Attempt, ev.Err = message.EventConnectionLost, "unreachable", n+1, err
+	case n > 0:
+		ev.Kind, ev.State, ev.Attempt = message.EventConnectionRestored, "connected", n
+	default:
+		return
+	}
+	h.o.Observe(context.Background(), ev)
 }

@@ -65,7 +65,7 @@ func NewPublisher(brokers []string, opts ...PublisherOption) (*Publisher, error)
 		kgo.SeedBrokers(brokers...),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordPartitioner(pin),
-	}, c.clientOpts...)
+	}, append(connHooks(c.obs, "publisher"), c.clientOpts...)...)
 	cl, err := kgo.NewClient(kopts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: %w: seed brokers or WithClientOptions: %w", message.ErrInvalidConfig, err)

@@ -191,7 +191,7 @@ func (s *Subscriber) run(ctx context.Context, topic string, h message.Handler, b
 		// Fetched records are decoded into recycled arrays: build copies
 		// what it needs and recycles each record.
 		kgo.WithPools(records),
-	}, append(sub.commitCallback(), s.cfg.clientOpts...)...)
+	}, append(append(sub.commitCallback(), connHooks(s.cfg.obs, "subscriber")...), s.cfg.clientOpts...)...)
 	kopts = append(kopts, tierClientOpts(ctx)...)
 	cl, err := kgo.NewClient(kopts...)
 	if err != nil {
