@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ferrymsg/ferry/inmem"
-	"github.com/ferrymsg/ferry/internal/testenv"
 	"github.com/ferrymsg/ferry/message"
 	"github.com/ferrymsg/ferry/retry"
 )
@@ -29,9 +28,6 @@ func TestBatchRetriesOnlyFailedAndDeadLettersEach(t *testing.T) {
 	require.NoError(t, err)
 	sub, err := inmem.NewSubscriber(b, inmem.WithGroup("g"), inmem.WithConcurrency(2))
 	require.NoError(t, err)
-	dltSub, err := inmem.NewSubscriber(b, inmem.WithGroup("dlt"))
-	require.NoError(t, err)
-
 	mw, err := retry.NewBatch(retry.WithMaxAttempts(3), retry.WithConstantBackoff(time.Millisecond), retry.WithDeadLetter(pub))
 	require.NoError(t, err)
 
@@ -62,34 +58,24 @@ func TestBatchRetriesOnlyFailedAndDeadLettersEach(t *testing.T) {
 		&message.Message{ID: "poison-b", Key: "pb"}, &message.Message{ID: "flaky", Key: "f"})
 	require.NoError(t, pub.Publish(context.Background(), "orders", msgs...))
 
-	var dmu sync.Mutex
-	dead := map[string]string{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := make(chan struct{}, 2)
+	done := make(chan struct{})
 	go func() {
 		_ = sub.SubscribeBatch(ctx, "orders", message.ChainBatch(h, mw), message.WithBatchMaxWait(time.Millisecond))
-		done <- struct{}{}
+		close(done)
 	}()
-	go func() {
-		_ = dltSub.Subscribe(ctx, "orders.DLT", func(_ context.Context, m *message.Message) error {
-			dmu.Lock()
-			dead[m.ID] = m.Headers[retry.HeaderErrorMessage] + " after " + m.Headers[retry.HeaderAttempts]
-			dmu.Unlock()
-			return nil
-		})
-		done <- struct{}{}
-	}()
-	testenv.WaitFor(t, 10*time.Second, "both poison messages dead-lettered and everything handled", func() bool {
-		dmu.Lock()
-		defer dmu.Unlock()
-		mu.Lock()
-		defer mu.Unlock()
-		return len(dead) == 2 && calls["after-a"] > 0 && calls["flaky"] == 2
-	})
+	waitCtx, waitCancel := context.WithTimeout(ctx, 10*time.Second)
+	defer waitCancel()
+	require.NoError(t, b.WaitSettled(waitCtx, "orders", "g"))
 	cancel()
 	<-done
-	<-done
+	dlt, err := b.Messages("orders.DLT")
+	require.NoError(t, err)
+	dead := map[string]string{}
+	for _, m := range dlt {
+		dead[m.ID] = m.Headers[retry.HeaderErrorMessage] + " after " + m.Headers[retry.HeaderAttempts]
+	}
 	require.Equal(t, map[string]string{"poison-a": "poison a after 3", "poison-b": "poison b after 3"}, dead)
 	mu.Lock()
 	defer mu.Unlock()
@@ -112,36 +98,26 @@ func TestBatchWholeErrorCountsPerMessage(t *testing.T) {
 	require.NoError(t, err)
 	sub, err := inmem.NewSubscriber(b, inmem.WithGroup("g"))
 	require.NoError(t, err)
-	dltSub, err := inmem.NewSubscriber(b, inmem.WithGroup("dlt"))
-	require.NoError(t, err)
 	mw, err := retry.NewBatch(retry.WithMaxAttempts(2), retry.WithConstantBackoff(time.Millisecond), retry.WithDeadLetter(pub))
 	require.NoError(t, err)
 	require.NoError(t, pub.Publish(context.Background(), "t", &message.Message{ID: "a", Key: "x"}, &message.Message{ID: "b"}))
-	var dmu sync.Mutex
-	var dead []string
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := make(chan struct{}, 2)
+	done := make(chan struct{})
 	go func() {
 		_ = sub.SubscribeBatch(ctx, "t", mw(func(context.Context, []*message.Message) error { return errors.New("db down") }))
-		done <- struct{}{}
+		close(done)
 	}()
-	go func() {
-		_ = dltSub.Subscribe(ctx, "t.DLT", func(_ context.Context, m *message.Message) error {
-			dmu.Lock()
-			dead = append(dead, m.ID+": "+m.Headers[retry.HeaderErrorMessage])
-			dmu.Unlock()
-			return nil
-		})
-		done <- struct{}{}
-	}()
-	testenv.WaitFor(t, 10*time.Second, "both dead-lettered", func() bool {
-		dmu.Lock()
-		defer dmu.Unlock()
-		return len(dead) == 2
-	})
+	waitCtx, waitCancel := context.WithTimeout(ctx, 10*time.Second)
+	defer waitCancel()
+	require.NoError(t, b.WaitSettled(waitCtx, "t", "g"))
 	cancel()
 	<-done
-	<-done
+	dlt, err := b.Messages("t.DLT")
+	require.NoError(t, err)
+	var dead []string
+	for _, m := range dlt {
+		dead = append(dead, m.ID+": "+m.Headers[retry.HeaderErrorMessage])
+	}
 	require.ElementsMatch(t, []string{"a: db down", "b: db down"}, dead)
 }
