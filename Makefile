@@ -8,9 +8,9 @@ GO ?= go
 # brokers and measure heap and throughput, so no other package may share the
 # brokers or the CPU with them), then a short fuzz run.
 test: lint services interop
-	FERRY_REQUIRE_BROKERS=1 $(GO) test -race -count=1 $$($(GO) list ./... | grep -v '/reliability')
+	FERRY_REQUIRE_BROKERS=1 $(GO) test -race -count=1 -timeout 20m $$($(GO) list ./... | grep -v '/reliability')
 	cd adapter/kittest/chanadapter && $(GO) test -race -count=1 ./...
-	cd cmd/ferry && FERRY_REQUIRE_BROKERS=1 $(GO) test -race -count=1 ./...
+	cd cmd/ferry && FERRY_REQUIRE_BROKERS=1 $(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) --no-print-directory test-faults fuzz-short
 
 # test-faults runs reliability/ alone against the real brokers. Each test

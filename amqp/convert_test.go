@@ -65,7 +65,7 @@ func TestPublishingAndBack(t *testing.T) {
 	if got.ID != "i" || got.Key != "k" || string(got.Payload) != "p" || !got.Time.Equal(at) || len(got.Headers) != 1 || got.Headers["h"] != "v" {
 		t.Fatalf("round trip %+v", got)
 	}
-	if got.Delivery != (message.Delivery{Topic: "t", Group: "g", Attempt: 1, Partition: -1, Offset: -1, DeliveryTag: 7}) {
+	if got.Delivery != (message.Delivery{System: System, Topic: "t", Group: "g", Attempt: 1, Partition: -1, Offset: -1, DeliveryTag: 7}) {
 		t.Errorf("delivery %+v", got.Delivery)
 	}
 }
