@@ -46,9 +46,7 @@ func (s *Subscriber) batchAcks(bat *dispatch.Batch) *dispatch.Batch {
 	if bat == nil {
 		return nil
 	}
-	a := &batchAcker{chans: make(map[*consumer]*tagTrack), send: func(c *consumer, tag uint64, multiple bool) {
-		_ = c.ch.Ack(tag, multiple)
-	}}
+	a := newBatchAcker() // acks.go
 	bat.Settled = func(dls []*dispatch.Delivery) {
 		for _, dl := range dls {
 			s.cfg.observeHandled(dl)
@@ -80,11 +78,16 @@ type tagTrack struct {
 
 func (a *batchAcker) ack(dls []*dispatch.Delivery) {
 	byCh := make(map[*consumer][]uint64, 1)
+	var order []*consumer // channels in the order of their first delivery here
 	for _, dl := range dls {
 		r := dl.Ref.(*ref)
+		if _, ok := byCh[r.c]; !ok {
+			order = append(order, r.c)
+		}
 		byCh[r.c] = append(byCh[r.c], r.tag)
 	}
-	for c, tags := range byCh {
+	for _, c := range order {
+		tags := byCh[c]
 		slices.Sort(tags)
 		a.mu.Lock()
 		tr := a.chans[c]

@@ -197,6 +197,7 @@ func (m *member) session(rctx context.Context, sess *session) error {
 				<-ev.sh.fed
 				m.remove(ev.sh)
 			}
+			m.s.acks.flush() // a released shard's acks go before its channel closes
 			_ = ev.sh.c.ch.Close()
 			m.rebalance(rctx, sess)
 		case <-stable:
@@ -396,6 +397,7 @@ func (m *member) stopShards() {
 		<-sh.fed
 	}
 	m.d.Shutdown()
+	m.s.acks.flush()
 	for i, sh := range m.owned {
 		_ = sh.c.ch.Close()
 		delete(m.owned, i)

@@ -22,6 +22,7 @@ type Subscriber struct {
 	conn *conn
 
 	life adapter.Lifecycle // the running Subscribe and Declare calls; Close cancels them
+	acks *ackCoalescer     // Subscribe's acks, sent together (acks.go)
 }
 
 var _ message.Subscriber = (*Subscriber)(nil)
@@ -42,7 +43,7 @@ func NewSubscriber(url string, opts ...SubscriberOption) (*Subscriber, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Subscriber{cfg: cfg, conn: c}, nil
+	return &Subscriber{cfg: cfg, conn: c, acks: newAckCoalescer(cfg.prefetchCount())}, nil
 }
 
 // Declare creates topic's exchange and the subscriber group's queue bound
@@ -106,12 +107,6 @@ type consumer struct {
 type ref struct {
 	c   *consumer
 	tag uint64
-}
-
-func (c *consumer) ack(tag uint64) {
-	// A delivery of a dead channel cannot be acked: the broker has
-	// requeued it already. Ack on a closed channel fails without sending.
-	_ = c.ch.Ack(tag, false)
 }
 
 func (s *Subscriber) startConsumer(sess *session, topic string) (*consumer, error) {
@@ -184,8 +179,7 @@ func (s *Subscriber) subscribe(ctx context.Context, topic string, h message.Hand
 	dcfg.Batch = s.batchAcks(bat) // batch.go: a batch's settled deliveries acked together
 	d := dispatch.New(ctx, h, dcfg, func(dl *dispatch.Delivery) {
 		s.cfg.observeHandled(dl)
-		r := dl.Ref.(*ref)
-		r.c.ack(r.tag)
+		s.acks.settle(dl) // acks.go: sent together within ackFlushDelay
 	})
 	defer s.startLag(rctx, topic)() // the queue depth, with an observer (observe.go)
 
@@ -241,6 +235,7 @@ func (s *Subscriber) subscribe(ctx context.Context, topic string, h message.Hand
 			if rctx.Err() != nil {
 				break
 			}
+			s.acks.flush()
 			_ = cur.ch.Close()
 			cur = nil
 			continue
@@ -271,6 +266,7 @@ func (s *Subscriber) subscribe(ctx context.Context, topic string, h message.Hand
 		_ = cur.ch.Cancel(cur.tag, false)
 	}
 	d.Shutdown()
+	s.acks.flush()
 	if cur != nil {
 		_ = cur.ch.Close()
 	}
@@ -323,6 +319,7 @@ func (s *Subscriber) Close() error {
 		s.conn.stop() // a call waiting for a connection gives up
 	}
 	s.life.Wait()
+	s.acks.flush()
 	if first {
 		s.conn.close()
 	}
