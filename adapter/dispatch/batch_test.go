@@ -248,7 +248,9 @@ func TestBatchLimits(t *testing.T) {
 // TestBatchShutdownMidBatch: Shutdown waits for a running batch, which
 // settles; what was not started is not settled.
 func TestBatchShutdownMidBatch(t *testing.T) {
-	started := make(chan struct{})
+	// Buffered: the handler's non-blocking send must not be lost when the
+	// test has not reached its receive yet.
+	started := make(chan struct{}, 1)
 	release := make(chan struct{})
 	var settledN atomic.Int64
 	h := func(ctx context.Context, msgs []*message.Message) error {
