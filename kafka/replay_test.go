@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,7 +21,7 @@ import (
 	"github.com/ferrymsg/ferry/message/messagetest"
 )
 
-// replayCase is one member's life in the replay tests: it consumes topic
+// replayMember is one member's life in the replay tests: it consumes topic
 // in group, failing the records fail picks, until stopped.
 type replayMember struct {
 	mu      sync.Mutex
@@ -38,6 +39,12 @@ func (m *replayMember) count() int {
 }
 
 func startReplayMember(t *testing.T, brokers []string, topic, group string, fail func(*message.Message) bool, crashable bool) *replayMember {
+	return startReplayMemberBatch(t, brokers, topic, group, fail, crashable, false)
+}
+
+// startReplayMemberBatch is startReplayMember, with SubscribeBatch when
+// batch is set (a failing record fails alone: message.BatchError).
+func startReplayMemberBatch(t *testing.T, brokers []string, topic, group string, fail func(*message.Message) bool, crashable, batch bool) *replayMember {
 	t.Helper()
 	m := &replayMember{handled: map[int64]int{}, done: make(chan struct{})}
 	obs := message.ObserverFunc(func(_ context.Context, ev message.Event) {
@@ -60,15 +67,31 @@ func startReplayMember(t *testing.T, brokers []string, topic, group string, fail
 	ready := make(chan struct{})
 	ctx, cancel := context.WithCancel(message.WithReady(context.Background(), func() { close(ready) }))
 	m.cancel = func() { cancel(); _ = s.Close() }
+	h := func(_ context.Context, msg *message.Message) error {
+		if fail != nil && fail(msg) {
+			return errors.New("failing on purpose")
+		}
+		m.mu.Lock()
+		m.handled[msg.Delivery.Offset]++
+		m.mu.Unlock()
+		return nil
+	}
 	go func() {
 		defer close(m.done)
-		_ = s.Subscribe(ctx, topic, func(_ context.Context, msg *message.Message) error {
-			if fail != nil && fail(msg) {
-				return errors.New("failing on purpose")
+		if !batch {
+			_ = s.Subscribe(ctx, topic, h)
+			return
+		}
+		_ = s.SubscribeBatch(ctx, topic, func(ctx context.Context, msgs []*message.Message) error {
+			var be message.BatchError
+			for i, msg := range msgs {
+				if err := h(ctx, msg); err != nil {
+					be.Fail(i, err)
+				}
 			}
-			m.mu.Lock()
-			m.handled[msg.Delivery.Offset]++
-			m.mu.Unlock()
+			if len(be.Failed) > 0 {
+				return &be
+			}
 			return nil
 		})
 	}()
@@ -81,21 +104,7 @@ func startReplayMember(t *testing.T, brokers []string, topic, group string, fail
 }
 
 func containsTrunc(err error) bool {
-	for ; err != nil; err = errors.Unwrap(err) {
-		if s := err.Error(); len(s) > 0 && (stringsContains(s, "do not all fit in the commit metadata")) {
-			return true
-		}
-	}
-	return false
-}
-
-func stringsContains(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return true
-		}
-	}
-	return false
+	return strings.Contains(err.Error(), "do not all fit in the commit metadata")
 }
 
 // waitFor polls cond (an external condition: broker state, handler
@@ -145,6 +154,10 @@ func committedSettled(t *testing.T, brokers []string, group, topic string) (int6
 // record (the commit the test waited for covered every other one), and
 // nothing may be lost.
 func testHeadOfLineReplay(t *testing.T, brokers []string, crash bool) {
+	testHeadOfLineReplayBatch(t, brokers, crash, false)
+}
+
+func testHeadOfLineReplayBatch(t *testing.T, brokers []string, crash, batch bool) {
 	const n = 10_000
 	topic := fmt.Sprintf("ferry-replay-%d", time.Now().UnixNano())
 	group := topic + "-g"
@@ -157,7 +170,7 @@ func testHeadOfLineReplay(t *testing.T, brokers []string, crash bool) {
 	for i := range n {
 		msgs = append(msgs, &message.Message{Key: "k" + strconv.Itoa(i%97), Payload: []byte("x")})
 	}
-	a := startReplayMember(t, brokers, topic, group, func(m *message.Message) bool { return m.Key == "stuck" }, crash)
+	a := startReplayMemberBatch(t, brokers, topic, group, func(m *message.Message) bool { return m.Key == "stuck" }, crash, batch)
 	if err := pub.Publish(context.Background(), topic, msgs...); err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +186,7 @@ func testHeadOfLineReplay(t *testing.T, brokers []string, crash bool) {
 		a.cancel()
 		<-a.done
 	}
-	b := startReplayMember(t, brokers, topic, group, nil, false)
+	b := startReplayMemberBatch(t, brokers, topic, group, nil, false, batch)
 	defer func() { b.cancel(); <-b.done }()
 	if err := pub.Publish(context.Background(), topic, &message.Message{Key: "sentinel"}); err != nil {
 		t.Fatal(err)
@@ -205,6 +218,11 @@ func testHeadOfLineReplay(t *testing.T, brokers []string, crash bool) {
 func TestReplayAfterCrashKfake(t *testing.T) { testHeadOfLineReplay(t, newFake(t), true) }
 func TestReplayAfterRebalanceKfake(t *testing.T) {
 	testHeadOfLineReplay(t, newFake(t), false)
+}
+
+// TestReplayAfterCrashBatchKfake: SubscribeBatch shares the commit path.
+func TestReplayAfterCrashBatchKfake(t *testing.T) {
+	testHeadOfLineReplayBatch(t, newFake(t), true, true)
 }
 func TestReplayAfterCrashBroker(t *testing.T) { testHeadOfLineReplay(t, testenv.NeedKafka(t), true) }
 func TestReplayAfterRebalanceBroker(t *testing.T) {
