@@ -34,7 +34,6 @@ var errReplayTruncated = errors.New("kafka: the settled offsets above the commit
 // partReplay is a partState's replay state, guarded by partState.mu.
 type partReplay struct {
 	skip      []offsets.Span  // settled spans read at assignment, above the records fetched so far
-	skipped   int             // records not handed out because skip held them
 	sent      kgo.EpochOffset // last commit made
 	sentMeta  string          // and its metadata
 	noMeta    bool            // the broker refused metadata: commit without it
@@ -68,7 +67,6 @@ func (ps *partState) skipLocked(b *recBatch, start int) int {
 	if len(sk) == 0 {
 		ps.rp.skip = nil
 	}
-	ps.rp.skipped += n
 	return n
 }
 
@@ -309,12 +307,4 @@ func (sub *subscription) readSettled(cl *kgo.Client, states []*partState) {
 		ps.rp.sentMeta = or.Metadata
 		ps.mu.Unlock()
 	}
-}
-
-// replaySkipped is a test hook: how many records ps did not hand out because
-// the assignment's metadata had them settled.
-func (ps *partState) replaySkipped() int {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	return ps.rp.skipped
 }
