@@ -209,8 +209,8 @@
 // or not. Measured (TestReplayAfterCrash, TestReplayAfterRebalance; one
 // partition, one key failing at its head while 10,000 later records of
 // other keys settle): without the metadata the next owner is handed all
-// 10,001 records, with it 1, after a crash (SIGKILL-like: every
-// connection cut) and after a rebalance alike, on kfake and Kafka 4.4.
+// 10,001 records (kfake), with it 1 (kfake and Kafka 4.4), after a crash
+// (SIGKILL-like: every connection cut) and after a rebalance alike.
 //
 // The metadata takes at most 4,000 bytes per partition, under the
 // broker's offset.metadata.max.bytes (4096 by default): about 2 bytes per
