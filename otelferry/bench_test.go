@@ -26,7 +26,7 @@ import (
 // on a no-op exporter, and a meter provider with a manual reader.
 func BenchmarkMiddleware(b *testing.B) {
 	msg := &message.Message{ID: "01J0000000000000000000000", Key: "customer-1", Payload: []byte("{}"),
-		Headers: map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+		Headers:  map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
 		Delivery: message.Delivery{System: "kafka", Topic: "orders", Group: "billing", Attempt: 1, Partition: 3, Offset: 42}}
 	handler := func(context.Context, *message.Message) error { return nil }
 	run := func(b *testing.B, h message.Handler) {

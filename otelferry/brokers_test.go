@@ -232,7 +232,9 @@ func subscribe(t *testing.T, s message.Subscriber, topic string, h message.Handl
 	ready := make(chan struct{})
 	var once sync.Once
 	done := make(chan error, 1)
-	go func() { done <- s.Subscribe(message.WithReady(ctx, func() { once.Do(func() { close(ready) }) }), topic, h) }()
+	go func() {
+		done <- s.Subscribe(message.WithReady(ctx, func() { once.Do(func() { close(ready) }) }), topic, h)
+	}()
 	select {
 	case <-ready:
 	case err := <-done:

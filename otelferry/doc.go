@@ -100,7 +100,8 @@
 // above 1, from the middleware), ferry.dead_lettered (copies published to
 // a dead-letter topic), ferry.duplicates_skipped, ferry.publish.failures
 // (messages a Publish call failed to send), ferry.commit.failures (Kafka),
-// ferry.connection.losses (RabbitMQ), all counters; and
+// ferry.connection.losses (lost connections and failed reconnection
+// attempts or dials), all counters; and
 // ferry.consumer.lag, an observable gauge ({message}) per topic, group
 // and partition (or queue): on Kafka the partition's high watermark,
 // which each fetch response carries, minus the group's commit point, with

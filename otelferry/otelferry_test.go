@@ -273,13 +273,13 @@ func TestFailuresAndCounts(t *testing.T) {
 
 		// Counts.
 		want := map[string]int64{
-			"messaging.client.sent.messages:" + topic:     good + 1,
-			"messaging.client.sent.messages:" + dlt:       1,
+			"messaging.client.sent.messages:" + topic:      good + 1,
+			"messaging.client.sent.messages:" + dlt:        1,
 			"messaging.client.operation.duration:" + topic: good + 1,
 			otelferry.MetricRetries + ":" + topic:          2,
 			otelferry.MetricDeadLettered + ":" + topic:     1,
 			otelferry.MetricPublishFailures + ":" + topic:  0,
-			"messaging.client.consumed.messages:" + dlt:   1,
+			"messaging.client.consumed.messages:" + dlt:    1,
 		}
 		testenv.WaitFor(t, testWait, "the consumed count to reach the handler calls", func() bool {
 			n := calls.Load()
