@@ -308,8 +308,8 @@
 // WithObserver (a message.Observer such as otelferry's Telemetry, which
 // marks retries and the dead-lettering in the process span) and
 // WithLogger (message.LogEvents: retries at Debug, dead-lettering at
-// Warn) for logs, metrics and traces, none by default. The success path allocates nothing: no backoff state
-// exists until a message fails.
+// Warn) for logs, metrics and traces, none by default. The success path
+// allocates nothing: no backoff state exists until a message fails.
 //
 // # Errors
 //
