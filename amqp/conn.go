@@ -217,9 +217,21 @@ func (c *conn) dial() (*amqp091.Connection, error) {
 		if isTimeout(err) {
 			return nil, fmt.Errorf("amqp: dial %s: timed out after %v (WithDialTimeout) without an open AMQP connection: %w", c.redacted, timeout, c.scrub(err))
 		}
+		if looksLikeTLSPort(c.redacted, err) {
+			return nil, fmt.Errorf("amqp: dial %s: %w (a plain amqp:// URL on what looks like a TLS port: use amqps://)", c.redacted, c.scrub(err))
+		}
 		return nil, fmt.Errorf("amqp: dial %s: %w", c.redacted, c.scrub(err))
 	}
 	return ac, nil
+}
+
+// looksLikeTLSPort reports a plain amqp:// dial whose handshake read
+// garbage: what a TLS listener's alert looks like to an AMQP 0-9-1 client
+// (amqp091-go reports it as a frame error, code 501).
+func looksLikeTLSPort(redacted string, err error) bool {
+	var ae *amqp091.Error
+	return strings.HasPrefix(redacted, "amqp://") && errors.As(err, &ae) &&
+		(ae.Code == amqp091.FrameError || strings.Contains(ae.Reason, "frame"))
 }
 
 // isTimeout reports a dial or handshake that ran into its deadline. The

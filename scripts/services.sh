@@ -9,9 +9,14 @@
 #
 # Services (addresses are the defaults of internal/testenv):
 #   kafka     Kafka 4.x KRaft, broker+controller in one JVM, jars from Maven
-#             Central (scripts/kafka/pom.xml). 127.0.0.1:9092 (controller 9093)
+#             Central (scripts/kafka/pom.xml). 127.0.0.1:9092 (controller 9093);
+#             SASL_SSL (SCRAM-SHA-512, user ferry / ferry-scram-secret) on
+#             127.0.0.1:9094
 #   rabbitmq  Debian's rabbitmq-server, node rabbit@localhost, guest/guest on
-#             127.0.0.1:5672
+#             127.0.0.1:5672; AMQPS (TLS) on 127.0.0.1:5671
+#   TLS       a throwaway CA and a server certificate for 127.0.0.1/localhost,
+#             made once with openssl in ~/.cache/ferry/tls (ca.pem: the CA
+#             clients must trust)
 #   postgres  Debian's postgresql cluster "main", 127.0.0.1:5432, role and
 #             database ferry (password ferry)
 #
@@ -41,10 +46,19 @@ KAFKA_LOG="$KAFKA_HOME/logs/server.log"
 KAFKA_OUT="$KAFKA_HOME/logs/stdout.log"
 KAFKA_PORT=9092
 KAFKA_CONTROLLER_PORT=9093
+# SASL_SSL listener (SCRAM-SHA-512, certificate from tls_ensure) beside the
+# plaintext one; the user is created at format time (--add-scram) and, for
+# a data directory formatted before, by internal/testenv over PLAINTEXT.
+KAFKA_SASL_PORT=9094
+SCRAM_USER=ferry
+SCRAM_PASSWORD=ferry-scram-secret
+TLS_DIR="$CACHE/tls"
 # Any 16 bytes, base64url without padding: "ferry-test-kafka".
 KAFKA_CLUSTER_ID="ZmVycnktdGVzdC1rYWZrYQ"
 
 RABBIT_PORT=5672
+RABBIT_TLS_PORT=5671
+RABBIT_TLS_DIR=/etc/rabbitmq/ferry-tls
 RABBIT_NODE="rabbit@localhost"
 RABBIT_LOG_DIR=/var/log/rabbitmq
 PG_PORT=5432
@@ -127,6 +141,35 @@ apt_install() {
 	log "installed $* in $(since "$t0")"
 }
 
+# -------------------------------------------------------------------- tls
+
+# tls_ensure: a throwaway CA and a server certificate for 127.0.0.1 and
+# localhost in $TLS_DIR (ca.pem, server.pem, server.key, and server.p12 for
+# Kafka, password "ferry-test"), made once with openssl and reused.
+tls_ensure() {
+	[[ -s "$TLS_DIR/server.p12" && -s "$TLS_DIR/ca.pem" ]] && return 0
+	command -v openssl >/dev/null || apt_install openssl
+	local tmp="$TLS_DIR.tmp" t0 tlslog="$CACHE/tls.log"
+	t0="$(now)"
+	rm -rf "$tmp"
+	mkdir -p "$tmp"
+	{
+		openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=ferry test CA" \
+			-keyout "$tmp/ca.key" -out "$tmp/ca.pem" &&
+			openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+				-keyout "$tmp/server.key" -out "$tmp/server.csr" &&
+			printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$tmp/ext.cnf" &&
+			openssl x509 -req -in "$tmp/server.csr" -CA "$tmp/ca.pem" -CAkey "$tmp/ca.key" -CAcreateserial \
+				-days 3650 -extfile "$tmp/ext.cnf" -out "$tmp/server.pem" &&
+			openssl pkcs12 -export -in "$tmp/server.pem" -inkey "$tmp/server.key" -name kafka \
+				-passout pass:ferry-test -out "$tmp/server.p12"
+	} >"$tlslog" 2>&1 || die "tls: openssl could not make the test CA and certificate" "$tlslog"
+	chmod 644 "$tmp"/*.pem "$tmp/server.key"
+	rm -rf "$TLS_DIR"
+	mv "$tmp" "$TLS_DIR"
+	log "tls: test CA and server certificate made in $TLS_DIR in $(since "$t0")"
+}
+
 # ------------------------------------------------------------------ kafka
 
 kafka_pid() {
@@ -188,11 +231,20 @@ $MARK; rewritten on every start.
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+# SASL_SSL: SCRAM-SHA-512 users (no authorizer: any authenticated user may
+# do anything), the test CA's certificate for 127.0.0.1/localhost.
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$TLS_DIR/server.p12
+ssl.keystore.password=ferry-test
+ssl.key.password=ferry-test
+ssl.client.auth=none
 log.dirs=$KAFKA_DATA
 num.partitions=1
 default.replication.factor=1
@@ -254,6 +306,8 @@ kafka_start() {
 		die "kafka: 127.0.0.1:$KAFKA_PORT is taken by a process that is not a Kafka broker"
 	fi
 	port_open "$KAFKA_CONTROLLER_PORT" && die "kafka: controller port 127.0.0.1:$KAFKA_CONTROLLER_PORT is taken"
+	port_open "$KAFKA_SASL_PORT" && die "kafka: SASL_SSL port 127.0.0.1:$KAFKA_SASL_PORT is taken"
+	tls_ensure
 	kafka_fetch
 	kafka_config
 	local cp="$KAFKA_LIBS/*"
@@ -264,7 +318,8 @@ kafka_start() {
 	if [[ ! -f "$KAFKA_DATA/meta.properties" ]]; then
 		log "kafka: formatting storage in $KAFKA_DATA"
 		java "${jvm[@]}" -cp "$cp" kafka.tools.StorageTool format -t "$KAFKA_CLUSTER_ID" \
-			-c "$KAFKA_HOME/config/server.properties" --standalone >"$KAFKA_HOME/logs/format.log" 2>&1 ||
+			-c "$KAFKA_HOME/config/server.properties" --standalone \
+			--add-scram "SCRAM-SHA-512=[name=$SCRAM_USER,password=$SCRAM_PASSWORD]" >"$KAFKA_HOME/logs/format.log" 2>&1 ||
 			die "kafka: storage format failed" "$KAFKA_HOME/logs/format.log"
 	fi
 	log "kafka: starting Kafka $KAFKA_VERSION (KRaft, 127.0.0.1:$KAFKA_PORT; log $KAFKA_LOG)"
@@ -381,7 +436,23 @@ $MARK
 listeners.tcp.default = 127.0.0.1:$RABBIT_PORT
 # guest/guest works, from loopback only (RabbitMQ's default).
 loopback_users.guest = true
+# AMQPS with the test CA's certificate (scripts/services.sh tls_ensure);
+# clients are not asked for a certificate.
+listeners.ssl.default = 127.0.0.1:$RABBIT_TLS_PORT
+ssl_options.cacertfile = $RABBIT_TLS_DIR/ca.pem
+ssl_options.certfile = $RABBIT_TLS_DIR/server.pem
+ssl_options.keyfile = $RABBIT_TLS_DIR/server.key
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
 EOF
+	fi
+	# The node runs as user rabbitmq and cannot read $TLS_DIR under $HOME.
+	tls_ensure
+	if ! $SUDO cmp -s "$TLS_DIR/server.pem" "$RABBIT_TLS_DIR/server.pem" 2>/dev/null; then
+		$SUDO mkdir -p "$RABBIT_TLS_DIR"
+		$SUDO cp "$TLS_DIR/ca.pem" "$TLS_DIR/server.pem" "$TLS_DIR/server.key" "$RABBIT_TLS_DIR/"
+		$SUDO chown -R rabbitmq: "$RABBIT_TLS_DIR" 2>/dev/null || true
+		$SUDO chmod 600 "$RABBIT_TLS_DIR/server.key"
 	fi
 }
 
