@@ -6,6 +6,8 @@
 #   bash scripts/services.sh status             print the state; exit 1 if any service is down
 #   bash scripts/services.sh restart SERVICE    stop and start one (kafka|rabbitmq|postgres)
 #   bash scripts/services.sh start|stop SERVICE one service
+#   bash scripts/services.sh up kafka-cluster   the 3-node Kafka cluster (on demand)
+#   bash scripts/services.sh kill kafka-cluster-N   SIGKILL one cluster node (1-3)
 #
 # Services (addresses are the defaults of internal/testenv):
 #   kafka     Kafka 4.x KRaft, broker+controller in one JVM, jars from Maven
@@ -306,10 +308,12 @@ kafka_start() {
 		die "kafka: 127.0.0.1:$KAFKA_PORT is taken by a process that is not a Kafka broker"
 	fi
 	port_open "$KAFKA_CONTROLLER_PORT" && die "kafka: controller port 127.0.0.1:$KAFKA_CONTROLLER_PORT is taken"
-	port_open "$KAFKA_SASL_PORT" && die "kafka: SASL_SSL port 127.0.0.1:$KAFKA_SASL_PORT is taken"
-	tls_ensure
+	if [[ -n "$KAFKA_SASL_PORT" ]]; then
+		port_open "$KAFKA_SASL_PORT" && die "kafka: SASL_SSL port 127.0.0.1:$KAFKA_SASL_PORT is taken"
+		tls_ensure
+	fi
 	kafka_fetch
-	kafka_config
+	"${KAFKA_CONFIG_FN:-kafka_config}"
 	local cp="$KAFKA_LIBS/*"
 	local jvm=(-Xms256m "-Xmx${FERRY_KAFKA_HEAP:-1g}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20
 		-Djava.awt.headless=true -Djava.net.preferIPv4Stack=true
@@ -317,9 +321,11 @@ kafka_start() {
 		"-Dkafka.logs.dir=$KAFKA_HOME/logs")
 	if [[ ! -f "$KAFKA_DATA/meta.properties" ]]; then
 		log "kafka: formatting storage in $KAFKA_DATA"
+		local fmt=(--standalone --add-scram "SCRAM-SHA-512=[name=$SCRAM_USER,password=$SCRAM_PASSWORD]")
+		# A cluster node: its voters are static (controller.quorum.voters).
+		[[ -n "${KAFKA_CLUSTER_NODE:-}" ]] && fmt=()
 		java "${jvm[@]}" -cp "$cp" kafka.tools.StorageTool format -t "$KAFKA_CLUSTER_ID" \
-			-c "$KAFKA_HOME/config/server.properties" --standalone \
-			--add-scram "SCRAM-SHA-512=[name=$SCRAM_USER,password=$SCRAM_PASSWORD]" >"$KAFKA_HOME/logs/format.log" 2>&1 ||
+			-c "$KAFKA_HOME/config/server.properties" "${fmt[@]}" >"$KAFKA_HOME/logs/format.log" 2>&1 ||
 			die "kafka: storage format failed" "$KAFKA_HOME/logs/format.log"
 	fi
 	log "kafka: starting Kafka $KAFKA_VERSION (KRaft, 127.0.0.1:$KAFKA_PORT; log $KAFKA_LOG)"
@@ -389,6 +395,100 @@ kafka_status() {
 	fi
 	log "kafka: down"
 	return 1
+}
+
+# ---------------------------------------------------------- kafka-cluster
+
+# On demand (`up kafka-cluster`, not in the default FERRY_SERVICES): three
+# KRaft nodes, each broker+controller in its own JVM (FERRY_KAFKA_CLUSTER_HEAP,
+# default 384m), node N on 127.0.0.1:2909N (controller 2919N), data in
+# $CACHE/kafka-cluster/nodeN; topics default to 3 partitions, RF 3 and
+# min.insync.replicas 2. `stop|start|kill kafka-cluster-N` acts on one node
+# (kill: SIGKILL, no clean shutdown).
+CLUSTER_NODES="1 2 3"
+CLUSTER_VOTERS="1@127.0.0.1:29191,2@127.0.0.1:29192,3@127.0.0.1:29193"
+
+# cluster_env N: point the kafka_* functions at cluster node N (call in a
+# subshell).
+cluster_env() {
+	KAFKA_CLUSTER_NODE="$1"
+	KAFKA_HOME="$CACHE/kafka-cluster/node$1"
+	KAFKA_DATA="$KAFKA_HOME/data"
+	KAFKA_PID="$KAFKA_HOME/kafka.pid"
+	KAFKA_LOG="$KAFKA_HOME/logs/server.log"
+	KAFKA_OUT="$KAFKA_HOME/logs/stdout.log"
+	KAFKA_PORT=$((29090 + $1))
+	KAFKA_CONTROLLER_PORT=$((29190 + $1))
+	KAFKA_SASL_PORT=""
+	KAFKA_CONFIG_FN=kafka_cluster_config
+	# Any 16 bytes, base64url: "ferry-test-clstr".
+	KAFKA_CLUSTER_ID="ZmVycnktdGVzdC1jbHN0cg"
+	FERRY_KAFKA_HEAP="${FERRY_KAFKA_CLUSTER_HEAP:-384m}"
+}
+
+kafka_cluster_config() {
+	kafka_config
+	cat >"$KAFKA_HOME/config/server.properties" <<EOF
+$MARK; rewritten on every start.
+process.roles=broker,controller
+node.id=$KAFKA_CLUSTER_NODE
+controller.quorum.voters=$CLUSTER_VOTERS
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$KAFKA_DATA
+num.partitions=3
+default.replication.factor=3
+min.insync.replicas=2
+unclean.leader.election.enable=false
+offsets.topic.replication.factor=3
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=3
+transaction.state.log.min.isr=2
+transaction.state.log.num.partitions=10
+share.coordinator.state.topic.replication.factor=3
+share.coordinator.state.topic.min.isr=2
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+delete.topic.enable=true
+log.retention.hours=24
+log.segment.bytes=67108864
+EOF
+}
+
+cluster_node_ok() { [[ "$1" =~ ^[123]$ ]] || die "unknown kafka-cluster node '$1' (1, 2 or 3)"; }
+
+cluster_start() {
+	local n t0
+	t0="$(now)"
+	KAFKA_T0="$t0"
+	# All three first: a node is ready only once a quorum of controllers runs.
+	for n in $CLUSTER_NODES; do (cluster_env "$n" && kafka_start); done
+	for n in $CLUSTER_NODES; do (cluster_env "$n" && kafka_wait); done
+	log "kafka-cluster: 3 nodes ready (127.0.0.1:29091,29092,29093) in $(since "$t0")"
+}
+cluster_stop() { local n; for n in $CLUSTER_NODES; do (cluster_env "$n" && kafka_stop); done; }
+cluster_status() {
+	local n rc=0
+	for n in $CLUSTER_NODES; do (cluster_env "$n" && kafka_status) || rc=1; done
+	return "$rc"
+}
+# cluster_kill N: SIGKILL node N and wait until it is gone.
+cluster_kill() {
+	(
+		cluster_env "$1"
+		local pid
+		if ! pid="$(kafka_pid)"; then
+			log "kafka-cluster-$1: not running"
+			exit 0
+		fi
+		kill -KILL "$pid"
+		for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+		rm -f "$KAFKA_PID"
+		log "kafka-cluster-$1: killed (SIGKILL, pid $pid)"
+	)
 }
 
 # --------------------------------------------------------------- rabbitmq
@@ -635,8 +735,9 @@ lock() {
 
 check_service() {
 	case "$1" in
-	kafka | rabbitmq | postgres) ;;
-	*) die "unknown service '$1' (kafka, rabbitmq or postgres)" ;;
+	kafka | rabbitmq | postgres | kafka-cluster) ;;
+	kafka-cluster-*) cluster_node_ok "${1#kafka-cluster-}" ;;
+	*) die "unknown service '$1' (kafka, rabbitmq, postgres, kafka-cluster or kafka-cluster-N)" ;;
 	esac
 }
 has() { [[ " $SERVICES " == *" $1 "* ]]; }
@@ -649,6 +750,8 @@ start_one() {
 		;;
 	rabbitmq) rabbit_start ;;
 	postgres) pg_start ;;
+	kafka-cluster) cluster_start ;;
+	kafka-cluster-*) (cluster_env "${1#kafka-cluster-}" && kafka_start && kafka_wait) ;;
 	esac
 }
 stop_one() {
@@ -656,6 +759,8 @@ stop_one() {
 	kafka) kafka_stop ;;
 	rabbitmq) rabbit_stop ;;
 	postgres) pg_stop ;;
+	kafka-cluster) cluster_stop ;;
+	kafka-cluster-*) (cluster_env "${1#kafka-cluster-}" && kafka_stop) ;;
 	esac
 }
 
@@ -670,6 +775,7 @@ cmd_up() {
 	if has rabbitmq; then rabbit_start; fi
 	if has postgres; then pg_start; fi
 	if has kafka; then kafka_wait; fi
+	if has kafka-cluster; then cluster_start; fi
 	log "all up ($SERVICES) in $(since "$t0")"
 }
 
@@ -698,26 +804,38 @@ cmd_status() {
 		kafka) kafka_status || rc=1 ;;
 		rabbitmq) rabbit_status || rc=1 ;;
 		postgres) pg_status || rc=1 ;;
+		kafka-cluster) cluster_status || rc=1 ;;
 		esac
 	done
 	return "$rc"
 }
 
 usage() {
-	sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 	exit 2
 }
 
 case "${1:-}" in
 up)
+	# `up SERVICE...` (e.g. `up kafka-cluster`) instead of FERRY_SERVICES.
+	if [[ $# -ge 2 ]]; then SERVICES="${*:2}"; fi
 	lock
 	cmd_up
 	;;
 down)
+	if [[ $# -ge 2 ]]; then SERVICES="${*:2}"; fi
 	lock
 	cmd_down
 	;;
-status) cmd_status ;;
+kill)
+	[[ $# -eq 2 && "$2" == kafka-cluster-* ]] || usage
+	check_service "$2"
+	cluster_kill "${2#kafka-cluster-}"
+	;;
+status)
+	if [[ $# -ge 2 ]]; then SERVICES="${*:2}"; fi
+	cmd_status
+	;;
 start | stop | restart)
 	[[ $# -eq 2 ]] || usage
 	check_service "$2"
