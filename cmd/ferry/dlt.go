@@ -792,13 +792,13 @@ func republish(ctx context.Context, b *broker, batch []*dltEntry, to string) err
 // progress shows the scan's progress: a bar on a terminal, a line per
 // second otherwise.
 type progress struct {
-	bar     *progressbar.ProgressBar
-	ios     *ioStreams
-	action  string
-	total   int64
+	bar      *progressbar.ProgressBar
+	ios      *ioStreams
+	action   string
+	total    int64
 	n, nDone int
-	last    time.Time
-	start   time.Time
+	last     time.Time
+	start    time.Time
 }
 
 func newProgress(ios *ioStreams, total int64, action string) *progress {

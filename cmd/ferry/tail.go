@@ -187,7 +187,7 @@ func fromName(f fromSpec) string {
 func fetchErr(fs kgo.Fetches) error {
 	var first error
 	fs.EachError(func(t string, p int32, err error) {
-		if first == nil && !errors.Is(err, context.Canceled) {
+		if first == nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 			first = fmt.Errorf("fetch %s partition %d: %w", t, p, err)
 		}
 	})
