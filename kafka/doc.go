@@ -211,6 +211,11 @@
 // other keys settle): without the metadata the next owner is handed all
 // 10,001 records (kfake), with it 1 (kfake and Kafka 4.4), after a crash
 // (SIGKILL-like: every connection cut) and after a rebalance alike.
+// Without a stuck head the metadata changes little: in the reliability
+// suite's SIGKILL test (1,500 records, 3 kills, no failing record) the
+// restarted children were handed 1,113 records again before and 1,046
+// with it, one run each: the records settled in the second before each
+// kill.
 //
 // The metadata takes at most 4,000 bytes per partition, under the
 // broker's offset.metadata.max.bytes (4096 by default): about 2 bytes per
