@@ -236,14 +236,21 @@
 //
 // The commit interval: a commit is one OffsetCommit request per member
 // per WithCommitInterval (only when something changed), one record per
-// changed partition in __consumer_offsets, each with at most 4,000 bytes
-// of metadata. The default, DefaultCommitInterval (1 s), bounds the
-// replay after a crash to about a second of throughput for 1 request per
-// second per member; 100 ms would cut that to a tenth for 10 requests per
-// second per member (and up to 10 metadata writes per second per
-// partition), a load that grows with the group while crashes stay rare;
-// the records settled above a stuck head, the large part of the replay
-// before this, no longer depend on the interval at all.
+// changed partition in __consumer_offsets, each with up to 4,000 bytes of
+// metadata while records above the commit point are settled. The replay
+// after a crash is about one interval of the member's throughput. Measured
+// with the reliability suite's SIGKILL test (1,500 records, 3 kills, one
+// run each): 1,046 records replayed at 1 s (about 350 per kill), 211 at
+// 200 ms (70), 69 at 100 ms (23), for 1, 5 and 10 commit requests per
+// second per member, and with gaps up to 4 KB of metadata per partition
+// per commit (at 100 partitions and 100 ms, 4 MB/s of __consumer_offsets
+// writes per member). The default stays DefaultCommitInterval (1 s):
+// crashes are rare while the commit load is paid all the time and grows
+// with the group, a rebalance or shutdown commits at once whatever the
+// interval, and the part of the replay the interval does not bound (the
+// settled records behind a stuck head, most of it before the metadata) is
+// now gone. A service whose handlers are expensive to repeat can set
+// WithCommitInterval(200*time.Millisecond) for a fifth of the replay.
 //
 // # Share groups
 //
