@@ -12,7 +12,6 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/ferrymsg/ferry/internal/testenv"
 	"github.com/ferrymsg/ferry/message"
 )
 
@@ -62,13 +61,57 @@ func publishN(t *testing.T, b *Broker, topic string, from, n int) {
 type collector struct {
 	mu   sync.Mutex
 	seen map[string]int
+	at   map[int]chan struct{} // closed once len(seen) reaches the key (reached)
 }
 
 func (c *collector) handler(ctx context.Context, m *message.Message) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.seen[string(m.Payload)]++
+	if ch := c.at[len(c.seen)]; ch != nil {
+		close(ch)
+		delete(c.at, len(c.seen))
+	}
 	return nil
+}
+
+// reached returns a channel closed once n distinct messages were handled.
+func (c *collector) reached(n int) <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan struct{})
+	if len(c.seen) >= n {
+		close(ch)
+		return ch
+	}
+	if c.at == nil {
+		c.at = map[int]chan struct{}{}
+	}
+	if old := c.at[n]; old != nil {
+		return old
+	}
+	c.at[n] = ch
+	return ch
+}
+
+// waitClosed waits for ch, failing t after a generous deadline.
+func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// waitSettled waits until group settled everything published to topic.
+func waitSettled(t *testing.T, b *Broker, topic, group string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := b.WaitSettled(ctx, topic, group); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (c *collector) count() int {
@@ -91,7 +134,10 @@ func TestSettledMessagesAreDroppedByDefault(t *testing.T) {
 	c := &collector{seen: map[string]int{}}
 	stop := run(t, s, "t", c.handler)
 	publishN(t, b, "t", 0, 3000)
-	testenv.WaitFor(t, 15*time.Second, "3000 handled", func() bool { return c.count() == 3000 })
+	waitSettled(t, b, "t", DefaultGroup)
+	if n := c.count(); n != 3000 {
+		t.Fatalf("%d handled, want 3000", n)
+	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +155,10 @@ func TestRetentionKeepsHistoryForLateGroups(t *testing.T) {
 	c := &collector{seen: map[string]int{}}
 	stop := run(t, s, "t", c.handler)
 	publishN(t, b, "t", 0, 2000)
-	testenv.WaitFor(t, 15*time.Second, "2000 handled", func() bool { return c.count() == 2000 })
+	waitSettled(t, b, "t", "early")
+	if n := c.count(); n != 2000 {
+		t.Fatalf("%d handled, want 2000", n)
+	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -119,11 +168,13 @@ func TestRetentionKeepsHistoryForLateGroups(t *testing.T) {
 	late, _ := NewSubscriber(b, WithGroup("late"))
 	lc := &collector{seen: map[string]int{}}
 	stopLate := run(t, late, "t", lc.handler)
-	testenv.WaitFor(t, 15*time.Second, "late group reads the retained history up to the newest message", func() bool {
-		lc.mu.Lock()
-		defer lc.mu.Unlock()
-		return lc.seen["1999"] == 1
-	})
+	waitSettled(t, b, "t", "late")
+	lc.mu.Lock()
+	newest := lc.seen["1999"]
+	lc.mu.Unlock()
+	if newest != 1 {
+		t.Fatalf("the late group read the newest message %d times, want 1", newest)
+	}
 	if err := stopLate(); err != nil {
 		t.Fatal(err)
 	}
@@ -139,17 +190,20 @@ func TestUnsettledMessagesAreKept(t *testing.T) {
 	s, _ := NewSubscriber(b, WithRedeliveryBackoff(time.Millisecond, time.Millisecond))
 	var mu sync.Mutex
 	attempts := 0
+	retried := make(chan struct{})
 	stop := run(t, s, "t", func(ctx context.Context, m *message.Message) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if string(m.Payload) == "0" {
-			attempts++
+			if attempts++; attempts == 4 {
+				close(retried)
+			}
 			return fail
 		}
 		return nil
 	})
 	publishN(t, b, "t", 0, 1000)
-	testenv.WaitFor(t, 15*time.Second, "retries", func() bool { mu.Lock(); defer mu.Unlock(); return attempts > 3 })
+	waitClosed(t, retried, "4 attempts of the failing message")
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -170,14 +224,17 @@ func TestMemberJoiningMidStreamLosesNothing(t *testing.T) {
 	s2, _ := NewSubscriber(b, WithGroup("g"), WithConcurrency(4))
 	stop1 := run(t, s1, "t", slow)
 	publishN(t, b, "t", 0, 2000)
-	testenv.WaitFor(t, 15*time.Second, "some handled", func() bool { return c.count() > 200 })
+	waitClosed(t, c.reached(201), "some handled")
 	stop2 := run(t, s2, "t", slow)
 	publishN(t, b, "t", 2000, 2000)
-	testenv.WaitFor(t, 15*time.Second, "second member leaves after some work", func() bool { return c.count() > 2500 })
+	waitClosed(t, c.reached(2501), "second member leaves after some work")
 	if err := stop2(); err != nil {
 		t.Fatal(err)
 	}
-	testenv.WaitFor(t, 15*time.Second, "all 4000 handled", func() bool { return c.count() == 4000 })
+	waitSettled(t, b, "t", "g")
+	if n := c.count(); n != 4000 {
+		t.Fatalf("%d handled, want 4000", n)
+	}
 	if err := stop1(); err != nil {
 		t.Fatal(err)
 	}
