@@ -105,6 +105,14 @@ func TestHeaderFrameSizeIsExact(t *testing.T) {
 		// The default exchange with an unbound routing key: routed
 		// nowhere, confirmed all the same.
 		dc, err := ch.PublishWithDeferredConfirm("", "ferrytest.nowhere", false, false, p)
+		if err != nil && over > fudge {
+			// The broker closed the connection on the too-large header
+			// frame before the client finished writing the body frame:
+			// the same outcome, seen earlier.
+			t.Logf("%d bytes over frame_max: the publish itself failed: %v", over, err)
+			conn.Close()
+			continue
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
