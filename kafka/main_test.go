@@ -14,5 +14,8 @@ func TestMain(m *testing.M) {
 	if os.Getenv(shareChildEnv) != "" {
 		os.Exit(shareChild()) // a share-group member for the crash tests (share_crash_test.go)
 	}
+	if os.Getenv(replayChildEnv) != "" {
+		os.Exit(replayChild()) // the first owner in the replay process tests (replay_crash_test.go)
+	}
 	goleak.VerifyTestMain(m)
 }
