@@ -210,7 +210,10 @@
 // partition, one key failing at its head while 10,000 later records of
 // other keys settle): without the metadata the next owner is handed all
 // 10,001 records (kfake), with it 1 (kfake and Kafka 4.4), after a crash
-// (SIGKILL-like: every connection cut) and after a rebalance alike.
+// (SIGKILL-like: every connection cut) and after a rebalance alike; the
+// same 1 with the first owner in another process, SIGKILLed or stopped
+// with SIGTERM, and the next owner a new process
+// (TestReplayChildProcessBroker).
 // Without a stuck head the metadata changes little: in the reliability
 // suite's SIGKILL test (1,500 records, 3 kills, no failing record) the
 // restarted children were handed 1,113 records again before and 1,046

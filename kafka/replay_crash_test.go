@@ -164,8 +164,8 @@ func startReplayChild(t *testing.T, brokers []string, topic, group string) *repl
 // every record must have been handled by one process or the other.
 func TestReplayChildProcessBroker(t *testing.T) {
 	brokers := testenv.NeedKafka(t)
-	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
-		t.Run(sig.String(), func(t *testing.T) { testReplayChildProcess(t, brokers, sig) })
+	for name, sig := range map[string]syscall.Signal{"SIGKILL": syscall.SIGKILL, "SIGTERM": syscall.SIGTERM} {
+		t.Run(name, func(t *testing.T) { testReplayChildProcess(t, brokers, sig) })
 	}
 }
 
