@@ -13,8 +13,8 @@ import (
 // bad value.
 type paramCase struct {
 	scheme, name, good string
-	check          func(*spec) bool
-	bad            string
+	check              func(*spec) bool
+	bad                string
 }
 
 var paramCases = []paramCase{

@@ -81,7 +81,7 @@ func (m *middleware) wrapBatch(next message.BatchHandler) message.BatchHandler {
 		run := make([]*message.Message, 0, len(msgs))
 		idx := make([]int, 0, len(msgs))
 		claims := make([]claim, 0, len(msgs)) // per run entry; key "" when not claimed
-		var held map[string]bool               // ordering keys with a message left failed
+		var held map[string]bool              // ordering keys with a message left failed
 		hold := func(msg *message.Message) {
 			if msg.Key != "" {
 				if held == nil {
