@@ -399,11 +399,8 @@
 // Publish and Subscribe create a missing topic with 8 partitions and the
 // broker's default replication factor (WithTopicCreation changes both), or,
 // with WithoutTopicCreation, fail with an error matching
-// message.ErrTopicNotFound. A topic just created (by ferry or by someone
-// else) is waited for until every partition has a leader, up to 10 s, so
-// the first Publish to it does not fail with UNKNOWN_TOPIC_OR_PARTITION
-// while the broker's metadata catches up. Known topics are cached per
-// Publisher and Subscriber. With WithTopicCreation given explicitly, an existing topic
+// message.ErrTopicNotFound. Known topics are cached per Publisher and
+// Subscriber. With WithTopicCreation given explicitly, an existing topic
 // whose partition count differs from the option's fails Publish and
 // Subscribe with message.ErrInvalidConfig naming both counts (keys would
 // map to other partitions than the configuration says); without it, any

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -64,9 +63,6 @@ func (t *topics) ensure(ctx context.Context, topic string) error {
 			return fmt.Errorf("kafka: topic %q: %w: it exists with %d partitions, WithTopicCreation(%d, %d) asks for %d (keys would map to other partitions than intended; change the option or the topic)",
 				topic, message.ErrInvalidConfig, n, t.partitions, t.replication, t.partitions)
 		}
-		if !allLed(d.Partitions) {
-			t.awaitLeaders(ctx, topic) // just created by someone else
-		}
 		t.known.Store(topic, struct{}{})
 		return nil
 	} else if ok && !errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
@@ -85,53 +81,8 @@ func (t *topics) ensure(ctx context.Context, topic string) error {
 		}
 		return topicErr(ctx, topic, fmt.Sprintf("create (%d partitions, replication %d)", t.partitions, t.replication), err)
 	}
-	t.awaitLeaders(ctx, topic)
 	t.known.Store(topic, struct{}{})
 	return nil
-}
-
-// leaderWait bounds how long ensure waits for a topic it created to have a
-// leader for every partition.
-const leaderWait = 10 * time.Second
-
-// awaitLeaders waits until the broker's metadata shows topic with a leader
-// for every partition (at most leaderWait, or until ctx ends). Right after
-// CreateTopic the broker may still answer UNKNOWN_TOPIC_OR_PARTITION to a
-// produce for a while, longer than franz-go's unknown-topic retries on a
-// loaded machine, which failed the first Publish to a new topic with
-// ErrTopicNotFound. It gives up silently: the produce then retries and
-// reports what it meets.
-func (t *topics) awaitLeaders(ctx context.Context, topic string) {
-	deadline := time.Now().Add(leaderWait)
-	delay := 5 * time.Millisecond
-	for {
-		details, err := t.adm.ListTopics(ctx, topic)
-		if err == nil {
-			if d, ok := details[topic]; ok && d.Err == nil && len(d.Partitions) > 0 && allLed(d.Partitions) {
-				return
-			}
-		}
-		if ctx.Err() != nil || time.Now().Add(delay).After(deadline) {
-			return
-		}
-		tm := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			tm.Stop()
-			return
-		case <-tm.C:
-		}
-		delay = min(2*delay, 200*time.Millisecond)
-	}
-}
-
-func allLed(ps kadm.PartitionDetails) bool {
-	for _, p := range ps {
-		if p.Err != nil || p.Leader < 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // forget drops topic from the cache, so the next ensure looks it up again
