@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -105,7 +107,13 @@ func (p *Publisher) Client() *kgo.Client { return p.cl }
 // producer's batch limit, kgo.ProducerBatchMaxBytes, default 1,000,012 bytes
 // (message.ErrMessageTooLarge); if any check fails nothing is sent. A
 // missing topic is created (see WithTopicCreation) or reported as
-// message.ErrTopicNotFound.
+// message.ErrTopicNotFound. Until a first record of a topic is
+// acknowledged (for at most a minute after this Publisher found or created
+// it), records a partition leader refuses with UNKNOWN_TOPIC_OR_PARTITION
+// (its metadata has not caught up with a just-created topic yet) are
+// produced again, in order, with a backoff, until they go through or ctx
+// ends. After that, the answer means the topic was deleted, and Publish
+// reports message.ErrTopicNotFound.
 //
 // On failure of some records the error is a *message.PublishError listing
 // them; each entry's error wraps the franz-go/kerr error and, where one
@@ -183,7 +191,66 @@ func (p *Publisher) publish(ctx context.Context, topic string, msgs []*message.M
 	// partitions it wrote to once the records are buffered, so a caller
 	// waiting for its acks does not also wait out kgo.ProducerLinger.
 	// Concurrent callers still share batches while requests are in flight.
-	recs := toRecords(topic, msgs)
+	errs := p.produce(ctx, topic, msgs, nil)
+	if errs == nil {
+		p.topics.proven(topic)
+		return nil
+	}
+	// A just-created topic can be unknown to the broker that leads a
+	// partition for a moment (its metadata catches up after CreateTopics
+	// returned), and franz-go fails records after a few
+	// UNKNOWN_TOPIC_OR_PARTITION answers (kgo.UnknownTopicRetries). Such
+	// records were not written: while no record of the topic has been
+	// acknowledged yet, produce them again, in their order, with a
+	// backoff, until they go through, another error comes, the topic is no
+	// longer fresh or ctx ends. A topic that took records before is not
+	// retried here: it was deleted, and the caller hears so
+	// (ErrTopicNotFound).
+	var bo *backoff.ExponentialBackOff
+	for p.topics.fresh(topic) && onlyUnknownTopic(errs) {
+		if bo == nil {
+			bo = adapter.NewBackoff(unknownTopicBackoff, unknownTopicMaxBackoff)
+		}
+		t := time.NewTimer(bo.NextBackOff())
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return p.failed(ctx, topic, msgs, errs)
+		case <-t.C:
+		}
+		if errs = p.produce(ctx, topic, msgs, errs); errs == nil {
+			p.topics.proven(topic)
+			return nil
+		}
+	}
+	if slices.Contains(errs, nil) {
+		p.topics.proven(topic)
+	}
+	return p.failed(ctx, topic, msgs, errs)
+}
+
+// How long Publish waits before producing again records that a just-created
+// topic's partition leader did not know yet (doubling up to the maximum).
+const (
+	unknownTopicBackoff    = 50 * time.Millisecond
+	unknownTopicMaxBackoff = time.Second
+)
+
+// produce sends msgs (only those whose entry in retry is non-nil, when retry
+// is not nil) and returns the error of each message by index, or nil when
+// all of them were acknowledged.
+func (p *Publisher) produce(ctx context.Context, topic string, msgs []*message.Message, retry []error) []error {
+	send, index := msgs, []int(nil)
+	if retry != nil {
+		send = make([]*message.Message, 0, len(msgs))
+		for i, err := range retry {
+			if err != nil {
+				send = append(send, msgs[i])
+				index = append(index, i)
+			}
+		}
+	}
+	recs := toRecords(topic, send)
 	var errs []error
 	for _, r := range p.cl.ProduceSync(ctx, recs...) {
 		if r.Err == nil {
@@ -196,15 +263,26 @@ func (p *Publisher) publish(ctx context.Context, topic string, msgs []*message.M
 		// (failures are rare, so a scan is fine).
 		for i, rec := range recs {
 			if rec == r.Record {
+				if index != nil {
+					i = index[i]
+				}
 				errs[i] = r.Err
 				break
 			}
 		}
 	}
-	if errs != nil {
-		return p.failed(ctx, topic, msgs, errs)
+	return errs
+}
+
+// onlyUnknownTopic reports whether every failure in errs is
+// UNKNOWN_TOPIC_OR_PARTITION or UNKNOWN_TOPIC_ID.
+func onlyUnknownTopic(errs []error) bool {
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, kerr.UnknownTopicOrPartition) && !errors.Is(err, kerr.UnknownTopicID) {
+			return false
+		}
 	}
-	return nil
+	return true
 }
 
 // check validates msgs without changing them.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -34,7 +35,32 @@ type topics struct {
 	mustMatch   bool // WithTopicCreation given: an existing topic's partition count must match
 
 	known sync.Map // topic name -> struct{}
-	mu    sync.Mutex
+	// unproven holds the topics this client found or created but never
+	// produced to yet, with the time it first did: the broker may not know
+	// a just-created topic everywhere yet (see fresh).
+	unproven sync.Map // topic name -> time.Time
+	mu       sync.Mutex
+}
+
+// freshTopic is how long after first finding or creating a topic Publish
+// keeps producing again the records a partition leader refused with
+// UNKNOWN_TOPIC_OR_PARTITION, while no record reached it yet (within the
+// call's ctx).
+const freshTopic = time.Minute
+
+// fresh reports whether this client found or created topic within
+// freshTopic and no record of it has been acknowledged since.
+func (t *topics) fresh(topic string) bool {
+	v, ok := t.unproven.Load(topic)
+	return ok && time.Since(v.(time.Time)) < freshTopic
+}
+
+// proven records that the broker acknowledged a record of topic: from now
+// on an unknown-topic answer means it was deleted.
+func (t *topics) proven(topic string) {
+	if _, ok := t.unproven.Load(topic); ok {
+		t.unproven.Delete(topic)
+	}
 }
 
 func newTopics(adm *kadm.Client, c *config) *topics {
@@ -63,6 +89,7 @@ func (t *topics) ensure(ctx context.Context, topic string) error {
 			return fmt.Errorf("kafka: topic %q: %w: it exists with %d partitions, WithTopicCreation(%d, %d) asks for %d (keys would map to other partitions than intended; change the option or the topic)",
 				topic, message.ErrInvalidConfig, n, t.partitions, t.replication, t.partitions)
 		}
+		t.unproven.LoadOrStore(topic, time.Now())
 		t.known.Store(topic, struct{}{})
 		return nil
 	} else if ok && !errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
@@ -81,6 +108,7 @@ func (t *topics) ensure(ctx context.Context, topic string) error {
 		}
 		return topicErr(ctx, topic, fmt.Sprintf("create (%d partitions, replication %d)", t.partitions, t.replication), err)
 	}
+	t.unproven.LoadOrStore(topic, time.Now())
 	t.known.Store(topic, struct{}{})
 	return nil
 }
