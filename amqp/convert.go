@@ -166,7 +166,8 @@ func (c *config) checkMessage(i, n int, m *message.Message) error {
 }
 
 // publishing maps m to an AMQP message: ID to message_id, Time to
-// timestamp (seconds) and the ferry-time header (milliseconds), Key to the
+// timestamp (seconds) and, unless the ID is a UUIDv7 of Time's
+// millisecond, the ferry-time header (milliseconds), Key to the
 // key header, property headers to their properties, the other Headers to
 // the header table; persistent delivery mode unless DeliveryModeHeader
 // says "1". m has passed checkMessage.
@@ -189,7 +190,9 @@ func (c *config) publishing(m *message.Message) amqp091.Publishing {
 	} else {
 		delete(h, c.keyHeader)
 	}
-	h[TimeHeader] = m.Time.UnixMilli()
+	if !timeInID(m.ID, m.Time) {
+		h[TimeHeader] = m.Time.UnixMilli()
+	}
 	h[bucketHeaders[ShardBucket(shardKey(m.Key, m.ID))]] = "1"
 	p.Headers = h
 	return p
@@ -216,7 +219,9 @@ func (c *config) toMessage(topic, group string, d *amqp091.Delivery) *message.Me
 			Redelivered: d.Redelivered,
 		},
 	}
-	if !d.Timestamp.IsZero() {
+	if _, ok := d.Headers[TimeHeader]; !ok {
+		m.Time = timeFromID(d.MessageId, d.Timestamp)
+	} else if !d.Timestamp.IsZero() {
 		m.Time = d.Timestamp
 	}
 	if d.Redelivered {

@@ -147,8 +147,13 @@
 // # Message mapping
 //
 // ID is the AMQP message_id; Time is the timestamp property (whole
-// seconds, for other clients) and the "ferry-time" header (Unix
-// milliseconds, an AMQP long), so Time keeps milliseconds; Key is the
+// seconds, for other clients) and, unless the ID is a UUIDv7 (as
+// message.NewID makes them) of Time's millisecond, the "ferry-time"
+// header (Unix milliseconds, an AMQP long): Time keeps milliseconds
+// either way (a subscriber of a ferry version before this rule, or a
+// client reading only ferry-time, sees whole seconds for such a message),
+// and the usual message (ID and Time filled in by Publish) costs the
+// broker one header less; Key is the
 // "ferry-key" header (WithKeyHeader) and, by default, the routing key;
 // Headers are the header table, as strings, plus the ferry-shard-<bucket>
 // header (see Topology), except the property headers below; messages are
@@ -156,8 +161,11 @@
 // delivery the ferry-key and ferry-time headers become Key and Time, and
 // they and the ferry-shard-<bucket> header are removed from Headers. A
 // message from another producer without ferry-key has an empty Key (no
-// ordering constraint), without ferry-time the timestamp property as Time
-// (zero when it has none), and without message_id an empty ID (AMQP has
+// ordering constraint), without ferry-time the millisecond of its
+// message_id when that is a UUIDv7 in the second of its timestamp property
+// (what ferry sends), else the timestamp property as Time (zero when it
+// has none; older ferry versions always send ferry-time, so their
+// messages decode as before), and without message_id an empty ID (AMQP has
 // no position to derive one from; the dedupe middleware then needs another
 // key, such as dedupe.KeyByHeader on a header of that producer's). Header
 // values of any AMQP type (numbers, booleans, timestamps, byte arrays, and
@@ -334,6 +342,13 @@
 // client's own experimental recovery (amqp091.Config.Recovery) is not used
 // and must be left nil.
 //
+// A cluster's nodes can be given together: WithAddresses adds URLs to the
+// constructor's. The first connection takes the first that opens, and
+// each reconnection attempt tries them all in turn, starting with the one
+// after the node that was lost, so a Publisher or Subscriber whose node
+// died moves to another node; with quorum queues (WithQuorumQueues) the
+// messages survive a node while a majority of the queue's nodes run.
+//
 // Publish during an outage waits for the reconnection, bounded by its ctx.
 // A message whose confirm was lost with the connection is published again
 // on the new connection, transparently, until it is confirmed or ctx ends:
@@ -440,6 +455,7 @@
 //	WithConfig              amqp091's defaults (10 s heartbeat, credentials and vhost from the URL)
 //	WithReconnectBackoff    100 ms doubling to 10 s, with jitter
 //	WithDialTimeout         10 s (DefaultDialTimeout), or the URL's connection_timeout
+//	WithAddresses           none: only the constructor's URL
 //	WithLogger              nil: no logging
 //	WithObserver            none (message.Observer: events and queue depth)
 //	WithOnStateChange       nil: none

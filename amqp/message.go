@@ -10,7 +10,8 @@ import (
 // (a tool's temporary queue, a basic.get) to the Message a Subscriber with
 // the default options would deliver for topic and group: ID from
 // message_id (DerivedID without one), Key and Time from the ferry-key and
-// ferry-time headers, the shard header dropped, properties as their
+// ferry-time headers (Time without ferry-time: see the package doc, #
+// Message mapping), the shard header dropped, properties as their
 // property headers (see the package doc, # Message mapping).
 func MessageFromDelivery(topic, group string, d *amqp091.Delivery) *message.Message {
 	if d == nil {
