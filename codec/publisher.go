@@ -13,7 +13,8 @@ import (
 // type in a header of their own: the AMQP adapter's *amqp.Publisher
 // returns amqp.ContentTypeHeader, its content-type property. A publisher
 // that wraps another (tracing, metrics) should pass the wrapped one's
-// answer on.
+// answer on, and answer "" (HeaderContentType is used) when the wrapped
+// one has none.
 type ContentTypeHeaderer interface {
 	ContentTypeHeader() string
 }
@@ -71,7 +72,7 @@ func NewPublisher[T any](pub message.Publisher, c Codec[T], opts ...PublisherOpt
 		return nil, fmt.Errorf("codec: NewPublisher: %w: the codec is nil (%T)", message.ErrInvalidConfig, c)
 	}
 	cfg := pubConfig{ctHeader: HeaderContentType, headers: map[string]string{}}
-	if h, ok := pub.(ContentTypeHeaderer); ok {
+	if h, ok := pub.(ContentTypeHeaderer); ok && h.ContentTypeHeader() != "" {
 		cfg.ctHeader = h.ContentTypeHeader()
 	}
 	for _, o := range opts {

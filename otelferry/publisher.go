@@ -53,6 +53,18 @@ func (t *Telemetry) Publisher(p message.Publisher) (*Publisher, error) {
 	return &Publisher{t: t, next: p, system: sys}, nil
 }
 
+// ContentTypeHeader passes on the wrapped publisher's content type header
+// (its ContentTypeHeader method; AMQP: the content-type property), so
+// typed publishers of package codec wrapped around p put the content type
+// where the broker's consumers read it; "" when the wrapped publisher has
+// none (codec then uses its default header).
+func (p *Publisher) ContentTypeHeader() string {
+	if h, ok := p.next.(interface{ ContentTypeHeader() string }); ok {
+		return h.ContentTypeHeader()
+	}
+	return ""
+}
+
 // Publish publishes msgs through the wrapped publisher, traced and
 // measured.
 func (p *Publisher) Publish(ctx context.Context, topic string, msgs ...*message.Message) error {
