@@ -1,6 +1,7 @@
 package amqp
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -56,7 +57,8 @@ type StateChange struct {
 	// Err is the cause of a disconnection or of a failed reconnection
 	// attempt; nil otherwise. It never contains the URL's password.
 	Err error
-	// URL is the broker URL with its password redacted.
+	// URL is the broker URL with its password redacted: with
+	// WithAddresses, the address connected to or last tried.
 	URL string
 	// Role is "publisher" or "subscriber".
 	Role string
@@ -104,11 +106,11 @@ func (s *session) isDown() bool {
 // conn keeps one AMQP connection open, reconnecting with backoff.
 type conn struct {
 	cfg      *config
-	url      string
-	redacted string
+	addrs    []address // the URL and WithAddresses' (addresses.go)
+	at       int       // addrs index dialled last; set by dialAny only
+	redacted string    // addrs[at].shown
 	password string
 	secrets  []string // scrubbed from every error text (see checkBrokerURL)
-	timeout  time.Duration
 	role     string
 
 	mu    sync.Mutex
@@ -164,20 +166,13 @@ func (c *conn) scrub(err error) error {
 // dialConn validates the URL, dials once (so a wrong address or password
 // fails the constructor) and starts the supervisor.
 func dialConn(rawURL string, cfg *config, role string) (*conn, error) {
-	b, err := checkBrokerURL(rawURL)
+	addrs, secrets, err := cfg.addressList(rawURL)
 	if err != nil {
 		return nil, err
 	}
-	c := &conn{cfg: cfg, url: rawURL, redacted: b.shown, secrets: b.secrets, role: role,
+	c := &conn{cfg: cfg, addrs: addrs, redacted: addrs[0].shown, secrets: secrets, role: role,
 		ready: make(chan struct{}), closed: make(chan struct{}), stopping: make(chan struct{}), done: make(chan struct{})}
-	c.timeout = cfg.dialTimeout
-	if c.timeout == 0 {
-		c.timeout = b.timeout
-	}
-	if c.timeout == 0 {
-		c.timeout = DefaultDialTimeout
-	}
-	first, err := c.dial()
+	first, err := c.dialAny(0)
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +182,7 @@ func dialConn(rawURL string, cfg *config, role string) (*conn, error) {
 	return c, nil
 }
 
-func (c *conn) dial() (*amqp091.Connection, error) {
+func (c *conn) dial(a address) (*amqp091.Connection, error) {
 	conf := c.cfg.amqpConfig
 	if conf.Properties == nil {
 		conf.Properties = amqp091.NewConnectionProperties()
@@ -196,7 +191,7 @@ func (c *conn) dial() (*amqp091.Connection, error) {
 	// The timeout bounds the TCP connect (unless WithConfig brought a
 	// dialer of its own) and, through a deadline that the client clears
 	// once the connection is open, the TLS and AMQP handshakes.
-	timeout := c.timeout
+	timeout := cmp.Or(c.cfg.dialTimeout, a.timeout, DefaultDialTimeout)
 	if dial := conf.Dial; dial != nil {
 		conf.Dial = func(network, addr string) (net.Conn, error) {
 			nc, err := dial(network, addr)
@@ -212,15 +207,15 @@ func (c *conn) dial() (*amqp091.Connection, error) {
 	} else {
 		conf.Dial = amqp091.DefaultDial(timeout)
 	}
-	ac, err := amqp091.DialConfig(c.url, conf)
+	ac, err := amqp091.DialConfig(a.url, conf)
 	if err != nil {
 		if isTimeout(err) {
-			return nil, fmt.Errorf("amqp: dial %s: timed out after %v (WithDialTimeout) without an open AMQP connection: %w", c.redacted, timeout, c.scrub(err))
+			return nil, fmt.Errorf("amqp: dial %s: timed out after %v (WithDialTimeout) without an open AMQP connection: %w", a.shown, timeout, c.scrub(err))
 		}
-		if looksLikeTLSPort(c.redacted, err) {
-			return nil, fmt.Errorf("amqp: dial %s: %w (a plain amqp:// URL on what looks like a TLS port: use amqps://)", c.redacted, c.scrub(err))
+		if looksLikeTLSPort(a.shown, err) {
+			return nil, fmt.Errorf("amqp: dial %s: %w (a plain amqp:// URL on what looks like a TLS port: use amqps://)", a.shown, c.scrub(err))
 		}
-		return nil, fmt.Errorf("amqp: dial %s: %w", c.redacted, c.scrub(err))
+		return nil, fmt.Errorf("amqp: dial %s: %w", a.shown, c.scrub(err))
 	}
 	return ac, nil
 }
@@ -348,7 +343,7 @@ func (c *conn) run(cur *amqp091.Connection) {
 				return
 			case <-t.C:
 			}
-			ac, err := c.dial()
+			ac, err := c.dialAny(c.at + 1) // the next address first (addresses.go)
 			if err == nil {
 				cur = ac
 				sess = c.set(ac, streak.n > 0)

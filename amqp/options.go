@@ -124,6 +124,8 @@ type config struct {
 	shards      int
 	competing   bool
 	heartbeat   time.Duration
+
+	more moreAddresses // WithAddresses (addresses.go)
 }
 
 func defaultConfig() *config {

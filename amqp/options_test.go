@@ -32,6 +32,7 @@ var optionSides = []struct {
 	{`amqp.WithKeyHeader("k")`, true, true},
 	{`amqp.WithReconnectBackoff(time.Millisecond, time.Second)`, true, true},
 	{`amqp.WithDialTimeout(time.Second)`, true, true},
+	{`amqp.WithAddresses("amqp://127.0.0.1:5673/")`, true, true},
 	{`amqp.WithLogger(slog.Default())`, true, true},
 	{`amqp.WithOnStateChange(func(amqp.StateChange) {})`, true, true},
 	{`amqp.WithShards(4)`, true, true},
