@@ -369,8 +369,8 @@
 // share group: WithShareGroup on the name of an existing consumer (or
 // streams) group fails Subscribe with message.ErrInvalidConfig naming it,
 // since the broker would give the member no records and no error; the
-// reverse, WithGroup on a share group's name, is not checked and gets no
-// records either. A Subscriber
+// reverse, WithGroup on a share group's name, fails the same way. A
+// Subscriber
 // with WithShareGroup fails Subscribe with message.ErrInvalidConfig when
 // the cluster has no share groups.
 //

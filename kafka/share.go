@@ -100,7 +100,7 @@ func (s *Subscriber) runShare(ctx context.Context, topic string, h message.Handl
 	if err := checkShareSupport(ctx, s.admin, group); err != nil {
 		return err
 	}
-	if err := checkGroupKind(ctx, s.admin, group); err != nil {
+	if err := checkGroupKind(ctx, s.admin, group, true); err != nil {
 		return err
 	}
 	reset := "earliest"

@@ -147,10 +147,12 @@ func setShareGroupConfig(ctx context.Context, cl *kgo.Client, group string, kv m
 }
 
 // checkGroupKind fails when group names an existing group of another kind
-// (a consumer group, classic or KIP-848, or a streams group): a group ID
-// is of one kind, and a share member that joins another kind's ID gets no
-// records and no error from the broker, so it would wait forever.
-func checkGroupKind(ctx context.Context, cl *kgo.Client, group string) error {
+// than the member's (share: a share member; otherwise a consumer group
+// member): a group ID is of one kind (a consumer group, classic or
+// KIP-848, a streams group, or a share group), and a member that joins
+// another kind's ID gets no records and no error from the broker, so it
+// would wait forever.
+func checkGroupKind(ctx context.Context, cl *kgo.Client, group string, share bool) error {
 	groups, err := kadm.NewClient(cl).ListGroups(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -159,8 +161,15 @@ func checkGroupKind(ctx context.Context, cl *kgo.Client, group string) error {
 		// Not fatal: without the list the member may still work.
 		return nil
 	}
-	if g, ok := groups[group]; ok && g.GroupType != "" && g.GroupType != "share" {
+	g, ok := groups[group]
+	if !ok || g.GroupType == "" {
+		return nil // no such group yet, or a broker before Kafka 3.8
+	}
+	switch {
+	case share && g.GroupType != "share":
 		return fmt.Errorf("kafka: share group %q: %w: the cluster has a %s group of that name (protocol %q); a group ID is either a consumer group or a share group: pick another name for WithShareGroup", group, message.ErrInvalidConfig, g.GroupType, g.ProtocolType)
+	case !share && g.GroupType == "share":
+		return fmt.Errorf("kafka: group %q: %w: the cluster has a share group of that name; a group ID is either a consumer group or a share group: pick another name for WithGroup, or subscribe with WithShareGroup(%q)", group, message.ErrInvalidConfig, group)
 	}
 	return nil
 }

@@ -474,3 +474,34 @@ func TestShareGroupOnAConsumerGroupsName(t *testing.T) {
 		}
 	})
 }
+
+// TestConsumerGroupOnAShareGroupsName: the reverse of
+// TestShareGroupOnAConsumerGroupsName: WithGroup on the name of an
+// existing share group fails Subscribe with ErrInvalidConfig naming it,
+// instead of waiting for records that never come.
+func TestConsumerGroupOnAShareGroupsName(t *testing.T) {
+	shareBackends(t, func(t *testing.T, brokers []string) {
+		topic := uniqueTopic(t)
+		p := newPublisher(t, brokers)
+		publishN(t, p, topic, "m", 1)
+		group := "kind-" + topic
+		got := make(chan struct{}, 1)
+		r := startSubscribe(t, newShareSubscriber(t, brokers, group), topic, func(context.Context, *message.Message) error {
+			select {
+			case got <- struct{}{}:
+			default:
+			}
+			return nil
+		})
+		<-got
+		r.stop(t)
+		// Bounded: without the check, Subscribe would wait for records
+		// that never come and return nil when ctx ends.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err := newSubscriber(t, brokers, kafka.WithGroup(group)).Subscribe(ctx, topic, func(context.Context, *message.Message) error { return nil })
+		if !errors.Is(err, message.ErrInvalidConfig) || !strings.Contains(err.Error(), "share group") {
+			t.Fatalf("Subscribe: %v, want ErrInvalidConfig naming the share group", err)
+		}
+	})
+}

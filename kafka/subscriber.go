@@ -102,7 +102,9 @@ func (s *Subscriber) subscribe(ctx context.Context, topic string, h message.Hand
 	case err == nil && s.cfg.share:
 		err = s.runShare(runCtx, topic, h) // share.go
 	case err == nil:
-		err = s.run(runCtx, topic, h, bat)
+		if err = checkGroupKind(runCtx, s.admin, s.cfg.Group, false); err == nil {
+			err = s.run(runCtx, topic, h, bat)
+		}
 	}
 	if s.life.Closed() {
 		return fmt.Errorf("kafka: subscribe %q: %w", topic, message.ErrClosed)
@@ -140,10 +142,10 @@ type subscription struct {
 	fatal   error
 	recycle bool // build recycles franz-go's records (see recordPool)
 
-	rp    subReplay            // commits (replay.go)
-	batch []*dispatch.Delivery // the poll loop's reusable submit buffer
-	strs  []byte               // and its reusable key and ID buffer
-	ends  []int                // with the end of each record's key and ID in it
+	rp     subReplay            // commits (replay.go)
+	batch  []*dispatch.Delivery // the poll loop's reusable submit buffer
+	ends   []int                // build's reusable list of the end of each record's key and ID
+	strAvg int                  // bytes of key and ID per record in the last build
 }
 
 func (s *Subscriber) run(ctx context.Context, topic string, h message.Handler, bat *dispatch.Batch) error {
@@ -310,11 +312,16 @@ const recChunk = 32 << 10 / int(unsafe.Sizeof(rec{}))
 
 // build turns fetched records of one partition into delivered messages, in
 // one array, in the partition assignment's scope. The keys and IDs of the
-// batch share one string.
+// batch share one string, written once: into a buffer sized from the last
+// build's average (grown if it is short), which the strings then alias.
 func (sub *subscription) build(rs []*kgo.Record, scope *dispatch.Scope) *recBatch {
 	b := &recBatch{}
 	b.run.Init(make([]rec, len(rs)))
-	strs, ends := sub.strs[:0], sub.ends[:0]
+	strs := make([]byte, 0, len(rs)*sub.strAvg+64)
+	ends := sub.ends[:0]
+	// The ID of a record from a non-ferry producer is
+	// "<topic>-<partition>-<offset>": the same prefix for the whole batch.
+	var prefix []byte
 	for i, r := range rs {
 		rc := &b.run.Items[i]
 		rc.offset, rc.epoch, rc.idx = r.Offset, r.LeaderEpoch, int32(i)
@@ -340,13 +347,10 @@ func (sub *subscription) build(rs []*kgo.Record, scope *dispatch.Scope) *recBatc
 		if len(id) > 0 {
 			strs = append(strs, id...)
 		} else {
-			// A record from a non-ferry producer gets the ID
-			// "<topic>-<partition>-<offset>".
-			strs = append(strs, r.Topic...)
-			strs = append(strs, '-')
-			strs = strconv.AppendInt(strs, int64(r.Partition), 10)
-			strs = append(strs, '-')
-			strs = strconv.AppendInt(strs, r.Offset, 10)
+			if prefix == nil {
+				prefix = append(strconv.AppendInt(append([]byte(r.Topic), '-'), int64(r.Partition), 10), '-')
+			}
+			strs = strconv.AppendInt(append(strs, prefix...), r.Offset, 10)
 		}
 		ends = append(ends, len(strs))
 		m.Delivery = message.Delivery{
@@ -365,7 +369,8 @@ func (sub *subscription) build(rs []*kgo.Record, scope *dispatch.Scope) *recBatc
 			r.Recycle() // nothing of r is used after this
 		}
 	}
-	all := string(strs)
+	// strs is not written after this: the strings may alias it.
+	all := unsafe.String(unsafe.SliceData(strs), len(strs))
 	from := 0
 	for i := range b.run.Items {
 		m := &b.run.Items[i].msg
@@ -373,10 +378,10 @@ func (sub *subscription) build(rs []*kgo.Record, scope *dispatch.Scope) *recBatc
 		m.Key, m.ID = all[from:k], all[k:e]
 		from = e
 	}
-	if cap(strs) > 1<<20 {
-		strs = nil // do not keep a buffer grown by one huge fetch
+	if len(rs) > 0 {
+		sub.strAvg = min((len(strs)+len(rs)-1)/len(rs), 1<<10)
 	}
-	sub.strs, sub.ends = strs[:0], ends[:0]
+	sub.ends = ends[:0]
 	return b
 }
 
