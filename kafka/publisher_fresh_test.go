@@ -23,6 +23,13 @@ import (
 // partition leader does for a moment after the topic was created, and
 // returns the count of refused requests.
 func refuseProduce(c *kfake.Cluster, n int32) *atomic.Int32 {
+	return failProduce(c, kerr.UnknownTopicOrPartition, n)
+}
+
+// failProduce makes the fake cluster answer the next n produce requests
+// (n < 0: all of them) with code on every partition, and returns the
+// count of answered requests.
+func failProduce(c *kfake.Cluster, code *kerr.Error, n int32) *atomic.Int32 {
 	var refused atomic.Int32
 	c.ControlKey(int16(kmsg.Produce), func(kr kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
@@ -38,7 +45,7 @@ func refuseProduce(c *kfake.Cluster, n int32) *atomic.Int32 {
 			for _, rp := range rt.Partitions {
 				sp := kmsg.NewProduceResponseTopicPartition()
 				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				sp.ErrorCode = code.Code
 				st.Partitions = append(st.Partitions, sp)
 			}
 			resp.Topics = append(resp.Topics, st)

@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/ferrymsg/ferry/kafka"
 	"github.com/ferrymsg/ferry/message"
@@ -113,26 +111,7 @@ func TestPublishBrokerErrorIsTypedAndWrapped(t *testing.T) {
 	if err := p.Publish(ctx, "fails", &message.Message{Key: "warm"}); err != nil {
 		t.Fatal(err)
 	}
-	var calls atomic.Int32
-	c.ControlKey(int16(kmsg.Produce), func(kr kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		calls.Add(1)
-		req := kr.(*kmsg.ProduceRequest)
-		resp := req.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range req.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic = rt.Topic
-			st.TopicID = rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.MessageTooLarge.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
-	})
+	calls := failProduce(c, kerr.MessageTooLarge, -1)
 	msgs := []*message.Message{{Key: "a"}, {Key: "b"}}
 	err := p.Publish(ctx, "fails", msgs...)
 	if calls.Load() == 0 {

@@ -455,19 +455,8 @@ func TestShareGroupStartLatest(t *testing.T) {
 func TestShareGroupOnAConsumerGroupsName(t *testing.T) {
 	shareBackends(t, func(t *testing.T, brokers []string) {
 		topic := uniqueTopic(t)
-		p := newPublisher(t, brokers)
-		publishN(t, p, topic, "m", 1)
 		group := "kind-" + topic
-		got := make(chan struct{}, 1)
-		r := startSubscribe(t, newSubscriber(t, brokers, kafka.WithGroup(group)), topic, func(context.Context, *message.Message) error {
-			select {
-			case got <- struct{}{}:
-			default:
-			}
-			return nil
-		})
-		<-got
-		r.stop(t)
+		handleOne(t, brokers, newSubscriber(t, brokers, kafka.WithGroup(group)), topic)
 		err := newShareSubscriber(t, brokers, group).Subscribe(context.Background(), topic, func(context.Context, *message.Message) error { return nil })
 		if !errors.Is(err, message.ErrInvalidConfig) || !strings.Contains(err.Error(), "classic group") {
 			t.Fatalf("Subscribe: %v, want ErrInvalidConfig naming the classic group", err)
@@ -482,19 +471,8 @@ func TestShareGroupOnAConsumerGroupsName(t *testing.T) {
 func TestConsumerGroupOnAShareGroupsName(t *testing.T) {
 	shareBackends(t, func(t *testing.T, brokers []string) {
 		topic := uniqueTopic(t)
-		p := newPublisher(t, brokers)
-		publishN(t, p, topic, "m", 1)
 		group := "kind-" + topic
-		got := make(chan struct{}, 1)
-		r := startSubscribe(t, newShareSubscriber(t, brokers, group), topic, func(context.Context, *message.Message) error {
-			select {
-			case got <- struct{}{}:
-			default:
-			}
-			return nil
-		})
-		<-got
-		r.stop(t)
+		handleOne(t, brokers, newShareSubscriber(t, brokers, group), topic)
 		// Bounded: without the check, Subscribe would wait for records
 		// that never come and return nil when ctx ends.
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -504,4 +482,21 @@ func TestConsumerGroupOnAShareGroupsName(t *testing.T) {
 			t.Fatalf("Subscribe: %v, want ErrInvalidConfig naming the share group", err)
 		}
 	})
+}
+
+// handleOne publishes a message to topic and runs sub until it handled
+// one, so that sub's group exists on the broker.
+func handleOne(t *testing.T, brokers []string, sub *kafka.Subscriber, topic string) {
+	t.Helper()
+	publishN(t, newPublisher(t, brokers), topic, "m", 1)
+	got := make(chan struct{}, 1)
+	r := startSubscribe(t, sub, topic, func(context.Context, *message.Message) error {
+		select {
+		case got <- struct{}{}:
+		default:
+		}
+		return nil
+	})
+	<-got
+	r.stop(t)
 }
