@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/ferrymsg/ferry/adapter"
 	"github.com/ferrymsg/ferry/adapter/dispatch"
 	"github.com/ferrymsg/ferry/internal/isnil"
 	"github.com/ferrymsg/ferry/message"
@@ -99,31 +100,14 @@ func (c *subConfig) observer() message.Observer {
 // onHandlerError is the dispatcher's error observer: the event for each
 // handler error; nil without an observer.
 func (c *subConfig) onHandlerError() func(*dispatch.Delivery, error) {
-	o := c.obs
-	if o == nil {
-		return nil
-	}
-	return func(d *dispatch.Delivery, err error) {
-		ev := message.MessageEvent(message.EventHandlerError, d.Msg)
-		ev.Err = err
-		o.Observe(context.Background(), ev)
-	}
+	return dispatch.ErrorObserver(c.obs)
 }
 
-func (c *subConfig) observeHandled(d *dispatch.Delivery) {
-	if o := c.obs; o != nil {
-		o.Observe(context.Background(), message.MessageEvent(message.EventHandled, d.Msg))
-	}
-}
+func (c *subConfig) observeHandled(d *dispatch.Delivery) { dispatch.ObserveHandled(c.obs, d) }
 
 // observePublish reports the outcome of a Publish call.
 func observePublish(ctx context.Context, o message.Observer, topic string, msgs []*message.Message, start time.Time, err error) {
-	ev := message.Event{Kind: message.EventPublished, System: System, Topic: topic, Msgs: msgs, Count: len(msgs),
-		Partition: -1, Duration: time.Since(start)}
-	if err != nil {
-		ev.Kind, ev.Err, ev.Failed = message.EventPublishFailed, err, len(msgs)
-	}
-	o.Observe(ctx, ev)
+	adapter.ObservePublish(ctx, o, System, topic, msgs, start, err)
 }
 
 // startLag reports the lag of m's partitions every lagInterval while ctx

@@ -2,7 +2,6 @@ package kafka
 
 import (
 	"context"
-	"errors"
 	"net"
 	"strconv"
 	"sync"
@@ -12,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ferrymsg/ferry/adapter"
 	"github.com/ferrymsg/ferry/adapter/dispatch"
 	"github.com/ferrymsg/ferry/internal/isnil"
 	"github.com/ferrymsg/ferry/message"
@@ -58,36 +58,17 @@ func (s *Subscriber) MessagingSystem() string { return System }
 
 // observePublish reports the outcome of a Publish call.
 func observePublish(ctx context.Context, o message.Observer, topic string, msgs []*message.Message, start time.Time, err error) {
-	ev := message.Event{Kind: message.EventPublished, System: System, Topic: topic, Msgs: msgs, Count: len(msgs),
-		Partition: -1, Duration: time.Since(start)}
-	if err != nil {
-		ev.Kind, ev.Err, ev.Failed = message.EventPublishFailed, err, len(msgs)
-		var pe *message.PublishError
-		if errors.As(err, &pe) {
-			ev.Failed = len(pe.Failed)
-		}
-	}
-	o.Observe(ctx, ev)
+	adapter.ObservePublish(ctx, o, System, topic, msgs, start, err)
 }
 
 // handlerErrorObserver is the dispatcher's error observer: the event for
 // each handler error; nil without an observer.
 func (c *config) handlerErrorObserver() func(*dispatch.Delivery, error) {
-	o := c.obs
-	if o == nil {
-		return nil
-	}
-	return func(d *dispatch.Delivery, err error) {
-		ev := message.MessageEvent(message.EventHandlerError, d.Msg)
-		ev.Err = err
-		o.Observe(context.Background(), ev)
-	}
+	return dispatch.ErrorObserver(c.obs)
 }
 
 func (sub *subscription) observeHandled(dl *dispatch.Delivery) {
-	if o := sub.cfg.obs; o != nil {
-		o.Observe(context.Background(), message.MessageEvent(message.EventHandled, dl.Msg))
-	}
+	dispatch.ObserveHandled(sub.cfg.obs, dl)
 }
 
 // commitCallback reports failed autocommits (kgo.AutoCommitCallback);
