@@ -123,12 +123,86 @@ func (t *topic) signalSettled() {
 }
 
 type partition struct {
-	base    int64 // offset of entries[0]
-	entries []*message.Message
-	seqs    []uint64 // seqs[i]: the topic-wide publish sequence of entries[i] (Broker.Messages)
+	// The kept entries, by value, in chunks of chunkLen (so that a fetch
+	// reads them in sequence, not through a pointer each, and an append
+	// never copies the log): offset base is chunks[0][head], and n
+	// entries follow it. An entry is never changed once appended, until
+	// trimming clears it, which it does only to entries every group has
+	// settled: an entry a member fetched (and not yet settled) stays
+	// intact while the member builds its delivery outside the lock.
+	base   int64
+	head   int
+	n      int
+	chunks []*chunk
+	spare  *chunk // a cleared chunk kept for the next append
 }
 
-func (p *partition) end() int64 { return p.base + int64(len(p.entries)) }
+// chunkLen is the number of entries of a chunk (24 KiB).
+const chunkLen = 256
+
+type chunk [chunkLen]entry
+
+// at returns the entry at off, which must be in [base, end()).
+func (p *partition) at(off int64) *entry {
+	i := p.head + int(off-p.base)
+	return &p.chunks[i/chunkLen][i%chunkLen]
+}
+
+// push appends e.
+func (p *partition) push(e entry) {
+	i := p.head + p.n
+	if i/chunkLen == len(p.chunks) {
+		c := p.spare
+		if c == nil {
+			c = new(chunk)
+		}
+		p.spare = nil
+		p.chunks = append(p.chunks, c)
+	}
+	p.chunks[i/chunkLen][i%chunkLen] = e
+	p.n++
+}
+
+// drop clears and forgets the first k entries (k <= n).
+func (p *partition) drop(k int) {
+	p.base += int64(k)
+	p.n -= k
+	for k > 0 {
+		c := p.chunks[0]
+		m := min(k, chunkLen-p.head)
+		clear(c[p.head : p.head+m])
+		p.head += m
+		k -= m
+		if p.head == chunkLen {
+			p.chunks[0] = nil
+			p.chunks = p.chunks[1:]
+			p.head = 0
+			p.spare = c
+		}
+	}
+	if p.n == 0 && len(p.chunks) > 0 && p.head > 0 {
+		p.head = 0 // empty: start the chunk over (its entries are cleared)
+	}
+}
+
+// entry is a message as the broker keeps it: what Publish stored, no
+// delivery metadata.
+type entry struct {
+	id      string
+	key     string
+	payload []byte
+	headers map[string]string
+	time    time.Time
+	seq     uint64 // the topic-wide publish sequence (Broker.Messages)
+}
+
+// message returns a new Message with e's fields (sharing Payload and
+// Headers) and no delivery metadata.
+func (e *entry) message() *message.Message {
+	return &message.Message{ID: e.id, Key: e.key, Payload: e.payload, Headers: e.headers, Time: e.time}
+}
+
+func (p *partition) end() int64 { return p.base + int64(p.n) }
 
 // partitionFor maps a key to a partition with FNV-1a, so a key keeps its
 // partition; keyless messages go round robin.
@@ -187,17 +261,14 @@ func (t *topic) trimLocked(i int) {
 	n := int(upto - p.base)
 	if a := t.b.retainAge; a > 0 && n > 0 {
 		cutoff := time.Now().Add(-a)
-		for n > 0 && !p.entries[n-1].Time.Before(cutoff) {
+		for n > 0 && !p.at(p.base+int64(n-1)).time.Before(cutoff) {
 			n--
 		}
 	}
 	if n <= 0 {
 		return
 	}
-	clear(p.entries[:n])
-	p.entries = p.entries[n:]
-	p.seqs = p.seqs[n:]
-	p.base += int64(n)
+	p.drop(n)
 }
 
 // group is a consumer group's state on one topic.

@@ -23,7 +23,7 @@ func held(b *Broker, topic string) int {
 	defer t.mu.Unlock()
 	n := 0
 	for _, p := range t.parts {
-		n += len(p.entries)
+		n += p.n
 	}
 	return n
 }

@@ -36,23 +36,22 @@ func (b *Broker) Messages(topic string) ([]*message.Message, error) {
 		return nil, nil
 	}
 	type stored struct {
-		seq  uint64
-		msg  *message.Message
+		msg  entry // a copy: trimming may clear the entry once the lock is released
 		part int
 		off  int64
 	}
 	t.mu.Lock()
 	var all []stored
 	for i, p := range t.parts {
-		for j, m := range p.entries {
-			all = append(all, stored{seq: p.seqs[j], msg: m, part: i, off: p.base + int64(j)})
+		for off := p.base; off < p.end(); off++ {
+			all = append(all, stored{msg: *p.at(off), part: i, off: off})
 		}
 	}
 	t.mu.Unlock()
-	sort.Slice(all, func(i, j int) bool { return all[i].seq < all[j].seq })
+	sort.Slice(all, func(i, j int) bool { return all[i].msg.seq < all[j].msg.seq })
 	out := make([]*message.Message, len(all))
 	for i, s := range all {
-		c := s.msg.Clone()
+		c := s.msg.message().Clone()
 		c.Delivery = message.Delivery{Topic: topic, Partition: int32(s.part), Offset: s.off}
 		out[i] = c
 	}

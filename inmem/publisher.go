@@ -72,17 +72,11 @@ func (p *Publisher) Publish(ctx context.Context, topicName string, msgs ...*mess
 	if err != nil {
 		return fmt.Errorf("inmem: publish %q: %w", topicName, err)
 	}
-	// Copy the structs before taking the lock.
-	copies := make([]message.Message, len(msgs))
-	for i, m := range msgs {
-		copies[i] = message.Message{ID: m.ID, Key: m.Key, Payload: m.Payload, Headers: m.Headers, Time: m.Time}
-	}
 	t.mu.Lock()
-	for i := range copies {
-		part := t.parts[t.partitionFor(copies[i].Key)]
-		part.entries = append(part.entries, &copies[i])
+	for _, m := range msgs {
+		part := t.parts[t.partitionFor(m.Key)]
 		t.seq++
-		part.seqs = append(part.seqs, t.seq)
+		part.push(entry{id: m.ID, key: m.Key, payload: m.Payload, headers: m.Headers, time: m.Time, seq: t.seq})
 	}
 	t.wakeLocked()
 	t.mu.Unlock()

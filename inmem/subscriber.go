@@ -165,6 +165,7 @@ func (s *Subscriber) subscribe(ctx context.Context, topicName string, h message.
 	var result error
 	raw := make([]fetched, 0, 256)
 	batch := make([]*delivery, 0, 256)
+	dls := make([]*dispatch.Delivery, 0, 256)
 	var revoked []int
 loop:
 	for {
@@ -203,12 +204,16 @@ loop:
 
 		if m.tier != nil {
 			_ = m.tier.add(batch) // fails only when rctx is done, as below
-		} else {
+		} else if len(batch) > 0 {
+			dls = dls[:0]
 			for _, d := range batch {
-				if err := disp.Submit(rctx, &d.dl); err != nil {
-					break // rctx done; what was not submitted is refetched by the next owner
-				}
+				dls = append(dls, &d.dl)
 			}
+			// One lock of the dispatcher for the whole fetch. An error
+			// means rctx is done; what was not submitted is refetched by
+			// the next owner.
+			_, _ = disp.SubmitBatch(rctx, dls)
+			clear(dls)
 		}
 		if len(batch) > 0 {
 			select {
@@ -270,7 +275,7 @@ loop:
 
 // fetched is a message taken from a partition under the topic lock.
 type fetched struct {
-	msg         *message.Message
+	msg         *entry // read outside the lock: see partition
 	ref         ref
 	redelivered bool
 }
@@ -291,7 +296,7 @@ func fetchLocked(t *topic, g *group, m *member, n int, out []fetched) []fetched 
 		for gp.fetched < p.end() && len(out) < n {
 			off := gp.fetched
 			out = append(out, fetched{
-				msg:         p.entries[off-p.base],
+				msg:         p.at(off),
 				ref:         ref{part: i, off: off, epoch: gp.epoch},
 				redelivered: off < gp.delivered,
 			})
@@ -313,10 +318,14 @@ func makeDeliveries(raw []fetched, topicName, group string, m *member, batch []*
 	ds := make([]delivery, len(raw))
 	for i, f := range raw {
 		d := &ds[i]
-		d.msg, d.ref = *f.msg, f.ref
-		d.msg.Delivery = message.Delivery{
-			System: System, Topic: topicName, Group: group, Attempt: 1,
-			Partition: int32(f.ref.part), Offset: f.ref.off,
+		e := f.msg
+		d.ref = f.ref
+		d.msg = message.Message{
+			ID: e.id, Key: e.key, Payload: e.payload, Headers: e.headers, Time: e.time,
+			Delivery: message.Delivery{
+				System: System, Topic: topicName, Group: group, Attempt: 1,
+				Partition: int32(f.ref.part), Offset: f.ref.off,
+			},
 		}
 		if f.redelivered {
 			d.msg.Delivery.Attempt = 2

@@ -109,8 +109,8 @@ func (t *topic) settledUpTo(group string, target []int64) (bool, string) {
 			desc := fmt.Sprintf("partition %d at offset %d, %d left", i, c, target[i]-c)
 			p := t.parts[i]
 			if c >= p.base && c < p.end() {
-				m := p.entries[c-p.base]
-				desc += fmt.Sprintf(" (next: id %s, key %q)", m.ID, m.Key)
+				m := p.at(c)
+				desc += fmt.Sprintf(" (next: id %s, key %q)", m.id, m.key)
 			}
 			missing = append(missing, desc)
 		}
