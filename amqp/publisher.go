@@ -70,33 +70,42 @@ func NewPublisher(url string, opts ...PublisherOption) (*Publisher, error) {
 	return p, nil
 }
 
-// slot is one publishing channel of the pool; sem serialises its use.
+// slot is one publishing channel of the pool. Publish calls write on its
+// channel concurrently (the client serialises the frames; each call's
+// messages stay in order); sem serialises replacing a dead channel.
 type slot struct {
 	sem chan struct{}
-	pc  *pubChan // guarded by sem
+	pc  atomic.Pointer[pubChan]
 }
 
 // retKey identifies a returned message.
 type retKey struct{ exchange, routingKey, id string }
 
-// pubChan is one confirm-mode channel with its outstanding publishes.
+// pubChan is one confirm-mode channel. Each publish's confirm is awaited
+// on its amqp091 DeferredConfirmation, which the client's reader goroutine
+// resolves itself: no goroutine of ours sits between a basic.ack and the
+// waiting Publish call. Returns (mandatory routing) go to a goroutine of
+// ours through two unbuffered listeners (see watchReturns), so that every
+// return of a message is in returned before the client handles the
+// message's confirm.
 type pubChan struct {
 	ch   *amqp091.Channel
 	sess *session
 
 	mu       sync.Mutex
-	pending  map[uint64]*entry // nil once the channel is dead
-	returned map[retKey][]string
-	dead     chan struct{}
-	deadErr  error
+	returned map[retKey][]string // guarded by mu
+	nReturns atomic.Int32        // entries of returned not yet claimed
+
+	dead    chan struct{} // closed once the channel is closed; deadErr set before
+	deadErr error
 }
 
-// entry is one message of a Publish call waiting for its confirm.
+// entry is one message of a publish round.
 type entry struct {
-	call  *call
 	idx   int
 	key   retKey
-	state atomic.Int32 // entryPending, then one of the others
+	dc    *amqp091.DeferredConfirmation // nil once resolved without a confirm
+	state int32                         // entryPending, then one of the others
 	err   error
 }
 
@@ -107,22 +116,6 @@ const (
 	entryLost // the channel died before the confirm: publish again
 )
 
-// call tracks the entries of one Publish round.
-type call struct {
-	remaining atomic.Int32
-	done      chan struct{}
-}
-
-func (e *entry) resolve(state int32, err error) {
-	if !e.state.CompareAndSwap(entryPending, state) {
-		return
-	}
-	e.err = err
-	if e.call.remaining.Add(-1) == 0 {
-		close(e.call.done)
-	}
-}
-
 func (pc *pubChan) isDead() bool {
 	select {
 	case <-pc.dead:
@@ -132,8 +125,8 @@ func (pc *pubChan) isDead() bool {
 	}
 }
 
-// openPubChan opens a confirm-mode channel on s and starts its confirm
-// reader.
+// openPubChan opens a confirm-mode channel on s and starts its return and
+// close watcher.
 func (p *Publisher) openPubChan(s *session) (*pubChan, error) {
 	ch, err := s.conn.Channel()
 	if err != nil {
@@ -143,119 +136,77 @@ func (p *Publisher) openPubChan(s *session) (*pubChan, error) {
 		_ = ch.Close()
 		return nil, fmt.Errorf("amqp: enable publisher confirms: %w", err)
 	}
-	pc := &pubChan{ch: ch, sess: s, pending: map[uint64]*entry{}, returned: map[retKey][]string{}, dead: make(chan struct{})}
+	pc := &pubChan{ch: ch, sess: s, returned: map[retKey][]string{}, dead: make(chan struct{})}
 	// Buffered so the client's reader never waits on us; the reader stops
 	// waiting on a listener after 5 s and would drop the notification.
 	closes := ch.NotifyClose(make(chan *amqp091.Error, 1))
-	returns := ch.NotifyReturn(make(chan amqp091.Return, 256))
-	confirms := ch.NotifyPublish(make(chan amqp091.Confirmation, 4096))
-	go pc.run(confirms, returns, closes)
+	// Unbuffered, both: the client's reader hands a return to every
+	// listener in turn, so it is done with the second only once
+	// watchReturns has recorded what it took from the first.
+	first := ch.NotifyReturn(make(chan amqp091.Return))
+	second := ch.NotifyReturn(make(chan amqp091.Return))
+	go pc.watchReturns(first, second, closes)
 	return pc, nil
 }
 
-// run resolves entries from confirms and returns until the channel dies.
-// The client sends a message's basic.return to returns before its
-// basic.ack to confirms (RabbitMQ sends them in that order and one reader
-// goroutine relays both), so draining returns before handling a confirm
-// sees every return that belongs to it.
-func (pc *pubChan) run(confirms <-chan amqp091.Confirmation, returns <-chan amqp091.Return, closes <-chan *amqp091.Error) {
-	for {
-		select {
-		case r, ok := <-returns:
-			if !ok {
-				returns = nil
-				continue
-			}
-			pc.addReturn(r)
-		case cf, ok := <-confirms:
-			if !ok {
-				pc.die(returns, closes)
-				return
-			}
-		drain:
-			for returns != nil {
-				select {
-				case r, ok := <-returns:
-					if !ok {
-						returns = nil
-						break drain
-					}
-					pc.addReturn(r)
-				default:
-					break drain
-				}
-			}
-			pc.confirm(cf)
-		}
+// watchReturns records returned messages until the channel closes, then
+// marks it dead with its close error. RabbitMQ sends a message's
+// basic.return before its basic.ack, and the client's one reader goroutine
+// relays both in that order; since the reader passes each return to first
+// and then to second (unbuffered) and this loop takes second only after
+// recording the return, a return is in pc.returned before the reader goes
+// on to resolve the message's DeferredConfirmation.
+func (pc *pubChan) watchReturns(first, second <-chan amqp091.Return, closes <-chan *amqp091.Error) {
+	for r := range first {
+		k := retKey{r.Exchange, r.RoutingKey, r.MessageId}
+		pc.mu.Lock()
+		pc.returned[k] = append(pc.returned[k], fmt.Sprintf("%d %s", r.ReplyCode, r.ReplyText))
+		pc.nReturns.Add(1)
+		pc.mu.Unlock()
+		<-second
 	}
-}
-
-func (pc *pubChan) addReturn(r amqp091.Return) {
-	k := retKey{r.Exchange, r.RoutingKey, r.MessageId}
-	pc.mu.Lock()
-	pc.returned[k] = append(pc.returned[k], fmt.Sprintf("%d %s", r.ReplyCode, r.ReplyText))
-	pc.mu.Unlock()
-}
-
-func (pc *pubChan) confirm(cf amqp091.Confirmation) {
-	pc.mu.Lock()
-	e := pc.pending[cf.DeliveryTag]
-	delete(pc.pending, cf.DeliveryTag)
-	var reason string
-	returned := false
-	if e != nil {
-		if rs := pc.returned[e.key]; len(rs) > 0 {
-			reason, returned = rs[0], true
-			if len(rs) == 1 {
-				delete(pc.returned, e.key)
-			} else {
-				pc.returned[e.key] = rs[1:]
-			}
-		}
+	for range second {
 	}
-	pc.mu.Unlock()
-	switch {
-	case e == nil:
-	case !cf.Ack:
-		e.resolve(entryFailed, ErrNacked)
-	case returned:
-		e.resolve(entryFailed, fmt.Errorf("amqp: %w: returned by the broker (%s): no queue is bound to exchange %q for routing key %q", message.ErrUnroutable, reason, e.key.exchange, e.key.routingKey))
-	default:
-		e.resolve(entryOK, nil)
-	}
-}
-
-// die marks the channel dead and every outstanding entry lost.
-func (pc *pubChan) die(returns <-chan amqp091.Return, closes <-chan *amqp091.Error) {
-	var cause error = errors.New("channel closed")
-	select {
-	case e, ok := <-closes:
-		if ok && e != nil {
+	var cause error
+	for e := range closes {
+		if e != nil && cause == nil {
 			cause = e
 		}
-	default:
 	}
-	pc.mu.Lock()
-	pending := pc.pending
-	pc.pending = nil
+	if cause == nil {
+		cause = errors.New("channel closed")
+	}
 	pc.deadErr = cause
 	close(pc.dead)
-	pc.mu.Unlock()
-	for _, e := range pending {
-		e.resolve(entryLost, cause)
-	}
-	if returns != nil {
-		for range returns {
-		}
-	}
-	for range closes {
-	}
 }
 
-// acquire returns a slot, held, with a live channel, waiting for a
-// reconnection if needed.
-func (p *Publisher) acquire(ctx context.Context) (*slot, error) {
+// claimReturn reports whether a return for k was recorded, taking it.
+func (pc *pubChan) claimReturn(k retKey) (string, bool) {
+	if pc.nReturns.Load() == 0 {
+		return "", false
+	}
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	rs := pc.returned[k]
+	if len(rs) == 0 {
+		return "", false
+	}
+	if len(rs) == 1 {
+		delete(pc.returned, k)
+	} else {
+		pc.returned[k] = rs[1:]
+	}
+	pc.nReturns.Add(-1)
+	return rs[0], true
+}
+
+// acquire returns a live channel of the pool, waiting for a reconnection
+// if needed.
+func (p *Publisher) acquire(ctx context.Context) (*pubChan, error) {
 	s := p.slots[int(p.next.Add(1))%len(p.slots)]
+	if pc := s.pc.Load(); pc != nil && !pc.isDead() {
+		return pc, nil
+	}
 	select {
 	case s.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -263,27 +214,29 @@ func (p *Publisher) acquire(ctx context.Context) (*slot, error) {
 	case <-p.closed:
 		return nil, message.ErrClosed
 	}
-	for s.pc == nil || s.pc.isDead() {
-		if s.pc != nil {
-			_ = s.pc.ch.Close()
-			s.pc = nil
+	defer func() { <-s.sem }()
+	for {
+		old := s.pc.Load()
+		if old != nil && !old.isDead() {
+			return old, nil
+		}
+		if old != nil {
+			_ = old.ch.Close()
 		}
 		sess, err := p.conn.get(ctx)
 		if err != nil {
-			<-s.sem
 			return nil, err
 		}
 		pc, err := p.openPubChan(sess)
 		if err != nil {
 			if err := p.conn.pause(ctx, sess, 100*time.Millisecond); err != nil {
-				<-s.sem
 				return nil, err
 			}
 			continue
 		}
-		s.pc = pc
+		s.pc.Store(pc)
+		return pc, nil
 	}
-	return s, nil
 }
 
 // ensureExchange declares topic's exchange once per connection, with the
@@ -475,7 +428,7 @@ func (p *Publisher) Publish(ctx context.Context, topic string, msgs ...*message.
 		var lost []int
 		var lostErr error
 		for _, e := range entries {
-			switch e.state.Load() {
+			switch e.state {
 			case entryOK:
 				delete(suspects, e.idx)
 			case entryFailed:
@@ -579,14 +532,13 @@ func sortFailed(f []message.FailedMessage) {
 // header frame does not fit in the connection's frame_max fails without
 // being written.
 func (p *Publisher) publishRound(ctx context.Context, topic string, msgs []*message.Message, rks []string, pubs []amqp091.Publishing, todo []int, solo bool) (entries []*entry, connLost bool, err error) {
-	var s *slot
+	var pc *pubChan
 	for {
-		if s, err = p.acquire(ctx); err != nil {
+		if pc, err = p.acquire(ctx); err != nil {
 			return nil, false, err
 		}
 		if err := ctx.Err(); err != nil {
 			// acquire may win a select against a done ctx: write nothing.
-			<-s.sem
 			return nil, false, err
 		}
 		if !solo {
@@ -599,9 +551,8 @@ func (p *Publisher) publishRound(ctx context.Context, topic string, msgs []*mess
 		// lock may have killed its connection since: a loss of this round
 		// must be this round's doing, so wait for that channel's end and
 		// take a new one.
-		if pc := s.pc; pc.isDead() || pc.sess.conn.IsClosed() {
+		if pc.isDead() || pc.sess.conn.IsClosed() {
 			p.solo.Unlock()
-			<-s.sem
 			select {
 			case <-pc.dead:
 			case <-ctx.Done():
@@ -612,53 +563,69 @@ func (p *Publisher) publishRound(ctx context.Context, topic string, msgs []*mess
 		defer p.solo.Unlock()
 		break
 	}
-	pc := s.pc
 	frameMax := pc.sess.conn.Config.FrameSize
-	c := &call{done: make(chan struct{})}
-	c.remaining.Store(int32(len(todo)))
-	entries = make([]*entry, len(todo))
 	store := make([]entry, len(todo))
+	entries = make([]*entry, len(todo))
 	for j, i := range todo {
 		e := &store[j]
-		e.call, e.idx, e.key = c, i, retKey{topic, rks[i], msgs[i].ID}
+		e.idx, e.key = i, retKey{topic, rks[i], msgs[i].ID}
 		entries[j] = e
 	}
 	for j, i := range todo {
 		e := entries[j]
 		if size, ok := frameFits(&pubs[i], frameMax); !ok {
-			e.resolve(entryFailed, tooLargeFrame(i, len(msgs), msgs[i], size, frameMax))
+			e.state, e.err = entryFailed, tooLargeFrame(i, len(msgs), msgs[i], size, frameMax)
 			continue
 		}
-		pc.mu.Lock()
-		if pc.pending == nil {
-			pc.mu.Unlock()
+		if pc.isDead() {
 			for _, e := range entries[j:] {
-				e.resolve(entryLost, pc.deadErr)
+				e.state, e.err = entryLost, pc.deadErr
 			}
 			break
 		}
-		seq := pc.ch.GetNextPublishSeqNo()
-		pc.pending[seq] = e
-		pc.mu.Unlock()
-		if _, err := pc.ch.PublishWithDeferredConfirm(topic, rks[i], true, false, pubs[i]); err != nil {
-			pc.mu.Lock()
-			if pc.pending != nil {
-				delete(pc.pending, seq)
-			}
-			pc.mu.Unlock()
+		dc, err := pc.ch.PublishWithDeferredConfirm(topic, rks[i], true, false, pubs[i])
+		if err == nil && dc == nil {
+			err = errors.New("channel not in confirm mode")
+		}
+		if err != nil {
 			for _, e := range entries[j:] {
-				e.resolve(entryLost, err)
+				e.state, e.err = entryLost, err
 			}
 			break
 		}
+		e.dc = dc
 	}
-	<-s.sem
-	select {
-	case <-c.done:
-		return entries, pc.sess.conn.IsClosed(), nil
-	case <-ctx.Done():
-		return nil, false, ctx.Err()
+	for _, e := range entries {
+		if e.dc == nil {
+			continue
+		}
+		select {
+		case <-e.dc.Done():
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		}
+		switch {
+		case !e.dc.Acked() && pc.ch.IsClosed():
+			// The client resolves what is outstanding as not acked when
+			// the channel closes (it is marked closed first): lost, not
+			// refused. Its close error comes with dead.
+			select {
+			case <-pc.dead:
+			case <-ctx.Done():
+				return nil, false, ctx.Err()
+			}
+			e.state, e.err = entryLost, pc.deadErr
+		case !e.dc.Acked():
+			e.state, e.err = entryFailed, ErrNacked
+		default:
+			if reason, ok := pc.claimReturn(e.key); ok {
+				e.state, e.err = entryFailed, fmt.Errorf("amqp: %w: returned by the broker (%s): no queue is bound to exchange %q for routing key %q", message.ErrUnroutable, reason, e.key.exchange, e.key.routingKey)
+			} else {
+				e.state = entryOK
+			}
+		}
 	}
+	return entries, pc.sess.conn.IsClosed(), nil
 }
 
 // Close waits for Publish calls in progress (they still get their
@@ -675,8 +642,8 @@ func (p *Publisher) Close() error {
 		p.conn.stop()
 		p.calls.Wait()
 		for _, s := range p.slots {
-			if s.pc != nil {
-				_ = s.pc.ch.Close()
+			if pc := s.pc.Load(); pc != nil {
+				_ = pc.ch.Close()
 			}
 		}
 		p.conn.close()
