@@ -24,7 +24,11 @@
 #
 # `up` is idempotent: a running service is left alone. Kafka's jars and data
 # live under ${XDG_CACHE_HOME:-~/.cache}/ferry and are reused. Any failure
-# prints the service's log tail and exits non-zero.
+# prints the service's log tail and exits non-zero. When `up` starts a
+# stopped Kafka or RabbitMQ, it first drops the test data that earlier runs
+# left (every suite makes topics and durable queues of its own, and with
+# thousands of them a broker restart takes minutes); `restart` keeps the
+# data. FERRY_KEEP_DATA=1 keeps it on `up` too.
 #
 # Settings (environment): FERRY_SERVICES (default "kafka rabbitmq postgres")
 # picks the services `up`, `down` and `status` act on; FERRY_KAFKA_HEAP
@@ -764,11 +768,29 @@ stop_one() {
 	esac
 }
 
+# fresh_data SERVICE: drop a stopped broker's test data (see the header),
+# unless FERRY_KEEP_DATA is set. Kafka formats new storage on start (with
+# the SCRAM user); RabbitMQ makes a new node database (with guest).
+fresh_data() {
+	[[ -n "${FERRY_KEEP_DATA:-}" ]] && return 0
+	local dir
+	case "$1" in
+	kafka) dir="$KAFKA_DATA" ;;
+	rabbitmq) dir="/var/lib/rabbitmq/mnesia/$RABBIT_NODE" ;;
+	esac
+	if [[ -d "$dir" ]]; then
+		log "$1: dropping the test data of earlier runs ($(du -sh "$dir" 2>/dev/null | cut -f1) in $dir; FERRY_KEEP_DATA=1 keeps it)"
+		$SUDO rm -rf "$dir" "$dir-feature_flags"
+	fi
+}
+
 cmd_up() {
 	local t0 s
 	t0="$(now)"
 	mkdir -p "$CACHE"
 	for s in $SERVICES; do check_service "$s"; done
+	if has kafka && ! kafka_pid >/dev/null; then fresh_data kafka; fi
+	if has rabbitmq && ! rabbit_amqp; then fresh_data rabbitmq; fi
 	# Kafka's JVM boots in the background while the others start.
 	# (if, not &&: set -e does not apply inside the left side of && .)
 	if has kafka; then kafka_start; fi
