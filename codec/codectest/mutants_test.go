@@ -14,7 +14,6 @@ import (
 	"github.com/ferrymsg/ferry/codec/codectest"
 	"github.com/ferrymsg/ferry/internal/mutanttest"
 	"github.com/ferrymsg/ferry/message"
-	"github.com/ferrymsg/ferry/message/messagetest"
 )
 
 const mutantEnv = "FERRY_CODECTEST_MUTANT"
@@ -26,28 +25,16 @@ const (
 	panics      = "typed handler panic is redelivered"
 )
 
-type mutant struct {
-	name    string
-	fails   []string
-	passes  []string
-	publish func(m *message.Message)
-	handle  func(h message.Handler) message.Handler
-}
-
-var mutants = []mutant{
+var mutants = []mutanttest.Inmem{
 	{
 		// A client that carries payloads as text mangles bytes that are
 		// not UTF-8: the dead-letter copy is no longer the original.
-		name:    "carries only valid UTF-8 payloads",
-		fails:   []string{undecodable},
-		passes:  []string{roundTrip, panics},
-		publish: func(m *message.Message) { m.Payload = []byte(strings.ToValidUTF8(string(m.Payload), "\uFFFD")) },
+		Case:    mutanttest.Case{Name: "carries only valid UTF-8 payloads", Fails: []string{undecodable}, Passes: []string{roundTrip, panics}},
+		Publish: func(m *message.Message) { m.Payload = []byte(strings.ToValidUTF8(string(m.Payload), "\uFFFD")) },
 	},
 	{
-		name:   "drops the headers",
-		fails:  []string{undecodable, roundTrip},
-		passes: []string{panics},
-		publish: func(m *message.Message) {
+		Case: mutanttest.Case{Name: "drops the headers", Fails: []string{undecodable, roundTrip}, Passes: []string{panics}},
+		Publish: func(m *message.Message) {
 			for k := range m.Headers {
 				if !strings.HasPrefix(k, "ferry-dlt-") {
 					delete(m.Headers, k)
@@ -57,9 +44,8 @@ var mutants = []mutant{
 	},
 	{
 		// Calls the chain twice per delivery: "exactly one attempt" breaks.
-		name:  "delivers every message twice",
-		fails: []string{undecodable},
-		handle: func(h message.Handler) message.Handler {
+		Case: mutanttest.Case{Name: "delivers every message twice", Fails: []string{undecodable}},
+		Handle: func(h message.Handler) message.Handler {
 			return func(ctx context.Context, m *message.Message) error {
 				_ = h(ctx, m)
 				return h(ctx, m)
@@ -68,10 +54,8 @@ var mutants = []mutant{
 	},
 	{
 		// A panic or an error must bring the message back.
-		name:   "settles failed messages",
-		fails:  []string{panics},
-		passes: []string{undecodable, roundTrip},
-		handle: func(h message.Handler) message.Handler {
+		Case: mutanttest.Case{Name: "settles failed messages", Fails: []string{panics}, Passes: []string{undecodable, roundTrip}},
+		Handle: func(h message.Handler) message.Handler {
 			return func(ctx context.Context, m *message.Message) (err error) {
 				defer func() {
 					_ = recover()
@@ -83,34 +67,13 @@ var mutants = []mutant{
 	},
 }
 
-func harness(t *testing.T, m *mutant) messagetest.Harness {
-	if m == nil {
-		return mutanttest.InmemHarness(t, false, nil, nil)
-	}
-	return mutanttest.InmemHarness(t, true, m.publish, m.handle)
-}
-
-// TestMutantChild runs the suite on inmem, broken as FERRY_CODECTEST_MUTANT
-// says; on its own (the variable unset) on the healthy adapter.
+// TestMutantChild runs the suite on inmem, broken as FERRY_CODECTEST_MUTANT says; on its own
+// (the variable unset) on the healthy adapter. It is the child process of
+// TestSuiteCatchesMutants.
 func TestMutantChild(t *testing.T) {
-	name := mutanttest.Child(mutantEnv)
-	if name == "" {
-		codectest.Run(t, harness(t, nil))
-		return
-	}
-	for i := range mutants {
-		if mutants[i].name == name {
-			codectest.Run(t, harness(t, &mutants[i]))
-			return
-		}
-	}
-	t.Fatalf("unknown mutant %q", name)
+	mutanttest.RunInmemChild(t, mutantEnv, mutants, codectest.Run)
 }
 
 func TestSuiteCatchesMutants(t *testing.T) {
-	cases := make([]mutanttest.Case, len(mutants))
-	for i, m := range mutants {
-		cases[i] = mutanttest.Case{Name: m.name, Fails: m.fails, Passes: m.passes}
-	}
-	mutanttest.Check(t, mutantEnv, cases)
+	mutanttest.CheckInmem(t, mutantEnv, mutants)
 }

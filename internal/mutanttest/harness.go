@@ -82,3 +82,42 @@ func (s mutatedSubscriber) Subscribe(ctx context.Context, topic string, h messag
 	}
 	return s.Subscriber.Subscribe(ctx, topic, h)
 }
+
+// Inmem is a mutant of a suite that runs on the inmem harness (codectest,
+// retrytest): its Case and the bug it plants.
+type Inmem struct {
+	Case
+	// Publish changes each message a publisher sends (a clone of it).
+	Publish func(m *message.Message)
+	// Handle wraps the handler of every Subscribe.
+	Handle func(h message.Handler) message.Handler
+}
+
+// RunInmemChild is a suite's TestMutantChild: it runs suite on the inmem
+// harness, broken as the mutant named by env says, or healthy when env is
+// unset (so the test on its own checks the healthy adapter). An unknown
+// name fails t.
+func RunInmemChild(t *testing.T, env string, mutants []Inmem, suite func(*testing.T, messagetest.Harness)) {
+	name := Child(env)
+	if name == "" {
+		suite(t, InmemHarness(t, false, nil, nil))
+		return
+	}
+	for _, m := range mutants {
+		if m.Name == name {
+			suite(t, InmemHarness(t, true, m.Publish, m.Handle))
+			return
+		}
+	}
+	t.Fatalf("unknown mutant %q", name)
+}
+
+// CheckInmem is Check on the cases of mutants.
+func CheckInmem(t *testing.T, env string, mutants []Inmem) {
+	t.Helper()
+	cases := make([]Case, len(mutants))
+	for i, m := range mutants {
+		cases[i] = m.Case
+	}
+	Check(t, env, cases)
+}
