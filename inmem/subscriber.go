@@ -126,28 +126,69 @@ func (s *Subscriber) subscribe(ctx context.Context, topicName string, h message.
 
 	cfg := dispatch.ConfigFor(s.conf.SubscriberConfig)
 	cfg.OnError = s.conf.onHandlerError()
-	cfg.Batch = bat
-	settled := func(d *dispatch.Delivery) {
-		s.conf.observeHandled(d)
-		r := d.Ref.(*ref)
-		gp := g.parts[r.part]
-		gp.mu.Lock()
-		trim, moved := false, false
+	// settleLocked settles r (under gp.mu): it reports whether the commit
+	// point moved and whether the partition is due for trimming.
+	settleLocked := func(gp *groupPart, r *ref) (moved, trim bool) {
 		if gp.setOwner == m && gp.setEpoch == r.epoch && gp.tr.Settle(r.off) {
 			moved = true
 			if gp.sinceTrim++; gp.sinceTrim >= 256 {
 				gp.sinceTrim, trim = 0, true
 			}
 		}
+		return moved, trim
+	}
+	trim := func(part int) {
+		t.mu.Lock()
+		t.trimLocked(part)
+		t.mu.Unlock()
+	}
+	settled := func(d *dispatch.Delivery) {
+		s.conf.observeHandled(d)
+		r := d.Ref.(*ref)
+		gp := g.parts[r.part]
+		gp.mu.Lock()
+		moved, due := settleLocked(gp, r)
 		gp.mu.Unlock()
 		if moved {
 			t.signalSettled()
 		}
-		if trim {
-			t.mu.Lock()
-			t.trimLocked(r.part)
-			t.mu.Unlock()
+		if due {
+			trim(r.part)
 		}
+	}
+	if bat != nil {
+		// A batch's settled deliveries: one lock of a partition's
+		// offsets for each run of them in the same partition.
+		b := *bat
+		b.Settled = func(dls []*dispatch.Delivery) {
+			for _, d := range dls {
+				s.conf.observeHandled(d)
+			}
+			anyMoved := false
+			for i := 0; i < len(dls); {
+				part := dls[i].Ref.(*ref).part
+				gp := g.parts[part]
+				dueAny := false
+				gp.mu.Lock()
+				for ; i < len(dls); i++ {
+					r := dls[i].Ref.(*ref)
+					if r.part != part {
+						break
+					}
+					moved, due := settleLocked(gp, r)
+					anyMoved = anyMoved || moved
+					dueAny = dueAny || due
+				}
+				gp.mu.Unlock()
+				if dueAny {
+					trim(part)
+				}
+			}
+			if anyMoved {
+				t.signalSettled()
+			}
+		}
+		cfg.Batch = &b
 	}
 	// Each assignment of a partition is a dispatcher scope (member.scope),
 	// so that a revocation drains it and, after the drain timeout, cancels
