@@ -11,10 +11,10 @@ import (
 // franz-go clients, the commit mark loops, dispatch workers and kfake
 // clusters must all end with Close.
 func TestMain(m *testing.M) {
-	if os.Getenv(shareChildEnv) != "" {
+	switch os.Getenv(childEnv) { // child_test.go
+	case "share":
 		os.Exit(shareChild()) // a share-group member for the crash tests (share_crash_test.go)
-	}
-	if os.Getenv(replayChildEnv) != "" {
+	case "replay":
 		os.Exit(replayChild()) // the first owner in the replay process tests (replay_crash_test.go)
 	}
 	goleak.VerifyTestMain(m)

@@ -21,14 +21,8 @@ import (
 )
 
 // The replay process tests run the first owner of the partition in a
-// child process (the test binary again, see TestMain), then SIGKILL it or
-// stop it with SIGTERM, and let the parent take the partition over.
-const (
-	replayChildEnv     = "FERRY_KAFKA_REPLAY_CHILD" // set: run as the child member
-	replayChildBrokers = "FERRY_KAFKA_REPLAY_BROKERS"
-	replayChildTopic   = "FERRY_KAFKA_REPLAY_TOPIC"
-	replayChildGroup   = "FERRY_KAFKA_REPLAY_GROUP"
-)
+// child process (child_test.go), then SIGKILL it or stop it with SIGTERM,
+// and let the parent take the partition over.
 
 // replayChild is the child member: it fails every record of key "stuck"
 // and prints "ok <offset>" for every other record it handled (unbuffered
@@ -36,14 +30,9 @@ const (
 // joined. On SIGTERM it stops (its last commit, LeaveGroup) and prints
 // "closed".
 func replayChild() int {
-	var mu sync.Mutex
-	say := func(s string) {
-		mu.Lock()
-		defer mu.Unlock()
-		_, _ = os.Stdout.WriteString(s + "\n")
-	}
-	s, err := kafka.NewSubscriber(strings.Split(os.Getenv(replayChildBrokers), ","),
-		kafka.WithGroup(os.Getenv(replayChildGroup)), kafka.WithTopicCreation(1, -1), fastGroup(),
+	say := childSay()
+	s, err := kafka.NewSubscriber(childBrokerList(),
+		kafka.WithGroup(os.Getenv(childGroup)), kafka.WithTopicCreation(1, -1), fastGroup(),
 		kafka.WithCommitInterval(200*time.Millisecond),
 		kafka.WithRedeliveryBackoff(50*time.Millisecond, 200*time.Millisecond))
 	if err != nil {
@@ -53,7 +42,7 @@ func replayChild() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	ctx = message.WithReady(ctx, func() { say("ready") })
-	err = s.Subscribe(ctx, os.Getenv(replayChildTopic), func(_ context.Context, m *message.Message) error {
+	err = s.Subscribe(ctx, os.Getenv(childTopic), func(_ context.Context, m *message.Message) error {
 		if m.Key == "stuck" {
 			return errors.New("failing on purpose")
 		}
@@ -101,21 +90,7 @@ func (c *replayChildProc) count() int {
 
 func startReplayChild(t *testing.T, brokers []string, topic, group string) *replayChildProc {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), replayChildEnv+"=1", replayChildBrokers+"="+strings.Join(brokers, ","),
-		replayChildTopic+"="+topic, replayChildGroup+"="+group)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, out := startChild(t, "replay", brokers, topic, group)
 	c := &replayChildProc{cmd: cmd, handled: map[int64]bool{}, ready: make(chan struct{}), eof: make(chan struct{})}
 	go func() {
 		defer close(c.eof)

@@ -22,34 +22,23 @@ import (
 	"github.com/ferrymsg/ferry/message"
 )
 
-// The crash tests run a share-group member in a child process (the test
-// binary again, see TestMain) and kill it (SIGKILL) or freeze it
-// (SIGSTOP) while it holds records.
-const (
-	shareChildEnv     = "FERRY_KAFKA_SHARE_CHILD" // set: run as the child member
-	shareChildBrokers = "FERRY_KAFKA_SHARE_BROKERS"
-	shareChildTopic   = "FERRY_KAFKA_SHARE_TOPIC"
-	shareChildGroup   = "FERRY_KAFKA_SHARE_GROUP"
-)
+// The crash tests run a share-group member in a child process
+// (child_test.go) and kill it (SIGKILL) or freeze it (SIGSTOP) while it
+// holds records.
 
 // shareChild is the child member: concurrency 4, every handler prints
 // "got <id> <attempt>" and then blocks, so every record it acquires stays
 // in flight until the process dies. It prints "ready" when it joined.
 func shareChild() int {
-	var mu sync.Mutex
-	say := func(s string) {
-		mu.Lock()
-		defer mu.Unlock()
-		_, _ = os.Stdout.WriteString(s + "\n") // unbuffered: survives SIGKILL
-	}
-	s, err := kafka.NewSubscriber(strings.Split(os.Getenv(shareChildBrokers), ","),
-		kafka.WithShareGroup(os.Getenv(shareChildGroup)), kafka.WithConcurrency(4), fastShare())
+	say := childSay()
+	s, err := kafka.NewSubscriber(childBrokerList(),
+		kafka.WithShareGroup(os.Getenv(childGroup)), kafka.WithConcurrency(4), fastShare())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	ctx := message.WithReady(context.Background(), func() { say("ready") })
-	err = s.Subscribe(ctx, os.Getenv(shareChildTopic), func(ctx context.Context, m *message.Message) error {
+	err = s.Subscribe(ctx, os.Getenv(childTopic), func(ctx context.Context, m *message.Message) error {
 		say("got " + m.ID + " " + strconv.Itoa(m.Delivery.Attempt))
 		<-ctx.Done()
 		return ctx.Err()
@@ -62,21 +51,7 @@ func shareChild() int {
 // of its output lines.
 func startShareChild(t *testing.T, brokers []string, topic, group string) (*exec.Cmd, <-chan string) {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), shareChildEnv+"=1", shareChildBrokers+"="+strings.Join(brokers, ","),
-		shareChildTopic+"="+topic, shareChildGroup+"="+group)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, out := startChild(t, "share", brokers, topic, group)
 	lines := make(chan string, 1024)
 	go func() {
 		defer close(lines)
