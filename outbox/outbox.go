@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/ferrymsg/ferry/adapter"
+	"github.com/ferrymsg/ferry/internal/sqldialect"
 	"github.com/ferrymsg/ferry/message"
 )
 
@@ -35,8 +36,10 @@ const DefaultMaxMessageSize = 1_000_000
 // limit of an exchange name; Kafka allows 249, see WithTopicCheck).
 const MaxTopicLen = 255
 
-// Dialect is the SQL dialect of the database.
-type Dialect uint8
+// Dialect is the SQL dialect of the database (the same type as
+// outbox.Dialect and sqlstore.Dialect: either package's constants work
+// with the other).
+type Dialect = sqldialect.Dialect
 
 // Dialects.
 const (
@@ -44,26 +47,13 @@ const (
 	// the dedupe SQL store does: drivers whose type name mentions sqlite
 	// are SQLite; pgx's stdlib, lib/pq and others mentioning postgres or
 	// pgx are PostgreSQL.
-	Detect Dialect = iota
+	Detect = sqldialect.Detect
 	// PostgreSQL (13 or later): several relays may share one table.
-	PostgreSQL
+	PostgreSQL = sqldialect.PostgreSQL
 	// SQLite (3.35 or later); modernc.org/sqlite works without cgo. One
 	// relay per database.
-	SQLite
+	SQLite = sqldialect.SQLite
 )
-
-// String returns the dialect name.
-func (d Dialect) String() string {
-	switch d {
-	case Detect:
-		return "detect"
-	case PostgreSQL:
-		return "postgresql"
-	case SQLite:
-		return "sqlite"
-	}
-	return fmt.Sprintf("Dialect(%d)", d)
-}
 
 // Outbox is the outbox table in one database: Write adds messages to it
 // in the caller's transaction, a Relay (NewRelay) publishes them. It is
@@ -258,34 +248,19 @@ func New(ctx context.Context, db *sql.DB, opts ...Option) (*Outbox, error) {
 }
 
 func detect(db *sql.DB) (Dialect, error) {
-	name := strings.ToLower(fmt.Sprintf("%T", db.Driver()))
-	switch {
-	case strings.Contains(name, "sqlite"):
-		return SQLite, nil
-	case strings.Contains(name, "stdlib"), strings.Contains(name, "pgx"),
-		strings.Contains(name, "pq."), strings.Contains(name, "postgres"):
-		return PostgreSQL, nil
+	if d, ok := sqldialect.Of(db); ok {
+		return d, nil
 	}
 	return Detect, invalidConfig("cannot tell the SQL dialect of driver %T: pass WithDialect(PostgreSQL) or WithDialect(SQLite)", db.Driver())
 }
 
 var pgParam = regexp.MustCompile(`\$([0-9]+)`)
 
-var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
+// validTable checks a WithTable name; the table part leaves room for the
+// _dead and _pending suffixes.
 func validTable(name string) error {
-	parts := strings.Split(name, ".")
-	if len(parts) > 2 {
-		return invalidConfig("WithTable(%q): at most one schema qualifier", name)
-	}
-	for i, p := range parts {
-		max := 63
-		if i == len(parts)-1 {
-			max = 57 // room for the _dead and _pending suffixes
-		}
-		if !identRE.MatchString(p) || len(p) > max {
-			return invalidConfig("WithTable(%q): %q is not a plain identifier (letters, digits, _; max %d)", name, p, max)
-		}
+	if err := sqldialect.CheckTable(name, 57); err != nil {
+		return invalidConfig("%s", err)
 	}
 	return nil
 }

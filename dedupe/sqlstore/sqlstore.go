@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"regexp"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/ferrymsg/ferry/dedupe"
+	"github.com/ferrymsg/ferry/internal/sqldialect"
 	"github.com/ferrymsg/ferry/message"
 )
 
@@ -36,34 +36,23 @@ const Schema = `CREATE TABLE IF NOT EXISTS ferry_processed_messages (
 );
 CREATE INDEX IF NOT EXISTS ferry_processed_messages_processed_at ON ferry_processed_messages (processed_at);`
 
-// Dialect is the SQL dialect of the database.
-type Dialect uint8
+// Dialect is the SQL dialect of the database (the same type as
+// outbox.Dialect and sqlstore.Dialect: either package's constants work
+// with the other).
+type Dialect = sqldialect.Dialect
 
 // Dialects.
 const (
 	// Detect picks the dialect from the database/sql driver's type:
 	// drivers whose type name mentions sqlite are SQLite; pgx's stdlib,
 	// lib/pq and others mentioning postgres or pgx are PostgreSQL.
-	Detect Dialect = iota
+	Detect = sqldialect.Detect
 	// PostgreSQL: several instances may share one table.
-	PostgreSQL
+	PostgreSQL = sqldialect.PostgreSQL
 	// SQLite, version 3.35 or later (RETURNING); modernc.org/sqlite works
 	// without cgo.
-	SQLite
+	SQLite = sqldialect.SQLite
 )
-
-// String returns the dialect name.
-func (d Dialect) String() string {
-	switch d {
-	case Detect:
-		return "detect"
-	case PostgreSQL:
-		return "postgresql"
-	case SQLite:
-		return "sqlite"
-	}
-	return fmt.Sprintf("Dialect(%d)", d)
-}
 
 // Store is a dedupe.Store in a SQL table. It is safe for concurrent use by
 // many goroutines and, on PostgreSQL, by many processes sharing the table.
@@ -98,21 +87,13 @@ func WithDialect(d Dialect) Option {
 	}
 }
 
-var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
-
 // WithTable sets the table name: letters, digits and underscores, not
 // starting with a digit, at most 63 characters, optionally qualified by a
 // schema ("schema.table"). Default DefaultTable.
 func WithTable(name string) Option {
 	return func(s *Store) error {
-		parts := strings.Split(name, ".")
-		if len(parts) > 2 {
-			return invalidConfig("WithTable(%q): at most one schema qualifier", name)
-		}
-		for _, p := range parts {
-			if !identRE.MatchString(p) {
-				return invalidConfig("WithTable(%q): %q is not a plain identifier (letters, digits, _; max 63)", name, p)
-			}
+		if err := sqldialect.CheckTable(name, 63); err != nil {
+			return invalidConfig("%s", err)
 		}
 		s.table = name
 		return nil
@@ -196,13 +177,8 @@ func New(ctx context.Context, db *sql.DB, opts ...Option) (*Store, error) {
 }
 
 func detect(db *sql.DB) (Dialect, error) {
-	name := strings.ToLower(fmt.Sprintf("%T", db.Driver()))
-	switch {
-	case strings.Contains(name, "sqlite"):
-		return SQLite, nil
-	case strings.Contains(name, "stdlib"), strings.Contains(name, "pgx"),
-		strings.Contains(name, "pq."), strings.Contains(name, "postgres"):
-		return PostgreSQL, nil
+	if d, ok := sqldialect.Of(db); ok {
+		return d, nil
 	}
 	return Detect, invalidConfig("cannot tell the SQL dialect of driver %T: pass WithDialect(PostgreSQL) or WithDialect(SQLite)", db.Driver())
 }
