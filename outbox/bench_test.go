@@ -142,6 +142,7 @@ func benchThroughput(b *testing.B, bb benchBroker, name string, size, benchBatch
 			var wg sync.WaitGroup
 			chunks := slices.Collect(slices.Chunk(msgs, benchBatch))
 			var next atomic.Int64
+			cpu := readCPU()
 			for range benchShards {
 				wg.Go(func() {
 					for {
@@ -158,6 +159,7 @@ func benchThroughput(b *testing.B, bb benchBroker, name string, size, benchBatch
 			}
 			wg.Wait()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+			reportCPU(b, cpu, b.N)
 		})
 		b.Run(name+"/relay", func(b *testing.B) {
 			pub, topic := bb.pub(b)
@@ -176,10 +178,12 @@ func benchThroughput(b *testing.B, bb benchBroker, name string, size, benchBatch
 			rctx, cancel := context.WithCancel(ctx)
 			errc := make(chan error, 1)
 			b.ResetTimer()
+			cpu := readCPU()
 			go func() { errc <- r.Run(rctx) }()
 			<-cp.done
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+			reportCPU(b, cpu, b.N)
 			cancel()
 			if err := <-errc; err != nil {
 				b.Fatal(err)

@@ -232,6 +232,9 @@ func relaySuite(t *testing.T, b backend) {
 			d.Message.Headers["poison"] != "yes" || !strings.Contains(d.Error, "message too large") || d.Attempts != 1 {
 			t.Errorf("dead letter = %+v %+v, want message %s with the error", d, d.Message, msgs[2].ID)
 		}
+		// The relay counts the dead letter just after its transaction
+		// committed.
+		waitCond(t, "Stats().DeadLettered > 0", func() bool { return r.Stats().DeadLettered > 0 })
 		if s := r.Stats(); s.DeadLettered != 1 {
 			t.Errorf("Stats().DeadLettered = %d, want 1", s.DeadLettered)
 		}

@@ -192,13 +192,23 @@ func (w *worker) stepShard(ctx context.Context, shard int) (full bool, err error
 			return false, err
 		}
 	}
-	rows, err := w.read(ctx, shard)
+	var rows []row
+	var cl *claim
+	if w.claims() {
+		cl, rows, err = w.claim(shard)
+	} else {
+		rows, err = w.read(ctx, shard)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return false, nil
 		}
 		w.r.fail("read", shard, err)
 		return false, err
+	}
+	if cl != nil {
+		// Rolled back unless committed below; a no-op after Commit.
+		defer cl.end()
 	}
 	if len(rows) == 0 {
 		return false, nil
@@ -239,6 +249,21 @@ func (w *worker) stepShard(ctx context.Context, shard int) (full bool, err error
 				firstErr = res.err
 			}
 		}
+	}
+	if cl != nil {
+		if len(ack) == cl.n && mutant != mutantNoAck {
+			// Everything published: the claim's removal stands.
+			if err := cl.commit(); err != nil {
+				w.r.fail("remove published rows (they will be published again)", shard, err)
+				return false, err
+			}
+			w.r.published.Add(int64(len(ack)))
+			return full, nil
+		}
+		// Something failed: undo the claim's removal, then remove
+		// what was published and handle the rest one by one, as
+		// after a plain read.
+		cl.end()
 	}
 	if err := w.ack(wctx, ack); err != nil {
 		w.r.fail("remove published rows (they will be published again)", shard, err)
@@ -381,6 +406,13 @@ func (w *worker) publishEach(ctx context.Context, topic string, rows []row, msgs
 // message rebuilds the message of a row.
 func (x *row) message() (*message.Message, error) {
 	m := &message.Message{ID: x.id, Key: x.key, Payload: x.payload, Time: time.UnixMicro(x.msgTime)}
+	switch x.headers {
+	case "null": // what Write stores for nil headers: as Unmarshal would
+		return m, nil
+	case "{}":
+		m.Headers = map[string]string{}
+		return m, nil
+	}
 	if err := json.Unmarshal([]byte(x.headers), &m.Headers); err != nil {
 		return nil, fmt.Errorf("outbox: %w: row %d has unreadable headers: %v", message.ErrInvalidMessage, x.seq, err)
 	}
