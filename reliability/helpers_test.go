@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/ferrymsg/ferry/internal/testenv"
 	"github.com/ferrymsg/ferry/message"
 )
 
@@ -38,6 +39,15 @@ func TestMain(m *testing.M) {
 		// database/sql's connection opener ends with DB.Close, but pgx's
 		// stdlib driver keeps one background goroutine per process.
 		goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener"),
+		// If the cluster tests started the Kafka cluster, stop it (four
+		// JVMs, about 1 GiB) rather than leave it running. (Cleanup
+		// replaces goleak's os.Exit.)
+		goleak.Cleanup(func(code int) {
+			if err := testenv.StopKafkaClusterIfStarted(); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+			}
+			os.Exit(code)
+		}),
 	)
 }
 

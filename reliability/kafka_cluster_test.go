@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,10 +13,63 @@ import (
 
 	"github.com/ferrymsg/ferry/internal/testenv"
 	"github.com/ferrymsg/ferry/kafka"
+	"github.com/ferrymsg/ferry/message"
 )
 
-// Failover on the 3-node Kafka cluster of scripts/services.sh (`up
-// kafka-cluster`; RF 3, min.insync.replicas 2, acks=all from ferry).
+// Failover on the 3-broker Kafka cluster of scripts/services.sh (`up
+// kafka-cluster`: brokers 1-3 and a controller-only node that the tests
+// leave alone; RF 3, min.insync.replicas 2, acks=all from ferry).
+
+// overrunMargin is how long after its ctx's deadline a Publish may return
+// before it counts as hanging: generous, the machine is shared.
+const overrunMargin = 5 * time.Second
+
+// deadlineWatch wraps a Publisher and records, for every Publish whose ctx
+// has a deadline, how long after that deadline it returned.
+type deadlineWatch struct {
+	message.Publisher
+	mu      sync.Mutex
+	calls   int
+	maxOver time.Duration // the largest return time minus deadline
+	late    []string      // calls that returned past deadline+overrunMargin
+}
+
+func (w *deadlineWatch) Publish(ctx context.Context, topic string, msgs ...*message.Message) error {
+	dl, ok := ctx.Deadline()
+	err := w.Publisher.Publish(ctx, topic, msgs...)
+	if ok {
+		over := time.Since(dl)
+		w.mu.Lock()
+		if w.calls == 0 || over > w.maxOver {
+			w.maxOver = over
+		}
+		w.calls++
+		if over > overrunMargin && len(w.late) < 10 {
+			w.late = append(w.late, fmt.Sprintf("returned %v after its deadline (err %v)", over.Round(time.Millisecond), err))
+		}
+		w.mu.Unlock()
+	}
+	return err
+}
+
+// summary is "publish_calls=N max_past_deadline=D" (D negative: every call
+// returned before its deadline).
+func (w *deadlineWatch) summary() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return fmt.Sprintf("publish_calls=%d max_past_deadline=%v", w.calls, w.maxOver.Round(10*time.Millisecond))
+}
+
+// check fails the test if some Publish outlived its ctx by more than
+// overrunMargin.
+func (w *deadlineWatch) check(t *testing.T) {
+	t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.late) > 0 {
+		t.Errorf("%d Publish calls outlived their context by more than %v (of %d): %v", len(w.late), overrunMargin, w.calls, w.late)
+	}
+}
 
 // clusterLeader returns the node id leading partition 0 of topic, waiting
 // for the topic to have one.
@@ -43,8 +97,9 @@ func clusterLeader(t *testing.T, pub *kafka.Publisher, topic string) int32 {
 
 // clusterRun runs 4 publishers and a consumer group on a new topic of the
 // cluster, lets fault happen once 300 messages are acknowledged, keeps
-// going until 300 more are, and reports.
-func clusterRun(t *testing.T, fault, injection string, do func(pub *kafka.Publisher, topic string) string) {
+// going until 300 more are, and reports. It returns the publishers'
+// deadline watch.
+func clusterRun(t *testing.T, fault, injection string, do func(pub *kafka.Publisher, topic string) string) *deadlineWatch {
 	brokers := testenv.NeedKafkaCluster(t)
 	topic := name("rel_cluster")
 	pub, err := kafka.NewPublisher(brokers, kafka.WithTopicCreation(1, 3),
@@ -63,7 +118,8 @@ func clusterRun(t *testing.T, fault, injection string, do func(pub *kafka.Publis
 
 	l := newLedger()
 	sb := subscribe(context.Background(), sub, topic, l.handle)
-	stop := publishLoop(pub, topic, "c", 4, 10*time.Second, l, func(i int) string { return fmt.Sprint(i % 64) })
+	watch := &deadlineWatch{Publisher: pub}
+	stop := publishLoop(watch, topic, "c", 4, 10*time.Second, l, func(i int) string { return fmt.Sprint(i % 64) })
 	defer stop()
 	l.waitAckedAtLeast(t, 300, 90*time.Second)
 	before := l.ackedCount()
@@ -78,8 +134,8 @@ func clusterRun(t *testing.T, fault, injection string, do func(pub *kafka.Publis
 	sb.stop(t)
 	r := l.result()
 	r.Fault, r.Adapter, r.Injection = fault, "kafka (3-node cluster)", injection
-	r.Extra = fmt.Sprintf("acked_before=%d fault_took=%v then_300_more_acked_in=%v %s", before,
-		took.Round(100*time.Millisecond), time.Since(resume).Round(100*time.Millisecond), extra)
+	r.Extra = fmt.Sprintf("acked_before=%d fault_took=%v then_300_more_acked_in=%v %s %s", before,
+		took.Round(100*time.Millisecond), time.Since(resume).Round(100*time.Millisecond), watch.summary(), extra)
 	report(t, r, lost)
 	if errs := l.errSamples(); len(errs) > 0 {
 		var b strings.Builder
@@ -88,18 +144,22 @@ func clusterRun(t *testing.T, fault, injection string, do func(pub *kafka.Publis
 		}
 		t.Logf("publish errors:%s", b.String())
 	}
+	return watch
 }
 
 // TestKafkaClusterLeaderKill sends SIGKILL to the leader of the partition
-// being written and read: every acknowledged message is consumed.
+// being written and read: every acknowledged message is consumed, and every
+// Publish during the election succeeds or fails without outliving its
+// 10 s context (by more than overrunMargin).
 func TestKafkaClusterLeaderKill(t *testing.T) {
 	needFaults(t)
-	clusterRun(t, "leader SIGKILL", "services.sh kill kafka-cluster-<leader> mid-stream, 4 publishers and a 4-handler group", func(pub *kafka.Publisher, topic string) string {
+	watch := clusterRun(t, "leader SIGKILL", "services.sh kill kafka-cluster-<leader> mid-stream, 4 publishers and a 4-handler group", func(pub *kafka.Publisher, topic string) string {
 		leader := clusterLeader(t, pub, topic)
 		testenv.KillClusterNode(t, int(leader))
 		t.Cleanup(func() { testenv.StartClusterNode(t, int(leader)) })
 		return fmt.Sprintf("killed_node=%d", leader)
 	})
+	watch.check(t)
 }
 
 // TestKafkaClusterRollingRestart stops and starts each of the three nodes

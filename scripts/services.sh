@@ -6,14 +6,16 @@
 #   bash scripts/services.sh status             print the state; exit 1 if any service is down
 #   bash scripts/services.sh restart SERVICE    stop and start one (kafka|rabbitmq|postgres)
 #   bash scripts/services.sh start|stop SERVICE one service
-#   bash scripts/services.sh up kafka-cluster   the 3-node Kafka cluster (on demand)
-#   bash scripts/services.sh kill kafka-cluster-N   SIGKILL one cluster node (1-3)
+#   bash scripts/services.sh up kafka-cluster   the 3-broker Kafka cluster (on demand)
+#   bash scripts/services.sh kill kafka-cluster-N   SIGKILL one cluster broker (1-3)
 #
 # Services (addresses are the defaults of internal/testenv):
 #   kafka     Kafka 4.x KRaft, broker+controller in one JVM, jars from Maven
 #             Central (scripts/kafka/pom.xml). 127.0.0.1:9092 (controller 9093);
 #             SASL_SSL (SCRAM-SHA-512, user ferry / ferry-scram-secret) on
 #             127.0.0.1:9094
+#   kafka-cluster  on demand: brokers 1-3 on 127.0.0.1:29091-29093 and a
+#             controller-only node on 127.0.0.1:29190 (see its section)
 #   rabbitmq  Debian's rabbitmq-server, node rabbit@localhost, guest/guest on
 #             127.0.0.1:5672; AMQPS (TLS) on 127.0.0.1:5671
 #   TLS       a throwaway CA and a server certificate for 127.0.0.1/localhost,
@@ -205,7 +207,8 @@ kafka_probe() {
 			echo "$stamp" >"$WAITKAFKA.stamp"
 		fi
 	fi
-	"$WAITKAFKA" -q -brokers "127.0.0.1:$KAFKA_PORT" -timeout "${1:-3s}" 2>/dev/null
+	# KAFKA_PROBE_FLAGS=-controller: a controller-only cluster node.
+	"$WAITKAFKA" -q -brokers "127.0.0.1:$KAFKA_PORT" ${KAFKA_PROBE_FLAGS:+"$KAFKA_PROBE_FLAGS"} -timeout "${1:-3s}" 2>/dev/null
 }
 
 kafka_fetch() {
@@ -311,7 +314,10 @@ kafka_start() {
 		fi
 		die "kafka: 127.0.0.1:$KAFKA_PORT is taken by a process that is not a Kafka broker"
 	fi
-	port_open "$KAFKA_CONTROLLER_PORT" && die "kafka: controller port 127.0.0.1:$KAFKA_CONTROLLER_PORT is taken"
+	# (No controller port of its own: a broker-only cluster node.)
+	if [[ -n "$KAFKA_CONTROLLER_PORT" ]] && port_open "$KAFKA_CONTROLLER_PORT"; then
+		die "kafka: controller port 127.0.0.1:$KAFKA_CONTROLLER_PORT is taken"
+	fi
 	if [[ -n "$KAFKA_SASL_PORT" ]]; then
 		port_open "$KAFKA_SASL_PORT" && die "kafka: SASL_SSL port 127.0.0.1:$KAFKA_SASL_PORT is taken"
 		tls_ensure
@@ -319,7 +325,8 @@ kafka_start() {
 	kafka_fetch
 	"${KAFKA_CONFIG_FN:-kafka_config}"
 	local cp="$KAFKA_LIBS/*"
-	local jvm=(-Xms256m "-Xmx${FERRY_KAFKA_HEAP:-1g}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+	# shellcheck disable=SC2206 # KAFKA_JVM_EXTRA: words on purpose
+	local jvm=("-Xms${KAFKA_XMS:-256m}" "-Xmx${FERRY_KAFKA_HEAP:-1g}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 ${KAFKA_JVM_EXTRA:-}
 		-Djava.awt.headless=true -Djava.net.preferIPv4Stack=true
 		"-Dlog4j2.configurationFile=$KAFKA_HOME/config/log4j2.xml"
 		"-Dkafka.logs.dir=$KAFKA_HOME/logs")
@@ -403,45 +410,88 @@ kafka_status() {
 
 # ---------------------------------------------------------- kafka-cluster
 
-# On demand (`up kafka-cluster`, not in the default FERRY_SERVICES): three
-# KRaft nodes, each broker+controller in its own JVM (FERRY_KAFKA_CLUSTER_HEAP,
-# default 384m), node N on 127.0.0.1:2909N (controller 2919N), data in
-# $CACHE/kafka-cluster/nodeN; topics default to 3 partitions, RF 3 and
-# min.insync.replicas 2. `stop|start|kill kafka-cluster-N` acts on one node
-# (kill: SIGKILL, no clean shutdown).
+# On demand (`up kafka-cluster`, not in the default FERRY_SERVICES): a KRaft
+# cluster of four JVMs on 127.0.0.1, each with its data in
+# $CACHE/kafka-cluster/<node>/data:
+#   controller  controller only, node id 10, 127.0.0.1:29190 (the whole
+#               quorum; FERRY_KAFKA_CONTROLLER_HEAP, default 128m)
+#   node1-3     brokers only, node ids 1-3, 127.0.0.1:29091-29093
+#               (FERRY_KAFKA_CLUSTER_HEAP, default 384m)
+# The controller is not on a broker, so the quorum survives broker kills:
+# with two of three brokers down it fences them (broker session 4 s; each
+# leader also drops a follower 5 s behind, replica.lag.time.max.ms) and
+# shrinks the ISR, so acks=all produce fails with NOT_ENOUGH_REPLICAS
+# instead of timing out. Topics default to 3 partitions, RF 3 and
+# min.insync.replicas 2. `stop|start|kill kafka-cluster-N` acts on broker N
+# (1-3; kill: SIGKILL, no clean shutdown); starting a broker starts the
+# controller first if it is down, and `down kafka-cluster` stops it last.
+# Data formatted for another layout (the first version had three combined
+# broker+controller nodes, voters 29191-29193) is found by the marker file
+# $CACHE/kafka-cluster/layout and reformatted.
+CLUSTER_DIR="$CACHE/kafka-cluster"
 CLUSTER_NODES="1 2 3"
-CLUSTER_VOTERS="1@127.0.0.1:29191,2@127.0.0.1:29192,3@127.0.0.1:29193"
+CLUSTER_CONTROLLER_ID=10
+CLUSTER_CONTROLLER_PORT=29190
+CLUSTER_VOTERS="$CLUSTER_CONTROLLER_ID@127.0.0.1:$CLUSTER_CONTROLLER_PORT"
+CLUSTER_LAYOUT="2: controller-only node $CLUSTER_VOTERS; broker-only nodes 1-3 on 127.0.0.1:29091-29093"
 
-# cluster_env N: point the kafka_* functions at cluster node N (call in a
-# subshell).
+# cluster_env N|controller: point the kafka_* functions at cluster broker N
+# or at the controller (call in a subshell).
 cluster_env() {
 	KAFKA_CLUSTER_NODE="$1"
-	KAFKA_HOME="$CACHE/kafka-cluster/node$1"
+	if [[ "$1" == controller ]]; then
+		KAFKA_HOME="$CLUSTER_DIR/controller"
+		KAFKA_PORT=$CLUSTER_CONTROLLER_PORT
+		KAFKA_PROBE_FLAGS=-controller
+		FERRY_KAFKA_HEAP="${FERRY_KAFKA_CONTROLLER_HEAP:-128m}"
+		KAFKA_XMS=64m
+		# C1 only: less code cache and compiler threads for a small JVM.
+		KAFKA_JVM_EXTRA="-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=64m"
+	else
+		KAFKA_HOME="$CLUSTER_DIR/node$1"
+		KAFKA_PORT=$((29090 + $1))
+		KAFKA_PROBE_FLAGS=""
+		FERRY_KAFKA_HEAP="${FERRY_KAFKA_CLUSTER_HEAP:-384m}"
+	fi
 	KAFKA_DATA="$KAFKA_HOME/data"
 	KAFKA_PID="$KAFKA_HOME/kafka.pid"
 	KAFKA_LOG="$KAFKA_HOME/logs/server.log"
 	KAFKA_OUT="$KAFKA_HOME/logs/stdout.log"
-	KAFKA_PORT=$((29090 + $1))
-	KAFKA_CONTROLLER_PORT=$((29190 + $1))
+	KAFKA_CONTROLLER_PORT="" # checked as KAFKA_PORT on the controller
 	KAFKA_SASL_PORT=""
 	KAFKA_CONFIG_FN=kafka_cluster_config
 	# Any 16 bytes, base64url: "ferry-test-clstr".
 	KAFKA_CLUSTER_ID="ZmVycnktdGVzdC1jbHN0cg"
-	FERRY_KAFKA_HEAP="${FERRY_KAFKA_CLUSTER_HEAP:-384m}"
 }
 
 kafka_cluster_config() {
 	kafka_config
-	cat >"$KAFKA_HOME/config/server.properties" <<EOF
-$MARK; rewritten on every start.
-process.roles=broker,controller
+	local roles
+	if [[ "$KAFKA_CLUSTER_NODE" == controller ]]; then
+		roles="process.roles=controller
+node.id=$CLUSTER_CONTROLLER_ID
+listeners=CONTROLLER://127.0.0.1:$CLUSTER_CONTROLLER_PORT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT
+# A broker that misses heartbeats this long is fenced: out of every ISR.
+broker.session.timeout.ms=4000"
+	else
+		roles="process.roles=broker
 node.id=$KAFKA_CLUSTER_NODE
-controller.quorum.voters=$CLUSTER_VOTERS
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
 advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
-controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+broker.heartbeat.interval.ms=500
+# A follower this far behind its leader leaves the ISR (default 30 s).
+replica.lag.time.max.ms=5000"
+	fi
+	# The topic defaults go to the controller too: in KRaft it fills in
+	# the partition count and replication factor of a CreateTopics request.
+	cat >"$KAFKA_HOME/config/server.properties" <<EOC
+$MARK; rewritten on every start.
+$roles
+controller.quorum.voters=$CLUSTER_VOTERS
+controller.listener.names=CONTROLLER
 log.dirs=$KAFKA_DATA
 num.partitions=3
 default.replication.factor=3
@@ -459,27 +509,64 @@ auto.create.topics.enable=true
 delete.topic.enable=true
 log.retention.hours=24
 log.segment.bytes=67108864
-EOF
+EOC
 }
 
 cluster_node_ok() { [[ "$1" =~ ^[123]$ ]] || die "unknown kafka-cluster node '$1' (1, 2 or 3)"; }
+
+# cluster_layout: if the cluster's data was formatted for another layout
+# (or the marker is missing), stop its nodes and remove the data, so the
+# next start formats it for this one.
+cluster_layout() {
+	local marker="$CLUSTER_DIR/layout" n
+	[[ "$(cat "$marker" 2>/dev/null || true)" == "$CLUSTER_LAYOUT" ]] && return 0
+	if compgen -G "$CLUSTER_DIR/*/data" >/dev/null; then
+		log "kafka-cluster: data formatted for another layout (no or another $marker); stopping its nodes and reformatting"
+		for n in $CLUSTER_NODES controller; do cluster_kill "$n"; done
+		rm -rf "$CLUSTER_DIR"/*/data
+	fi
+	mkdir -p "$CLUSTER_DIR"
+	echo "$CLUSTER_LAYOUT" >"$marker"
+}
+
+# cluster_start_node N: start broker N (and the controller first if it is
+# down) and wait until it answers.
+cluster_start_node() {
+	cluster_layout
+	(cluster_env controller && kafka_start && kafka_wait)
+	(cluster_env "$1" && kafka_start && kafka_wait)
+}
 
 cluster_start() {
 	local n t0
 	t0="$(now)"
 	KAFKA_T0="$t0"
-	# All three first: a node is ready only once a quorum of controllers runs.
+	cluster_layout
+	# All JVMs first, then the waits: a broker is ready only once it has
+	# registered with the controller.
+	(cluster_env controller && kafka_start)
 	for n in $CLUSTER_NODES; do (cluster_env "$n" && kafka_start); done
+	(cluster_env controller && kafka_wait)
 	for n in $CLUSTER_NODES; do (cluster_env "$n" && kafka_wait); done
-	log "kafka-cluster: 3 nodes ready (127.0.0.1:29091,29092,29093) in $(since "$t0")"
+	log "kafka-cluster: controller (127.0.0.1:$CLUSTER_CONTROLLER_PORT) and 3 brokers ready (127.0.0.1:29091,29092,29093) in $(since "$t0")"
 }
-cluster_stop() { local n; for n in $CLUSTER_NODES; do (cluster_env "$n" && kafka_stop); done; }
+# cluster_stop: the brokers first, at once (their controlled shutdown
+# needs the controller), then the controller.
+cluster_stop() {
+	local n pids=()
+	for n in $CLUSTER_NODES; do
+		(cluster_env "$n" && kafka_stop) &
+		pids+=("$!")
+	done
+	for n in "${pids[@]}"; do wait "$n"; done
+	(cluster_env controller && kafka_stop)
+}
 cluster_status() {
 	local n rc=0
-	for n in $CLUSTER_NODES; do (cluster_env "$n" && kafka_status) || rc=1; done
+	for n in controller $CLUSTER_NODES; do (cluster_env "$n" && kafka_status) || rc=1; done
 	return "$rc"
 }
-# cluster_kill N: SIGKILL node N and wait until it is gone.
+# cluster_kill N|controller: SIGKILL the node and wait until it is gone.
 cluster_kill() {
 	(
 		cluster_env "$1"
@@ -755,7 +842,7 @@ start_one() {
 	rabbitmq) rabbit_start ;;
 	postgres) pg_start ;;
 	kafka-cluster) cluster_start ;;
-	kafka-cluster-*) (cluster_env "${1#kafka-cluster-}" && kafka_start && kafka_wait) ;;
+	kafka-cluster-*) cluster_start_node "${1#kafka-cluster-}" ;;
 	esac
 }
 stop_one() {
