@@ -142,7 +142,7 @@ func benchThroughput(b *testing.B, bb benchBroker, name string, size, benchBatch
 			var wg sync.WaitGroup
 			chunks := slices.Collect(slices.Chunk(msgs, benchBatch))
 			var next atomic.Int64
-			cpu := readCPU()
+			cpu := readCPU(nil)
 			for range benchShards {
 				wg.Go(func() {
 					for {
@@ -159,7 +159,7 @@ func benchThroughput(b *testing.B, bb benchBroker, name string, size, benchBatch
 			}
 			wg.Wait()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-			reportCPU(b, cpu, b.N)
+			reportCPU(b, nil, cpu, b.N)
 		})
 		b.Run(name+"/relay", func(b *testing.B) {
 			pub, topic := bb.pub(b)
@@ -178,12 +178,15 @@ func benchThroughput(b *testing.B, bb benchBroker, name string, size, benchBatch
 			rctx, cancel := context.WithCancel(ctx)
 			errc := make(chan error, 1)
 			b.ResetTimer()
-			cpu := readCPU()
+			cpu, pool := readCPU(db), db.Stats()
 			go func() { errc <- r.Run(rctx) }()
 			<-cp.done
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-			reportCPU(b, cpu, b.N)
+			reportCPU(b, db, cpu, b.N)
+			// Connections the pool closed for want of idle room (and
+			// opened again): database/sql keeps 2 idle by default.
+			b.ReportMetric(float64(db.Stats().MaxIdleClosed-pool.MaxIdleClosed), "conns-closed")
 			cancel()
 			if err := <-errc; err != nil {
 				b.Fatal(err)

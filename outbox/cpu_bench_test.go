@@ -1,6 +1,7 @@
 package outbox_test
 
 import (
+	"database/sql"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,12 +15,30 @@ import (
 // the local brokers and by this process, read from /proc (Linux; zero
 // elsewhere). PostgreSQL's includes the exited backends (the postmaster's
 // children time).
-type cpuUse struct{ postgres, kafka, rabbitmq, self time.Duration }
+type cpuUse struct {
+	postgres, kafka, rabbitmq, self time.Duration
+	// backends is the CPU time of each session of this process (by
+	// application_name, see openPostgres), when a database was given.
+	backends map[int]time.Duration
+}
 
 const clockTick = 10 * time.Millisecond // USER_HZ is 100 on Linux
 
-func readCPU() cpuUse {
+func readCPU(db *sql.DB) cpuUse {
 	var u cpuUse
+	if db != nil {
+		u.backends = map[int]time.Duration{}
+		rows, err := db.Query(`SELECT pid FROM pg_stat_activity WHERE application_name = $1`, pgAppName)
+		if err == nil {
+			for rows.Next() {
+				var pid int
+				if rows.Scan(&pid) == nil {
+					u.backends[pid] = procCPU(pid)
+				}
+			}
+			rows.Close()
+		}
+	}
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		u.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
@@ -71,16 +90,49 @@ func isParentOfPostgres(ppid string) bool {
 	return err == nil && strings.TrimSpace(string(comm)) == "postgres"
 }
 
+// procCPU is the CPU time of one process so far.
+func procCPU(pid int) time.Duration {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(stat)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+st) * clockTick
+}
+
 func (u cpuUse) sub(v cpuUse) cpuUse {
-	return cpuUse{u.postgres - v.postgres, u.kafka - v.kafka, u.rabbitmq - v.rabbitmq, u.self - v.self}
+	return cpuUse{u.postgres - v.postgres, u.kafka - v.kafka, u.rabbitmq - v.rabbitmq, u.self - v.self, nil}
+}
+
+// ownSessions is the CPU time this process's sessions used between v and
+// u (of sessions that lived until u).
+func (u cpuUse) ownSessions(v cpuUse) time.Duration {
+	var d time.Duration
+	for pid, t := range u.backends {
+		d += t - v.backends[pid]
+	}
+	return d
 }
 
 // reportCPU reports the CPU microseconds per message each side used
-// since start.
-func reportCPU(b *testing.B, start cpuUse, msgs int) {
-	d := readCPU().sub(start)
+// since start: pg-all (every PostgreSQL process: other clients of the
+// server and autovacuum included), pg-own (this process's sessions only,
+// with db), broker (Kafka's or RabbitMQ's, other clients included) and go
+// (this process: the relay, the client library).
+func reportCPU(b *testing.B, db *sql.DB, start cpuUse, msgs int) {
+	end := readCPU(db)
+	d := end.sub(start)
 	per := func(t time.Duration) float64 { return float64(t.Microseconds()) / float64(msgs) }
-	b.ReportMetric(per(d.postgres), "pg-cpu-µs/msg")
+	b.ReportMetric(per(d.postgres), "pg-all-cpu-µs/msg")
+	if db != nil {
+		b.ReportMetric(per(end.ownSessions(start)), "pg-own-cpu-µs/msg")
+	}
 	b.ReportMetric(per(d.kafka+d.rabbitmq), "broker-cpu-µs/msg")
 	b.ReportMetric(per(d.self), "go-cpu-µs/msg")
 }

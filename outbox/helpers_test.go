@@ -15,7 +15,8 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib" // also the database/sql driver "pgx"
 	"go.uber.org/goleak"
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 
@@ -58,6 +59,10 @@ func openSQLite(t testing.TB) *sql.DB {
 	return db
 }
 
+// pgAppName is the application_name of this process's PostgreSQL
+// sessions.
+var pgAppName = fmt.Sprintf("ferry_outbox_test_%d", os.Getpid())
+
 var (
 	pgOnce sync.Once
 	pgDB   *sql.DB
@@ -68,10 +73,20 @@ func openPostgres(t testing.TB) *sql.DB {
 	t.Helper()
 	dsn := testenv.NeedPostgres(t)
 	pgOnce.Do(func() {
-		pgDB, pgErr = sql.Open("pgx", dsn)
-		if pgErr == nil {
-			pgDB.SetMaxOpenConns(40)
+		var cfg *pgx.ConnConfig
+		cfg, pgErr = pgx.ParseConfig(dsn)
+		if pgErr != nil {
+			return
 		}
+		// Names this process's sessions, for the benchmarks' CPU
+		// figures (pg_stat_activity).
+		cfg.RuntimeParams["application_name"] = pgAppName
+		pgDB = stdlib.OpenDB(*cfg)
+		pgDB.SetMaxOpenConns(40)
+		// Room for every relay worker's connection between batches:
+		// with database/sql's default of 2 idle connections the pool
+		// closes and reopens them (see the package doc).
+		pgDB.SetMaxIdleConns(40)
 	})
 	if pgErr != nil {
 		t.Fatal(pgErr)
