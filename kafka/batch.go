@@ -61,14 +61,21 @@ func (sub *subscription) batchSettle(bat *dispatch.Batch) *dispatch.Batch {
 	return bat
 }
 
-// settleAll is settle for records of ps, under one lock.
+// settleAll is settle for records of ps, under one lock: each stretch of
+// records adjacent in one fetched batch (the usual case: a batch cut from
+// a partition's queue in order) in one step.
 func (ps *partState) settleAll(dls []*dispatch.Delivery) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	if ps.dead {
 		return
 	}
-	for _, dl := range dls {
-		ps.log.Settle(&dl.Ref.(*recBatch).run, int(recOf(dl).idx))
+	for i := 0; i < len(dls); {
+		rb, from := dls[i].Ref.(*recBatch), int(recOf(dls[i]).idx)
+		to := from + 1
+		for i++; i < len(dls) && dls[i].Ref == any(rb) && int(recOf(dls[i]).idx) == to; i++ {
+			to++
+		}
+		ps.log.SettleRange(&rb.run, from, to)
 	}
 }

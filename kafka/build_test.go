@@ -1,6 +1,8 @@
 package kafka
 
 import (
+	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -80,4 +82,27 @@ func BenchmarkBuild(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestOffsetText: the incremented text of consecutive offsets, across
+// carries and a new digit, and after jumps, is strconv's.
+func TestOffsetText(t *testing.T) {
+	var ot offsetText
+	check := func(n int64) {
+		t.Helper()
+		if got, want := string(ot.of(n)), strconv.FormatInt(n, 10); got != want {
+			t.Fatalf("of(%d) = %q, want %q", n, got, want)
+		}
+	}
+	for n := int64(0); n <= 10_050; n++ {
+		check(n)
+	}
+	for _, start := range []int64{7, 99_998, 5, 1<<40 - 3, 999_999_999_999_999_990, math.MaxInt64 - 3, 0} {
+		for i := int64(0); i < 12 && start <= math.MaxInt64-i; i++ {
+			check(start + i)
+		}
+	}
+	check(3) // backwards
+	check(3) // the same again
+	check(4)
 }

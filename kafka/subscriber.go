@@ -320,8 +320,10 @@ func (sub *subscription) build(rs []*kgo.Record, scope *dispatch.Scope) *recBatc
 	strs := make([]byte, 0, len(rs)*sub.strAvg+64)
 	ends := sub.ends[:0]
 	// The ID of a record from a non-ferry producer is
-	// "<topic>-<partition>-<offset>": the same prefix for the whole batch.
+	// "<topic>-<partition>-<offset>": the same prefix for the whole batch,
+	// and offsets mostly one more than the last.
 	var prefix []byte
+	var off offsetText
 	for i, r := range rs {
 		rc := &b.run.Items[i]
 		rc.offset, rc.epoch, rc.idx = r.Offset, r.LeaderEpoch, int32(i)
@@ -350,7 +352,7 @@ func (sub *subscription) build(rs []*kgo.Record, scope *dispatch.Scope) *recBatc
 			if prefix == nil {
 				prefix = append(strconv.AppendInt(append([]byte(r.Topic), '-'), int64(r.Partition), 10), '-')
 			}
-			strs = strconv.AppendInt(append(strs, prefix...), r.Offset, 10)
+			strs = append(append(strs, prefix...), off.of(r.Offset)...)
 		}
 		ends = append(ends, len(strs))
 		m.Delivery = message.Delivery{
@@ -359,6 +361,7 @@ func (sub *subscription) build(rs []*kgo.Record, scope *dispatch.Scope) *recBatc
 			Group:     sub.group,
 			Partition: r.Partition,
 			Offset:    r.Offset,
+			Attempt:   1, // here, so that the worker does not write it
 			// The batch's timestamp type (Spring's DLT header needs it).
 			LogAppendTime: r.Attrs.TimestampType() == 1,
 		}
@@ -383,6 +386,37 @@ func (sub *subscription) build(rs []*kgo.Record, scope *dispatch.Scope) *recBatc
 	}
 	sub.ends = ends[:0]
 	return b
+}
+
+// offsetText is the decimal text of the offset last asked for, so that
+// the next offset, when one more, costs an increment of that text rather
+// than a conversion.
+type offsetText struct {
+	n   int64
+	nd  int      // digits of n, right-aligned in buf; 0 before the first
+	buf [20]byte // an int64 has at most 19 digits
+}
+
+// of returns the decimal text of n >= 0, valid until the next call.
+func (t *offsetText) of(n int64) []byte {
+	if t.nd > 0 && n == t.n+1 && n > 0 {
+		t.n = n
+		for i := len(t.buf) - 1; i >= len(t.buf)-t.nd; i-- {
+			if t.buf[i] < '9' {
+				t.buf[i]++
+				return t.buf[len(t.buf)-t.nd:]
+			}
+			t.buf[i] = '0'
+		}
+		// All nines: "999" + 1 is "1000".
+		t.nd++
+		t.buf[len(t.buf)-t.nd] = '1'
+		return t.buf[len(t.buf)-t.nd:]
+	}
+	t.n = n
+	d := strconv.AppendInt(t.buf[:0], n, 10)
+	t.nd = copy(t.buf[len(t.buf)-len(d):], d)
+	return t.buf[len(t.buf)-t.nd:]
 }
 
 // settled is the dispatcher's settle callback.

@@ -66,6 +66,25 @@ func (l *Log[T]) Settle(r *Run[T], i int) bool {
 	if len(l.runs) == 0 || l.runs[0] != r || r.head != i {
 		return false // an earlier item is still outstanding
 	}
+	l.advance()
+	return true
+}
+
+// SettleRange is Settle for items i to j-1 of r (a batch's records that
+// are adjacent in r), in one step.
+func (l *Log[T]) SettleRange(r *Run[T], i, j int) bool {
+	for k := i; k < j; k++ {
+		r.done[k] = true
+	}
+	if len(l.runs) == 0 || l.runs[0] != r || r.head < i || r.head >= j {
+		return false // the head was not among them: nothing moved
+	}
+	l.advance()
+	return true
+}
+
+// advance moves the commit point over the settled items after it.
+func (l *Log[T]) advance() {
 	for len(l.runs) > 0 {
 		b := l.runs[0]
 		h := b.head
@@ -83,7 +102,6 @@ func (l *Log[T]) Settle(r *Run[T], i int) bool {
 		l.runs[n] = nil
 		l.runs = l.runs[:n]
 	}
-	return true
 }
 
 // Last returns the last item of the settled prefix: everything appended

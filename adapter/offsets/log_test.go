@@ -133,3 +133,48 @@ func BenchmarkLogSettleInOrder(b *testing.B) {
 		}
 	}
 }
+
+// TestLogSettleRangeAgainstAModel: settling random ranges of runs (some
+// overlapping ones settled before) moves the commit point exactly as far
+// as the model's settled prefix, and reports a move only when it moved.
+func TestLogSettleRangeAgainstAModel(t *testing.T) {
+	for trial := range 50 {
+		var l Log[item]
+		type pos struct {
+			r *Run[item]
+			i int
+		}
+		var ps []pos
+		var all []*item
+		for range 1 + rand.IntN(10) {
+			r := NewRun(make([]item, 1+rand.IntN(40)))
+			for i := range r.Items {
+				r.Items[i].off = int64(len(ps))
+				ps = append(ps, pos{r, i})
+				all = append(all, &r.Items[i])
+			}
+			l.Append(r, 0)
+		}
+		settled := make([]bool, len(ps))
+		prefix := -1
+		for range 4 * len(ps) {
+			k := rand.IntN(len(ps))
+			r, i := ps[k].r, ps[k].i
+			j := i + 1 + rand.IntN(len(r.Items)-i)
+			for x := k; x < k+(j-i); x++ {
+				settled[x] = true
+			}
+			moved := l.SettleRange(r, i, j)
+			was := prefix
+			for prefix+1 < len(ps) && settled[prefix+1] {
+				prefix++
+			}
+			if moved != (prefix > was) {
+				t.Fatalf("trial %d: SettleRange(%d, %d) reported moved=%v, the prefix went %d -> %d", trial, i, j, moved, was, prefix)
+			}
+			if got := l.Last(); prefix < 0 && got != nil || prefix >= 0 && got != all[prefix] {
+				t.Fatalf("trial %d: last %d, want %d", trial, lastOff(&l), prefix)
+			}
+		}
+	}
+}
