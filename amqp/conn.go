@@ -207,6 +207,9 @@ func (c *conn) dial(a address) (*amqp091.Connection, error) {
 	} else {
 		conf.Dial = amqp091.DefaultDial(timeout)
 	}
+	if c.role == "publisher" {
+		conf.Dial = coalescingDial(conf.Dial) // publisher_conn.go
+	}
 	ac, err := amqp091.DialConfig(a.url, conf)
 	if err != nil {
 		if isTimeout(err) {
