@@ -144,7 +144,6 @@ type subscription struct {
 
 	rp     subReplay            // commits (replay.go)
 	batch  []*dispatch.Delivery // the poll loop's reusable submit buffer
-	ends   []int                // build's reusable list of the end of each record's key and ID
 	strAvg int                  // bytes of key and ID per record in the last build
 }
 
@@ -312,13 +311,15 @@ const recChunk = 32 << 10 / int(unsafe.Sizeof(rec{}))
 
 // build turns fetched records of one partition into delivered messages, in
 // one array, in the partition assignment's scope. The keys and IDs of the
-// batch share one string, written once: into a buffer sized from the last
-// build's average (grown if it is short), which the strings then alias.
+// batch are written once, one after the other, into a buffer sized from
+// the last build's average, and the strings alias it: bytes once written
+// there never change (append writes past them, or, when the buffer is
+// short, into a new one, and the strings made before keep the old one).
 func (sub *subscription) build(rs []*kgo.Record, scope *dispatch.Scope) *recBatch {
 	b := &recBatch{}
 	b.run.Init(make([]rec, len(rs)))
 	strs := make([]byte, 0, len(rs)*sub.strAvg+64)
-	ends := sub.ends[:0]
+	total := 0
 	// The ID of a record from a non-ferry producer is
 	// "<topic>-<partition>-<offset>": the same prefix for the whole batch,
 	// and offsets mostly one more than the last.
@@ -344,8 +345,8 @@ func (sub *subscription) build(rs []*kgo.Record, scope *dispatch.Scope) *recBatc
 			}
 			m.Headers[h.Key] = string(h.Value)
 		}
+		k0 := len(strs)
 		strs = append(strs, r.Key...)
-		ends = append(ends, len(strs))
 		if len(id) > 0 {
 			strs = append(strs, id...)
 		} else {
@@ -354,7 +355,13 @@ func (sub *subscription) build(rs []*kgo.Record, scope *dispatch.Scope) *recBatc
 			}
 			strs = append(append(strs, prefix...), off.of(r.Offset)...)
 		}
-		ends = append(ends, len(strs))
+		// strs[k0:] is the key, then the ID (never empty).
+		kn := len(r.Key)
+		if kn > 0 {
+			m.Key = unsafe.String(&strs[k0], kn)
+		}
+		m.ID = unsafe.String(&strs[k0+kn], len(strs)-k0-kn)
+		total += len(strs) - k0
 		m.Delivery = message.Delivery{
 			System:    System,
 			Topic:     r.Topic,
@@ -372,19 +379,9 @@ func (sub *subscription) build(rs []*kgo.Record, scope *dispatch.Scope) *recBatc
 			r.Recycle() // nothing of r is used after this
 		}
 	}
-	// strs is not written after this: the strings may alias it.
-	all := unsafe.String(unsafe.SliceData(strs), len(strs))
-	from := 0
-	for i := range b.run.Items {
-		m := &b.run.Items[i].msg
-		k, e := ends[2*i], ends[2*i+1]
-		m.Key, m.ID = all[from:k], all[k:e]
-		from = e
-	}
 	if len(rs) > 0 {
-		sub.strAvg = min((len(strs)+len(rs)-1)/len(rs), 1<<10)
+		sub.strAvg = min((total+len(rs)-1)/len(rs), 1<<10)
 	}
-	sub.ends = ends[:0]
 	return b
 }
 
