@@ -243,8 +243,12 @@
 // flag; a basic.return makes that message fail with
 // message.ErrUnroutable). Confirms are windowed: a batch is written at once
 // and its confirms awaited together, and concurrent Publish calls share a
-// channel, each waiting only for its own confirms. A batch goes to one
-// channel in order. A batch is not atomic: failed messages are listed in a
+// channel, each waiting only for its own confirms (the messages of
+// concurrent calls may interleave on it). A batch goes to one channel in
+// order. The publisher's connection gathers what is written while its
+// socket is busy (the next messages of a batch, concurrent calls) into one
+// socket write, instead of one write per message. A batch is not atomic:
+// failed messages are listed in a
 // *message.PublishError (ErrUnroutable, ErrNacked, or a channel error).
 // Payloads over WithMaxPayload (default 16 MiB) fail with
 // message.ErrMessageTooLarge and an invalid batch publishes nothing.
