@@ -1,9 +1,14 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
+	"database/sql/driver"
+	"errors"
 	"slices"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // A claim is the fast path of a PostgreSQL relay without retention: one
@@ -21,12 +26,20 @@ import (
 // physical address (ctid). Their row locks, held until the commit, also
 // make a second relay that wrongly owns the shard (after a lost lock
 // session) wait instead of publishing the same rows.
+//
+// The claim runs on pgx's own API (conn.Raw): BEGIN, the SET and the
+// DELETE go in one round trip, and the rows are decoded without
+// database/sql's copies. With another driver the relay reads and then
+// deletes what it published, in two statements.
 type claim struct {
-	tx     *sql.Tx
+	conn   *sql.Conn // the session the transaction is open on
 	cancel context.CancelFunc
 	n      int // rows removed
 	done   bool
 }
+
+// pgxConn is what pgx's database/sql driver connection offers.
+type pgxConn interface{ Conn() *pgx.Conn }
 
 // claims reports whether the worker uses claims: on PostgreSQL, when
 // published rows are deleted (no retention), and not after a failed
@@ -34,37 +47,62 @@ type claim struct {
 // would remove the rest).
 func (w *worker) claims() bool {
 	o := w.r.o
-	return o.dialect == PostgreSQL && o.retention == 0 && !w.careful
+	return o.dialect == PostgreSQL && o.retention == 0 && !w.careful && !w.r.notPgx.Load()
 }
 
 // claim removes up to a batch of shard's pending rows in a new
 // transaction and returns them in sequence order. The transaction's
 // context is bounded by the database timeout plus the publish timeout,
-// and not cancelled with the relay: a batch in flight is finished.
+// and not cancelled with the relay: a batch in flight is finished. It
+// returns a nil claim, and notes it for the relay, when the driver is not
+// pgx's.
 func (w *worker) claim(shard int) (*claim, []row, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), dbTimeout+w.r.publishTimeout)
-	tx, err := w.r.o.db.BeginTx(ctx, nil)
+	conn, err := w.r.o.db.Conn(ctx)
 	if err != nil {
 		cancel()
 		return nil, nil, err
 	}
-	c := &claim{tx: tx, cancel: cancel}
-	rows, err := c.take(ctx, w, shard)
-	if err != nil {
-		c.end()
+	var rows []row
+	q, args := w.claimQuery(shard)
+	var failed error
+	err = conn.Raw(func(dc any) error {
+		pc, ok := dc.(pgxConn)
+		if !ok {
+			w.r.notPgx.Store(true)
+			return nil
+		}
+		rows, failed = takeNative(ctx, pc.Conn(), q, args)
+		if failed != nil {
+			// The session may be in the transaction still: close
+			// it rather than return it to the pool.
+			return driver.ErrBadConn
+		}
+		return nil
+	})
+	if err != nil || failed != nil || w.r.notPgx.Load() {
+		_ = conn.Close()
+		cancel()
+		if failed != nil {
+			return nil, nil, failed
+		}
 		return nil, nil, err
 	}
-	c.n = len(rows)
-	return c, rows, nil
+	// RETURNING comes in the order of the ctids, not of seq.
+	slices.SortFunc(rows, func(a, b row) int { return cmp.Compare(a.seq, b.seq) })
+	if mutant == mutantNaiveCursor && len(rows) > 0 {
+		w.cursor[shard] = rows[len(rows)-1].seq
+	}
+	return &claim{conn: conn, cancel: cancel, n: len(rows)}, rows, nil
 }
 
-func (c *claim) take(ctx context.Context, w *worker, shard int) ([]row, error) {
-	// A removal lost to a database crash only makes the rows be
-	// published again (same IDs): the commit need not wait for the WAL
-	// flush.
-	if _, err := c.tx.ExecContext(ctx, `SET LOCAL synchronous_commit TO OFF`); err != nil {
-		return nil, err
-	}
+// setSync is the first statement of a claim's transaction: a removal
+// lost to a database crash only makes the rows be published again (same
+// IDs), so the commit need not wait for the WAL flush.
+const setSync = `SET LOCAL synchronous_commit TO OFF`
+
+// claimQuery returns the claim's statement and arguments.
+func (w *worker) claimQuery(shard int) (string, []any) {
 	// The subquery finds the batch through the pending index (shard,
 	// seq), in sequence order; the DELETE fetches the rows by ctid (a
 	// row updated meanwhile, by a relay that lost its shard, has a new
@@ -79,7 +117,24 @@ func (c *claim) take(ctx context.Context, w *worker, shard int) ([]row, error) {
 	}
 	q := `DELETE FROM {t} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {t} WHERE ` + where + ` ORDER BY seq LIMIT $2))
 RETURNING seq, topic, msg_id, msg_key, payload, headers, msg_time, attempts`
-	rs, err := c.tx.QueryContext(ctx, w.r.o.q(q), args...)
+	return w.r.o.q(q), args
+}
+
+// takeNative begins the transaction and runs the claim on pgx, in one
+// round trip.
+func takeNative(ctx context.Context, c *pgx.Conn, q string, args []any) ([]row, error) {
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
+	b.Queue(setSync)
+	b.Queue(q, args...)
+	br := c.SendBatch(ctx, b)
+	defer br.Close()
+	for range 2 {
+		if _, err := br.Exec(); err != nil {
+			return nil, err
+		}
+	}
+	rs, err := br.Query()
 	if err != nil {
 		return nil, err
 	}
@@ -95,21 +150,13 @@ RETURNING seq, topic, msg_id, msg_key, payload, headers, msg_time, attempts`
 	if err := rs.Err(); err != nil {
 		return nil, err
 	}
-	// RETURNING comes in the order of the ctids, not of seq.
-	slices.SortFunc(rows, func(a, b row) int {
-		switch {
-		case a.seq < b.seq:
-			return -1
-		case a.seq > b.seq:
-			return 1
-		}
-		return 0
-	})
-	if mutant == mutantNaiveCursor && len(rows) > 0 {
-		w.cursor[shard] = rows[len(rows)-1].seq
-	}
-	return rows, nil
+	rs.Close()
+	return rows, br.Close()
 }
+
+// errCommitRolledBack: COMMIT answered ROLLBACK (the transaction had
+// failed).
+var errCommitRolledBack = errors.New("outbox: the claim's transaction was rolled back at commit")
 
 // commit makes the removal stand.
 func (c *claim) commit() error {
@@ -118,7 +165,31 @@ func (c *claim) commit() error {
 	}
 	c.done = true
 	defer c.cancel()
-	return c.tx.Commit()
+	return c.finish("COMMIT")
+}
+
+// finish ends the native claim's transaction with stmt and returns the
+// session to the pool (or closes it, after an error).
+func (c *claim) finish(stmt string) error {
+	ctx, cancel := dbContext()
+	defer cancel()
+	var failed error
+	err := c.conn.Raw(func(dc any) error {
+		tag, err := dc.(pgxConn).Conn().Exec(ctx, stmt)
+		if err == nil && stmt == "COMMIT" && tag.String() != "COMMIT" {
+			err = errCommitRolledBack
+		}
+		if err != nil {
+			failed = err
+			return driver.ErrBadConn // the session's state is unknown: close it
+		}
+		return nil
+	})
+	_ = c.conn.Close()
+	if failed != nil {
+		return failed
+	}
+	return err
 }
 
 // end rolls the claim back unless it was committed.
@@ -127,6 +198,6 @@ func (c *claim) end() {
 		return
 	}
 	c.done = true
-	_ = c.tx.Rollback()
+	_ = c.finish("ROLLBACK")
 	c.cancel()
 }

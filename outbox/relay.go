@@ -60,6 +60,7 @@ type Relay struct {
 	published, dead, retried, failures atomic.Int64
 	owned                              atomic.Int32
 	listening                          atomic.Bool
+	notPgx                             atomic.Bool // the driver is not pgx's: no claims
 	lastErr                            atomic.Pointer[error]
 
 	wakeMu sync.Mutex

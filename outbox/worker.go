@@ -196,7 +196,8 @@ func (w *worker) stepShard(ctx context.Context, shard int) (full bool, err error
 	var cl *claim
 	if w.claims() {
 		cl, rows, err = w.claim(shard)
-	} else {
+	}
+	if cl == nil && err == nil {
 		rows, err = w.read(ctx, shard)
 	}
 	if err != nil {
