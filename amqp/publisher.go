@@ -617,6 +617,12 @@ func (p *Publisher) publishRound(ctx context.Context, topic string, msgs []*mess
 			e.state, e.err = entryLost, pc.deadErr
 		case !e.dc.Acked():
 			e.state, e.err = entryFailed, ErrNacked
+			// Retire the channel: the next publish opens a new one.
+			// RabbitMQ 3.10 nacks every later publish of a channel that
+			// first published to a quorum queue while its leader's node
+			// was dying (RELIABILITY.md, quorum-queue node kill); what
+			// else was in flight on it is published again.
+			_ = pc.ch.Close()
 		default:
 			if reason, ok := pc.claimReturn(e.key); ok {
 				e.state, e.err = entryFailed, fmt.Errorf("amqp: %w: returned by the broker (%s): no queue is bound to exchange %q for routing key %q", message.ErrUnroutable, reason, e.key.exchange, e.key.routingKey)
