@@ -18,6 +18,9 @@
 #             controller-only node on 127.0.0.1:29190 (see its section)
 #   rabbitmq  Debian's rabbitmq-server, node rabbit@localhost, guest/guest on
 #             127.0.0.1:5672; AMQPS (TLS) on 127.0.0.1:5671
+#   rabbitmq-cluster  on demand: nodes ferry1-3@localhost on 127.0.0.1:5701-5703
+#             (scripts/rabbitmq-cluster.sh; `up|down|status rabbitmq-cluster`,
+#             `start|stop|kill rabbitmq-cluster-N`)
 #   TLS       a throwaway CA and a server certificate for 127.0.0.1/localhost,
 #             made once with openssl in ~/.cache/ferry/tls (ca.pem: the CA
 #             clients must trust)
@@ -709,6 +712,13 @@ rabbit_status() {
 	return 1
 }
 
+# rabbit_cluster ARGS...: the 3-node RabbitMQ cluster (on demand), run by
+# scripts/rabbitmq-cluster.sh from the same Debian package.
+rabbit_cluster() {
+	[[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]] || apt_install rabbitmq-server
+	bash "$ROOT/scripts/rabbitmq-cluster.sh" "$@"
+}
+
 # --------------------------------------------------------------- postgres
 
 PG_VER=""
@@ -828,7 +838,8 @@ check_service() {
 	case "$1" in
 	kafka | rabbitmq | postgres | kafka-cluster) ;;
 	kafka-cluster-*) cluster_node_ok "${1#kafka-cluster-}" ;;
-	*) die "unknown service '$1' (kafka, rabbitmq, postgres, kafka-cluster or kafka-cluster-N)" ;;
+	rabbitmq-cluster | rabbitmq-cluster-[123]) ;;
+	*) die "unknown service '$1' (kafka, rabbitmq, postgres, kafka-cluster or kafka-cluster-N, rabbitmq-cluster or rabbitmq-cluster-N)" ;;
 	esac
 }
 has() { [[ " $SERVICES " == *" $1 "* ]]; }
@@ -842,6 +853,8 @@ start_one() {
 	rabbitmq) rabbit_start ;;
 	postgres) pg_start ;;
 	kafka-cluster) cluster_start ;;
+	rabbitmq-cluster) rabbit_cluster up ;;
+	rabbitmq-cluster-*) rabbit_cluster start "${1#rabbitmq-cluster-}" ;;
 	kafka-cluster-*) cluster_start_node "${1#kafka-cluster-}" ;;
 	esac
 }
@@ -852,6 +865,8 @@ stop_one() {
 	postgres) pg_stop ;;
 	kafka-cluster) cluster_stop ;;
 	kafka-cluster-*) (cluster_env "${1#kafka-cluster-}" && kafka_stop) ;;
+	rabbitmq-cluster) rabbit_cluster down ;;
+	rabbitmq-cluster-*) rabbit_cluster stop "${1#rabbitmq-cluster-}" ;;
 	esac
 }
 
@@ -885,6 +900,7 @@ cmd_up() {
 	if has postgres; then pg_start; fi
 	if has kafka; then kafka_wait; fi
 	if has kafka-cluster; then cluster_start; fi
+	if has rabbitmq-cluster; then rabbit_cluster up; fi
 	log "all up ($SERVICES) in $(since "$t0")"
 }
 
@@ -914,6 +930,7 @@ cmd_status() {
 		rabbitmq) rabbit_status || rc=1 ;;
 		postgres) pg_status || rc=1 ;;
 		kafka-cluster) cluster_status || rc=1 ;;
+		rabbitmq-cluster) rabbit_cluster status || rc=1 ;;
 		esac
 	done
 	return "$rc"
@@ -937,6 +954,7 @@ down)
 	cmd_down
 	;;
 kill)
+	if [[ $# -eq 2 && "$2" == rabbitmq-cluster-[123] ]]; then rabbit_cluster kill "${2#rabbitmq-cluster-}" && exit 0; fi
 	[[ $# -eq 2 && "$2" == kafka-cluster-* ]] || usage
 	check_service "$2"
 	cluster_kill "${2#kafka-cluster-}"
