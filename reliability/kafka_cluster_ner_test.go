@@ -126,8 +126,8 @@ func TestKafkaClusterNotEnoughReplicas(t *testing.T) {
 	shrink := time.Since(killed)
 
 	// One left: 4 concurrent callers, 2 calls each, 10 messages per call,
-	// 3 s each. Every call must fail, naming NOT_ENOUGH_REPLICAS.
-	const callers, calls, perCall = 4, 2, 3 * time.Second
+	// 2 s each. Every call must fail, naming NOT_ENOUGH_REPLICAS.
+	const callers, calls, perCall = 4, 2, 2 * time.Second
 	var (
 		mu       sync.Mutex
 		failures []error
@@ -201,7 +201,7 @@ func TestKafkaClusterNotEnoughReplicas(t *testing.T) {
 	sb.stop(t)
 	r := l.result()
 	r.Fault, r.Adapter = "two of three brokers SIGKILLed", "kafka (3-broker cluster)"
-	r.Injection = "services.sh kill kafka-cluster-2 and -3 (publisher idle), 8 Publish calls (acks=all, 3 s contexts), then start kafka-cluster-2 under a waiting Publish"
+	r.Injection = "services.sh kill kafka-cluster-2 and -3 (publisher idle), 8 Publish calls (acks=all, 2 s contexts), then start kafka-cluster-2 under a waiting Publish"
 	r.Extra = fmt.Sprintf("isr_shrunk_after=%v one_left_calls=%d failed_naming_not_enough_replicas=%d restart_took=%v waiting_publish_returned_after=%v %s",
 		shrink.Round(100*time.Millisecond), callers*calls, len(failures)-len(unnamed), started.Round(100*time.Millisecond),
 		resumeAfter.Round(100*time.Millisecond), pub.summary())

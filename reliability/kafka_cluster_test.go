@@ -133,7 +133,7 @@ func clusterRun(t *testing.T, fault, injection string, do func(pub *kafka.Publis
 	sb.running(t)
 	sb.stop(t)
 	r := l.result()
-	r.Fault, r.Adapter, r.Injection = fault, "kafka (3-node cluster)", injection
+	r.Fault, r.Adapter, r.Injection = fault, "kafka (3-broker cluster)", injection
 	r.Extra = fmt.Sprintf("acked_before=%d fault_took=%v then_300_more_acked_in=%v %s %s", before,
 		took.Round(100*time.Millisecond), time.Since(resume).Round(100*time.Millisecond), watch.summary(), extra)
 	report(t, r, lost)
