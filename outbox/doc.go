@@ -85,7 +85,7 @@
 // (pg_try_advisory_lock(class, shard), class a hash of the table name)
 // held on one connection, the lock session. Workers read and remove rows
 // on the pool, one per owned shard, and ping the lock session before each
-// read: a live session still holds its locks, so a relay whose session
+// batch: a live session still holds its locks, so a relay whose session
 // died (and whose shards another relay may have taken) reads nothing
 // more; only the batch it had in flight can be published by both. Every
 // running relay also holds a shared advisory lock that the relays count,
@@ -95,12 +95,26 @@
 // shards within a rebalance interval. The shard count is stored in the
 // <table>_meta table and all writers and relays use it (WithShards).
 //
+// How a batch is removed: with pgx's driver, one statement deletes a
+// batch of the shard's pending rows and returns them (DELETE ... WHERE
+// ctid = ANY(ARRAY(SELECT ctid ... ORDER BY seq LIMIT n)) RETURNING ...)
+// in a transaction that stays open while the rows are published and is
+// committed only after Publish returned nil for every one of them; after
+// any failure it is rolled back and the batch is settled row by row
+// (published rows deleted, failed ones kept in order, rejected ones moved
+// to the dead table). A relay that dies meanwhile has its transaction
+// rolled back with its session. With another driver, or WithRetention,
+// the relay reads the batch, publishes it, then deletes (or marks) the
+// published rows. Removals run with synchronous_commit off (a removal
+// lost to a database crash only republishes, with the same IDs).
+//
 // A relay uses two connections of the *sql.DB for as long as it runs
-// (the lock session; LISTEN), plus pool connections for the reads and
-// removals of its busy shards: size the pool (SetMaxOpenConns) for that
-// beside the service's own use. Removals run with synchronous_commit off
-// (a removal lost to a database crash only republishes, with the same
-// IDs).
+// (the lock session; LISTEN), plus one pool connection per busy shard
+// while its batch is read and published: size the pool (SetMaxOpenConns)
+// for that beside the service's own use, and let it keep them idle
+// between batches (SetMaxIdleConns, default 2 in database/sql: below the
+// shard count the pool closes and reopens a connection, with its
+// authentication, every few batches).
 //
 // SQLite: one relay per database and table, enforced (one worker reads
 // the shards in turn, so a failure backs off all of them): Run fails with
@@ -139,8 +153,10 @@
 //   - Database down: reads and removals fail and are retried with
 //     backoff; a relay that lost its lock connection stops its workers,
 //     reconnects and takes shards again.
-//   - Relay killed (SIGKILL): the rows it had not removed are published
-//     by the next owner of their shards, with the same IDs.
+//   - Relay killed (SIGKILL): the rows it had not removed (its open
+//     batch's deletion is rolled back by the server with the session)
+//     are published by the next owner of their shards, with the same
+//     IDs.
 //   - Graceful stop (Run's ctx cancelled): batches in flight are
 //     finished (WithPublishTimeout) and removed, then the locks are
 //     released: nothing is published twice.
