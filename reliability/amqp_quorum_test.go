@@ -12,8 +12,8 @@ import (
 
 // TestAMQPQuorumQueueBrokerRestart restarts the (single-node) RabbitMQ
 // while 4 publishers and a 4-handler group use quorum queues
-// (amqp.WithQuorumQueues): every confirmed message is consumed. A 3-node
-// RabbitMQ cluster (leader-node kill) is not built yet (RELIABILITY.md).
+// (amqp.WithQuorumQueues): every confirmed message is consumed. The 3-node
+// cluster's leader-node kill is TestAMQPClusterLeaderNodeKill.
 func TestAMQPQuorumQueueBrokerRestart(t *testing.T) {
 	needFaults(t)
 	raw := testenv.NeedAMQP(t)
