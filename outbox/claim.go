@@ -96,10 +96,25 @@ func (w *worker) claim(shard int) (*claim, []row, error) {
 	return &claim{conn: conn, cancel: cancel, n: len(rows)}, rows, nil
 }
 
-// setSync is the first statement of a claim's transaction: a removal
-// lost to a database crash only makes the rows be published again (same
-// IDs), so the commit need not wait for the WAL flush.
-const setSync = `SET LOCAL synchronous_commit TO OFF`
+// claimSettings is the first statement of a claim's transaction.
+//
+// synchronous_commit off: a removal lost to a database crash only makes
+// the rows be published again (same IDs), so the commit need not wait
+// for the WAL flush.
+//
+// enable_sort off (see readSettings): the batch must be read through the
+// pending index in its order, whatever the table's statistics say.
+const claimSettings = `SELECT set_config('synchronous_commit', 'off', true), ` + readSettings
+
+// readSettings makes PostgreSQL read a shard's batch by walking the
+// pending index (shard, seq) in order and stop after the batch. An
+// outbox table's statistics are nearly always wrong (analyzed when it
+// was empty, or never): planned on them, the read becomes a bitmap scan
+// of every pending row of the shard and a sort, so each batch costs in
+// proportion to the backlog (measured: 48-170 ms instead of 2-3 ms for
+// 500 rows of 1 KiB, with 6,000 pending in the shard). With sorting
+// disabled for the transaction, the ordered index scan is the plan.
+const readSettings = `set_config('enable_sort', 'off', true)`
 
 // claimQuery returns the claim's statement and arguments.
 func (w *worker) claimQuery(shard int) (string, []any) {
@@ -125,7 +140,7 @@ RETURNING seq, topic, msg_id, msg_key, payload, headers, msg_time, attempts`
 func takeNative(ctx context.Context, c *pgx.Conn, q string, args []any) ([]row, error) {
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
-	b.Queue(setSync)
+	b.Queue(claimSettings)
 	b.Queue(q, args...)
 	br := c.SendBatch(ctx, b)
 	defer br.Close()

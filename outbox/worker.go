@@ -38,6 +38,13 @@ func dbContext() (context.Context, context.CancelFunc) {
 
 type dbOps struct{ db *sql.DB }
 
+// txQuerier runs a worker's statements in a transaction.
+type txQuerier struct{ *sql.Tx }
+
+func (txQuerier) BeginTx(context.Context, *sql.TxOptions) (*sql.Tx, error) {
+	return nil, errors.New("outbox: nested transaction")
+}
+
 func (o dbOps) do(fn func(ctx context.Context, q querier) error) error {
 	ctx, cancel := dbContext()
 	defer cancel()
@@ -156,6 +163,19 @@ WHERE shard = $1 AND published_at IS NULL AND seq > $2 ORDER BY seq LIMIT $3`
 		args = []any{shard, w.cursor[shard], w.r.batch}
 	}
 	err := w.ops.do(func(ctx context.Context, qr querier) error {
+		if w.r.o.dialect == PostgreSQL {
+			// In a transaction of its own, to plan the read with
+			// readSettings (see there).
+			tx, err := qr.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback()
+			if _, err := tx.ExecContext(ctx, `SELECT `+readSettings); err != nil {
+				return err
+			}
+			qr = txQuerier{tx}
+		}
 		rs, err := qr.QueryContext(ctx, w.r.o.q(q), args...)
 		if err != nil {
 			return err
