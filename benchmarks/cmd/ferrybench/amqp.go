@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"flag"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,10 @@ type amqpSystem struct {
 	run  int64
 	seq  atomic.Int64
 }
+
+// amqpPubChannels is a diagnostic: ferry's publisher with
+// amqp.WithPublishChannels(n) instead of its default.
+var amqpPubChannels = flag.Int("amqp-publish-channels", 0, "diagnostic: ferry's AMQP publisher with WithPublishChannels(n) (0: its default)")
 
 func newAMQPSystem(url string) (*amqpSystem, error) {
 	conn, err := amqp091.Dial(url)
@@ -377,7 +382,11 @@ func (s *amqpSystem) cell(w workload, size int, v string, n int) (*cell, error) 
 // the topology declared by Publisher.Declare as a deployment would.
 func (s *amqpSystem) ferry(opts ...amqp.Option) (*amqpVariant, error) {
 	topology := amqp.WithOptions(opts...) // the same for Declare and the subscribers
-	pub, err := amqp.NewPublisher(s.url, topology)
+	popts := []amqp.PublisherOption{topology}
+	if *amqpPubChannels > 0 {
+		popts = append(popts, amqp.WithPublishChannels(*amqpPubChannels))
+	}
+	pub, err := amqp.NewPublisher(s.url, popts...)
 	if err != nil {
 		return nil, err
 	}
