@@ -82,7 +82,8 @@ node_env() {
 }
 
 # ctl N ARGS...: rabbitmqctl against node N.
-ctl() { (node_env "$1" && "$SBIN/rabbitmqctl" -n "$(name "$1")" "${@:2}"); }
+# (fd 9, services.sh's lock, is closed: the CLI may start epmd, a daemon.)
+ctl() { (node_env "$1" && "$SBIN/rabbitmqctl" -n "$(name "$1")" "${@:2}" 9>&-); }
 
 # amqp_up N: node N's AMQP port answers the protocol header with a method
 # frame (Connection.Start): its listener is open, the last step of a boot.
@@ -176,6 +177,7 @@ node_wait() {
 running_nodes() {
 	local n out
 	for n in ${1:-$NODES}; do
+		amqp_up "$n" || continue
 		out="$(ctl "$n" -q cluster_status --formatter json 2>/dev/null)" || continue
 		# {"running_nodes":["ferry1@localhost",...],...}
 		sed -n 's/.*"running_nodes":\[\([^]]*\)\].*/\1/p' <<<"$out" | tr ',' '\n' | grep -c 'ferry[123]@localhost' || true

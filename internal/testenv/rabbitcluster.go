@@ -24,7 +24,8 @@ var RabbitClusterURLs = []string{
 // running (scripts/rabbitmq-cluster.sh up, which `services.sh up
 // rabbitmq-cluster` also runs) and returns its node URLs. The
 // test holds the exclusive "rabbitmq-cluster" lock until it ends (cluster
-// tests kill nodes). When it ends, the cluster is stopped if this call
+// tests kill nodes). If the nodes do not come up, their data is deleted
+// and the cluster formed again, once. When it ends, the cluster is stopped if this call
 // started it (three Erlang VMs), and otherwise left with all three nodes
 // up.
 func NeedRabbitCluster(t testing.TB) []string {
@@ -42,7 +43,13 @@ func NeedRabbitCluster(t testing.TB) []string {
 			t.Errorf("testenv: %v\n%s", err, out)
 		}
 	})
-	rabbitCluster(t, "up")
+	if out, err := rabbitScript("up"); err != nil {
+		// Data that does not boot (a node killed mid-write, say): the
+		// cluster is formed again from scratch, once.
+		t.Logf("testenv: %v\n%s\ntestenv: deleting the cluster's data and starting again", err, out)
+		rabbitCluster(t, "reset")
+		rabbitCluster(t, "up")
+	}
 	return RabbitClusterURLs
 }
 
