@@ -40,7 +40,7 @@ func TestMain(m *testing.M) {
 		// stdlib driver keeps one background goroutine per process.
 		goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener"),
 		// If the cluster tests started the Kafka cluster, stop it (four
-		// JVMs, about 1 GiB) rather than leave it running. (Cleanup
+		// JVMs, 1-1.4 GiB resident) rather than leave it running. (Cleanup
 		// replaces goleak's os.Exit.)
 		goleak.Cleanup(func(code int) {
 			if err := testenv.StopKafkaClusterIfStarted(); err != nil {

@@ -49,8 +49,8 @@ var (
 
 // StopKafkaClusterIfStarted stops the whole cluster (services.sh down
 // kafka-cluster, under the exclusive lock) if NeedKafkaCluster started it
-// in this process, so a test package does not leave four JVMs (about
-// 1 GiB) running; a cluster that was up before is left up. Call it once
+// in this process, so a test package does not leave four JVMs (1-1.4 GiB
+// resident) running; a cluster that was up before is left up. Call it once
 // the package's tests are done, e.g. from TestMain.
 func StopKafkaClusterIfStarted() error {
 	clusterMu.Lock()
