@@ -43,7 +43,10 @@ func NeedRabbitCluster(t testing.TB) []string {
 			t.Errorf("testenv: %v\n%s", err, out)
 		}
 	})
-	if out, err := rabbitScript("up"); err != nil {
+	start := time.Now()
+	if out, err := rabbitScript("up"); err == nil {
+		t.Logf("testenv: rabbitmq-cluster.sh up in %v (started: %v)", time.Since(start).Round(time.Millisecond), started)
+	} else {
 		// Data that does not boot (a node killed mid-write, say): the
 		// cluster is formed again from scratch, once.
 		t.Logf("testenv: %v\n%s\ntestenv: deleting the cluster's data and starting again", err, out)
