@@ -291,6 +291,10 @@ func openDB(ctx context.Context, url string) (db *sql.DB, kind string, cleanup f
 	}
 	db, err = sql.Open("pgx", url)
 	if err == nil {
+		// Idle room for the relay's workers between batches (one per
+		// shard, plus the lock and LISTEN sessions): database/sql keeps
+		// only 2 by default and would reconnect (see the outbox doc).
+		db.SetMaxIdleConns(outbox.DefaultShards + 4)
 		err = db.PingContext(ctx)
 	}
 	if err != nil {
