@@ -72,7 +72,7 @@ func (w *worker) claim(shard int) (*claim, []row, error) {
 			w.r.notPgx.Store(true)
 			return nil
 		}
-		rows, failed = takeNative(ctx, pc.Conn(), q, args)
+		rows, failed = takeNative(ctx, pc.Conn(), q, args, w.r.batch)
 		if failed != nil {
 			// The session may be in the transaction still: close
 			// it rather than return it to the pool.
@@ -137,7 +137,7 @@ RETURNING seq, topic, msg_id, msg_key, payload, headers, msg_time, attempts`
 
 // takeNative begins the transaction and runs the claim on pgx, in one
 // round trip.
-func takeNative(ctx context.Context, c *pgx.Conn, q string, args []any) ([]row, error) {
+func takeNative(ctx context.Context, c *pgx.Conn, q string, args []any, batch int) ([]row, error) {
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
 	b.Queue(claimSettings)
@@ -154,12 +154,26 @@ func takeNative(ctx context.Context, c *pgx.Conn, q string, args []any) ([]row, 
 		return nil, err
 	}
 	defer rs.Close()
-	var rows []row
+	rows := make([]row, 0, batch)
+	// The topic and the headers repeat from row to row: one string
+	// each while they do (both are text, whose binary form is the text).
+	var topic, headers string
 	for rs.Next() {
 		var x row
-		if err := rs.Scan(&x.seq, &x.topic, &x.id, &x.key, &x.payload, &x.headers, &x.msgTime, &x.attempts); err != nil {
+		if err := rs.Scan(&x.seq, nil, &x.id, &x.key, &x.payload, nil, &x.msgTime, &x.attempts); err != nil {
 			return nil, err
 		}
+		raw := rs.RawValues()
+		if raw[1] == nil || raw[5] == nil {
+			return nil, errors.New("outbox: NULL topic or headers in the outbox table")
+		}
+		if string(raw[1]) != topic {
+			topic = string(raw[1])
+		}
+		if string(raw[5]) != headers {
+			headers = string(raw[5])
+		}
+		x.topic, x.headers = topic, headers
 		rows = append(rows, x)
 	}
 	if err := rs.Err(); err != nil {
