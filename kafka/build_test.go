@@ -84,13 +84,14 @@ func BenchmarkBuild(b *testing.B) {
 	}
 }
 
-// TestOffsetText: the incremented text of consecutive offsets, across
-// carries and a new digit, and after jumps, is strconv's.
-func TestOffsetText(t *testing.T) {
-	var ot offsetText
+// TestIDText: the incremented text of consecutive offsets, across
+// carries and a new digit, and after jumps, is the prefix and strconv's.
+func TestIDText(t *testing.T) {
+	var it idText
+	prefix := []byte("topic-3-")
 	check := func(n int64) {
 		t.Helper()
-		if got, want := string(ot.of(n)), strconv.FormatInt(n, 10); got != want {
+		if got, want := string(it.of(prefix, n)), string(prefix)+strconv.FormatInt(n, 10); got != want {
 			t.Fatalf("of(%d) = %q, want %q", n, got, want)
 		}
 	}
@@ -105,4 +106,8 @@ func TestOffsetText(t *testing.T) {
 	check(3) // backwards
 	check(3) // the same again
 	check(4)
+	var fresh idText // as in the next build, with its own prefix
+	it, prefix = fresh, []byte("other-12-")
+	check(5)
+	check(6)
 }

@@ -324,7 +324,7 @@ func (sub *subscription) build(rs []*kgo.Record, scope *dispatch.Scope) *recBatc
 	// "<topic>-<partition>-<offset>": the same prefix for the whole batch,
 	// and offsets mostly one more than the last.
 	var prefix []byte
-	var off offsetText
+	var idt idText
 	for i, r := range rs {
 		rc := &b.run.Items[i]
 		rc.offset, rc.epoch, rc.idx = r.Offset, r.LeaderEpoch, int32(i)
@@ -346,14 +346,16 @@ func (sub *subscription) build(rs []*kgo.Record, scope *dispatch.Scope) *recBatc
 			m.Headers[h.Key] = string(h.Value)
 		}
 		k0 := len(strs)
-		strs = append(strs, r.Key...)
+		if len(r.Key) > 0 {
+			strs = append(strs, r.Key...)
+		}
 		if len(id) > 0 {
 			strs = append(strs, id...)
 		} else {
 			if prefix == nil {
 				prefix = append(strconv.AppendInt(append([]byte(r.Topic), '-'), int64(r.Partition), 10), '-')
 			}
-			strs = append(append(strs, prefix...), off.of(r.Offset)...)
+			strs = append(strs, idt.of(prefix, r.Offset)...)
 		}
 		// strs[k0:] is the key, then the ID (never empty).
 		kn := len(r.Key)
@@ -385,35 +387,35 @@ func (sub *subscription) build(rs []*kgo.Record, scope *dispatch.Scope) *recBatc
 	return b
 }
 
-// offsetText is the decimal text of the offset last asked for, so that
-// the next offset, when one more, costs an increment of that text rather
-// than a conversion.
-type offsetText struct {
-	n   int64
-	nd  int      // digits of n, right-aligned in buf; 0 before the first
-	buf [20]byte // an int64 has at most 19 digits
+// idText is the ID text "<prefix><offset>" of the offset last asked for,
+// so that the next offset, when one more, costs an increment of that text
+// rather than a conversion, and the ID one copy.
+type idText struct {
+	n    int64
+	plen int    // length of the prefix at the start of text
+	text []byte // prefix and the offset's digits; nil before the first
 }
 
-// of returns the decimal text of n >= 0, valid until the next call.
-func (t *offsetText) of(n int64) []byte {
-	if t.nd > 0 && n == t.n+1 && n > 0 {
+// of returns the text for offset n >= 0, valid until the next call. The
+// prefix is the same in every call (one idText per build).
+func (t *idText) of(prefix []byte, n int64) []byte {
+	if t.text != nil && n == t.n+1 && n > 0 {
 		t.n = n
-		for i := len(t.buf) - 1; i >= len(t.buf)-t.nd; i-- {
-			if t.buf[i] < '9' {
-				t.buf[i]++
-				return t.buf[len(t.buf)-t.nd:]
+		for i := len(t.text) - 1; i >= t.plen; i-- {
+			if t.text[i] < '9' {
+				t.text[i]++
+				return t.text
 			}
-			t.buf[i] = '0'
+			t.text[i] = '0'
 		}
 		// All nines: "999" + 1 is "1000".
-		t.nd++
-		t.buf[len(t.buf)-t.nd] = '1'
-		return t.buf[len(t.buf)-t.nd:]
+		t.text[t.plen] = '1'
+		t.text = append(t.text, '0')
+		return t.text
 	}
-	t.n = n
-	d := strconv.AppendInt(t.buf[:0], n, 10)
-	t.nd = copy(t.buf[len(t.buf)-len(d):], d)
-	return t.buf[len(t.buf)-t.nd:]
+	t.n, t.plen = n, len(prefix)
+	t.text = strconv.AppendInt(append(t.text[:0], prefix...), n, 10)
+	return t.text
 }
 
 // settled is the dispatcher's settle callback.
