@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -118,7 +119,12 @@ func (p *Publisher) Client() *kgo.Client { return p.cl }
 // On failure of some records the error is a *message.PublishError listing
 // them; each entry's error wraps the franz-go/kerr error and, where one
 // applies, a message sentinel. If ctx ends before any record was sent,
-// ctx.Err() is returned as is; an already cancelled ctx publishes nothing.
+// ctx.Err() is returned, as is unless ctx's deadline passed and the
+// cluster says why the records waited: then it is wrapped with an error
+// naming the partition and wrapping kerr.NotEnoughReplicas (fewer in-sync
+// replicas than min.insync.replicas) or kerr.LeaderNotAvailable, found by
+// asking the cluster for at most a second after ctx ended. An already
+// cancelled ctx publishes nothing.
 //
 // When ctx has no deadline, the call is bounded by WithDeliveryTimeout
 // (default DefaultDeliveryTimeout, 30 s): a broker that accepts
@@ -411,9 +417,66 @@ func (p *Publisher) failed(ctx context.Context, topic string, msgs []*message.Me
 		pe.Failed = append(pe.Failed, message.FailedMessage{Index: i, Message: msgs[i], Err: publishErr(topic, err)})
 	}
 	if allCtx && len(pe.Failed) == len(msgs) && ctx.Err() != nil {
+		// franz-go retries a retriable broker answer (NOT_ENOUGH_REPLICAS,
+		// no leader) until the ctx ends and then fails the records with
+		// ctx.Err() alone: ask the cluster what held them.
+		// Only for a deadline: a cancelled ctx (a shutdown) wants no
+		// extra second.
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			if cause := p.stallCause(topic); cause != nil {
+				return fmt.Errorf("kafka: publish %q: %w: %w", topic, ctx.Err(), cause)
+			}
+		}
 		return ctx.Err()
 	}
 	return pe
+}
+
+// stallCauseTimeout bounds stallCause: how much longer than its ctx a
+// Publish that timed out may take to say why.
+const stallCauseTimeout = time.Second
+
+// stallCause asks the cluster (within stallCauseTimeout) whether a
+// partition of topic cannot take acks=all records now: one without a
+// leader, or with fewer in-sync replicas than the topic's
+// min.insync.replicas (the broker then answers NOT_ENOUGH_REPLICAS, which
+// franz-go retries until the ctx ends). It returns an error wrapping
+// kerr.LeaderNotAvailable or kerr.NotEnoughReplicas that names the
+// partition, or nil when it finds neither or cannot ask.
+func (p *Publisher) stallCause(topic string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), stallCauseTimeout)
+	defer cancel()
+	adm := kadm.NewClient(p.cl)
+	md, err := adm.ListTopics(ctx, topic)
+	if err != nil {
+		return nil
+	}
+	d, ok := md[topic]
+	if !ok || d.Err != nil {
+		return nil
+	}
+	minISR := 1
+	if rcs, err := adm.DescribeTopicConfigs(ctx, topic); err == nil {
+		if rc, err := rcs.On(topic, nil); err == nil {
+			for _, c := range rc.Configs {
+				if c.Key == "min.insync.replicas" && c.Value != nil {
+					if n, err := strconv.Atoi(*c.Value); err == nil {
+						minISR = n
+					}
+				}
+			}
+		}
+	}
+	for _, part := range d.Partitions.Sorted() {
+		switch {
+		case part.Leader < 0:
+			return fmt.Errorf("partition %d has no leader: %w", part.Partition, kerr.LeaderNotAvailable)
+		case len(part.ISR) < minISR:
+			return fmt.Errorf("partition %d has %d in-sync replicas of the %d min.insync.replicas asks for (acks=all): %w",
+				part.Partition, len(part.ISR), minISR, kerr.NotEnoughReplicas)
+		}
+	}
+	return nil
 }
 
 func isCtxErr(err error) bool {
