@@ -33,6 +33,8 @@ func TestMain(m *testing.M) {
 		// database/sql's connection opener ends with DB.Close; the
 		// shared test databases stay open for the whole run.
 		goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener"),
+		// The shared PostgreSQL pool's idle-time cleaner, likewise.
+		goleak.IgnoreTopFunction("database/sql.(*DB).connectionCleaner"),
 	)
 }
 
@@ -87,6 +89,9 @@ func openPostgres(t testing.TB) *sql.DB {
 		// with database/sql's default of 2 idle connections the pool
 		// closes and reopens them (see the package doc).
 		pgDB.SetMaxIdleConns(40)
+		// ... but not for long: other packages' tests share the
+		// server's connection limit.
+		pgDB.SetConnMaxIdleTime(5 * time.Second)
 	})
 	if pgErr != nil {
 		t.Fatal(pgErr)
