@@ -450,7 +450,24 @@ func harness(t *testing.T, m *mutant) messagetest.Harness {
 	}
 	// A simulated broker restart: while down is set, Publish fails (or,
 	// for the lying mutant, pretends to succeed).
-	var down atomic.Bool
+	var down, restarted atomic.Bool
+	// The lying mutant also lies from the restart test's first publish
+	// after the restart began (its message 101: the test publishes 100,
+	// then waits for the restart), whether or not RestartBroker has set
+	// down yet: on a loaded machine the test's publisher can otherwise
+	// send all 200 later messages before down is set, and the lie is never
+	// told.
+	var perTopicMu sync.Mutex
+	perTopic := map[string]int{}
+	pastRestart := func(topic string) bool {
+		if restarted.Load() {
+			return false
+		}
+		perTopicMu.Lock()
+		defer perTopicMu.Unlock()
+		perTopic[topic]++
+		return perTopic[topic] > 100
+	}
 	return messagetest.Harness{
 		NewPublisher: func(testing.TB) (message.Publisher, error) {
 			ip, err := inmem.NewPublisher(b)
@@ -464,11 +481,13 @@ func harness(t *testing.T, m *mutant) messagetest.Harness {
 			inner := p
 			lie := m != nil && m.lieDuringOutage
 			return &pub{Publisher: inner, publish: func(ctx context.Context, topic string, msgs ...*message.Message) error {
-				if down.Load() && topic != "" && len(msgs) > 0 && msgs[0] != nil {
-					if lie {
+				if topic != "" && len(msgs) > 0 && msgs[0] != nil {
+					if lie && (down.Load() || pastRestart(topic)) {
 						return nil
 					}
-					return errors.New("simulated broker outage")
+					if down.Load() {
+						return errors.New("simulated broker outage")
+					}
 				}
 				return inner.Publish(ctx, topic, msgs...)
 			}}, nil
@@ -477,6 +496,7 @@ func harness(t *testing.T, m *mutant) messagetest.Harness {
 			down.Store(true)
 			time.Sleep(100 * time.Millisecond) // the broker is down for a while
 			down.Store(false)
+			restarted.Store(true)
 		},
 		NewSubscriber: func(_ testing.TB, cfg messagetest.SubscriberConfig) (message.Subscriber, error) {
 			if m != nil && m.group != nil {
