@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/ferrymsg/ferry/internal/testenv"
 )
 
 // The process tests run a member in a child process: the test binary
@@ -35,22 +37,8 @@ func childSay() func(string) {
 // reads the output to its end, then waits for the process.
 func startChild(t *testing.T, kind string, brokers []string, topic, group string) (*exec.Cmd, io.Reader) {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+kind, childBrokers+"="+strings.Join(brokers, ","),
+	return testenv.StartChild(t, childEnv+"="+kind, childBrokers+"="+strings.Join(brokers, ","),
 		childTopic+"="+topic, childGroup+"="+group)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	return cmd, out
 }
 
 // childBrokerList is the child's brokers.

@@ -146,17 +146,8 @@ func TestCrashedRelay(t *testing.T) {
 	count := 0
 	progress := make(chan struct{}, 1)
 	start := func() (*exec.Cmd, chan struct{}) {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), childEnv+"=relay", envDSN+"="+dsn, envTable+"="+ob.Table(),
+		cmd, out := testenv.StartChild(t, childEnv+"=relay", envDSN+"="+dsn, envTable+"="+ob.Table(),
 			envBrokers+"="+strings.Join(brokers, ","))
-		cmd.Stderr = os.Stderr
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
 		done := make(chan struct{})
 		go func() {
 			defer close(done)

@@ -4,13 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/ferrymsg/ferry/amqp"
 	"github.com/ferrymsg/ferry/internal/testenv"
@@ -119,7 +116,7 @@ func TestAMQPClusterLeaderNodeKill(t *testing.T) {
 	for i := range queues {
 		queues[i] = fmt.Sprintf("%s.%d", base, i)
 	}
-	t.Cleanup(func() { deleteOnCluster(urls, []string{topic, base, base + ".unsharded", base + ".members"}, queues) })
+	t.Cleanup(func() { deleteOn(urls, []string{topic, base, base + ".unsharded", base + ".members"}, queues) })
 
 	topo := amqp.WithOptions(amqp.WithQuorumQueues(), amqp.WithShards(shards))
 	nodes := amqp.WithAddresses(urls[1:]...)
@@ -235,29 +232,4 @@ func hostOnly(raw string) string {
 		return "?"
 	}
 	return u.Host
-}
-
-// deleteOnCluster deletes a test's queues and exchanges through the first
-// node that answers.
-func deleteOnCluster(urls, exchanges, queues []string) {
-	for _, u := range urls {
-		c, err := amqp091.Dial(u)
-		if err != nil {
-			continue
-		}
-		defer c.Close()
-		ch, err := c.Channel()
-		if err != nil {
-			continue
-		}
-		for _, q := range queues {
-			_, _ = ch.QueueDelete(q, false, false, false)
-		}
-		for _, e := range exchanges {
-			if strings.TrimSpace(e) != "" {
-				_ = ch.ExchangeDelete(e, false, false)
-			}
-		}
-		return
-	}
 }

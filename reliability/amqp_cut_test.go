@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,21 +39,32 @@ func viaProxy(u *url.URL, p *testenv.Proxy) string {
 
 // deleteAMQP removes an exchange and queues at the end of the test.
 func deleteAMQP(t *testing.T, rawURL, exchange string, queues ...string) {
-	t.Cleanup(func() {
-		c, err := amqp091.Dial(rawURL)
+	t.Cleanup(func() { deleteOn([]string{rawURL}, []string{exchange}, queues) })
+}
+
+// deleteOn deletes queues and exchanges through the first of urls that
+// answers (a cluster's nodes share them), ignoring errors.
+func deleteOn(urls, exchanges, queues []string) {
+	for _, u := range urls {
+		c, err := amqp091.Dial(u)
 		if err != nil {
-			return
+			continue
 		}
 		defer c.Close()
 		ch, err := c.Channel()
 		if err != nil {
-			return
+			continue
 		}
 		for _, q := range queues {
 			_, _ = ch.QueueDelete(q, false, false, false)
 		}
-		_ = ch.ExchangeDelete(exchange, false, false)
-	})
+		for _, e := range exchanges {
+			if strings.TrimSpace(e) != "" {
+				_ = ch.ExchangeDelete(e, false, false)
+			}
+		}
+		return
+	}
 }
 
 // TestAMQPConnectionCuts severs the publisher's and the subscriber's

@@ -158,18 +158,9 @@ type crashRun struct {
 
 func (c *crashRun) start(t *testing.T) *child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"=consumer",
+	cmd, out := testenv.StartChild(t, childEnv+"=consumer",
 		envBroker+"="+c.broker, envAddr+"="+c.addr, envTopic+"="+c.topic,
 		envGroup+"="+c.group, envTable+"="+c.table, envDSN+"="+c.dsn)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	ch := &child{cmd: cmd, done: make(chan struct{})}
 	go func() {
 		defer close(ch.done)
