@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
@@ -112,6 +113,7 @@ type conn struct {
 	password string
 	secrets  []string // scrubbed from every error text (see checkBrokerURL)
 	role     string
+	writers  atomic.Int32 // publisher: Publish rounds writing now (publisher_conn.go)
 
 	mu    sync.Mutex
 	cur   *session
@@ -208,7 +210,7 @@ func (c *conn) dial(a address) (*amqp091.Connection, error) {
 		conf.Dial = amqp091.DefaultDial(timeout)
 	}
 	if c.role == "publisher" {
-		conf.Dial = coalescingDial(conf.Dial) // publisher_conn.go
+		conf.Dial = coalescingDial(conf.Dial, &c.writers) // publisher_conn.go
 	}
 	ac, err := amqp091.DialConfig(a.url, conf)
 	if err != nil {

@@ -200,6 +200,20 @@ func (pc *pubChan) claimReturn(k retKey) (string, bool) {
 	return rs[0], true
 }
 
+// claimAbandoned waits for the confirms of entries whose Publish call
+// returned early (its ctx ended) and discards their returns.
+func (pc *pubChan) claimAbandoned(entries []*entry) {
+	for _, e := range entries {
+		if e.dc == nil {
+			continue
+		}
+		<-e.dc.Done()
+		if e.dc.Acked() {
+			pc.claimReturn(e.key)
+		}
+	}
+}
+
 // acquire returns a live channel of the pool, waiting for a reconnection
 // if needed.
 func (p *Publisher) acquire(ctx context.Context) (*pubChan, error) {
@@ -571,6 +585,7 @@ func (p *Publisher) publishRound(ctx context.Context, topic string, msgs []*mess
 		e.idx, e.key = i, retKey{topic, rks[i], msgs[i].ID}
 		entries[j] = e
 	}
+	p.conn.writers.Add(1) // see coalescingConn
 	for j, i := range todo {
 		e := entries[j]
 		if size, ok := frameFits(&pubs[i], frameMax); !ok {
@@ -595,13 +610,18 @@ func (p *Publisher) publishRound(ctx context.Context, topic string, msgs []*mess
 		}
 		e.dc = dc
 	}
-	for _, e := range entries {
+	p.conn.writers.Add(-1)
+	for j, e := range entries {
 		if e.dc == nil {
 			continue
 		}
 		select {
 		case <-e.dc.Done():
 		case <-ctx.Done():
+			// Nobody waits for these any more: take their returns when
+			// they are confirmed, so that none is left to be matched to a
+			// later publish of the same message.
+			go pc.claimAbandoned(entries[j:])
 			return nil, false, ctx.Err()
 		}
 		switch {

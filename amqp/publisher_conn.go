@@ -3,6 +3,7 @@ package amqp
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -30,25 +31,31 @@ type coalescingConn struct {
 	spare   []byte
 	err     error
 	closed  bool
+	busy    bool          // a write to the socket is in progress
 	wake    chan struct{} // cap 1: there is something to write, or closed
 	done    chan struct{} // closed when the writer goroutine ends
+	// writers counts the Publish rounds writing now: with at most one
+	// (one batch at a time) a Write with nothing pending goes straight to
+	// the socket, since handing it to the writer goroutine would only add
+	// a wake-up per message.
+	writers *atomic.Int32
 }
 
-func newCoalescingConn(c net.Conn) *coalescingConn {
-	cc := &coalescingConn{Conn: c, wake: make(chan struct{}, 1), done: make(chan struct{})}
+func newCoalescingConn(c net.Conn, writers *atomic.Int32) *coalescingConn {
+	cc := &coalescingConn{Conn: c, wake: make(chan struct{}, 1), done: make(chan struct{}), writers: writers}
 	cc.cond.L = &cc.mu
 	go cc.writer()
 	return cc
 }
 
 // coalescingDial wraps dial's connections in coalescingConns.
-func coalescingDial(dial func(network, addr string) (net.Conn, error)) func(network, addr string) (net.Conn, error) {
+func coalescingDial(dial func(network, addr string) (net.Conn, error), writers *atomic.Int32) func(network, addr string) (net.Conn, error) {
 	return func(network, addr string) (net.Conn, error) {
 		c, err := dial(network, addr)
 		if err != nil {
 			return nil, err
 		}
-		return newCoalescingConn(c), nil
+		return newCoalescingConn(c, writers), nil
 	}
 }
 
@@ -66,7 +73,33 @@ func (c *coalescingConn) Write(p []byte) (int, error) {
 		c.mu.Unlock()
 		return 0, net.ErrClosed
 	}
-	first := len(c.pending) == 0
+	if !c.busy && len(c.pending) == 0 && c.writers.Load() <= 1 {
+		// Nothing pending and nobody else publishing: write now. The
+		// client serialises Writes, so nothing is appended meanwhile.
+		c.busy = true
+		c.mu.Unlock()
+		n, err := c.Conn.Write(p)
+		c.mu.Lock()
+		c.busy = false
+		if err != nil && c.err == nil {
+			c.err = err
+			c.pending = nil
+		}
+		wake := len(c.pending) > 0 || c.closed || c.err != nil
+		c.cond.Broadcast()
+		c.mu.Unlock()
+		if err != nil {
+			_ = c.Conn.Close()
+		}
+		if wake {
+			select {
+			case c.wake <- struct{}{}:
+			default:
+			}
+		}
+		return n, err
+	}
+	first := len(c.pending) == 0 && !c.busy
 	c.pending = append(c.pending, p...)
 	c.mu.Unlock()
 	if first {
@@ -94,11 +127,18 @@ func (c *coalescingConn) writer() {
 				}
 				break
 			}
+			if c.busy {
+				// a direct Write is in progress; it wakes us when done
+				c.mu.Unlock()
+				break
+			}
 			out := c.pending
 			c.pending = c.spare[:0]
+			c.busy = true
 			c.mu.Unlock()
 			_, err := c.Conn.Write(out)
 			c.mu.Lock()
+			c.busy = false
 			c.spare = out[:0]
 			if err != nil {
 				c.err = err

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -16,9 +17,15 @@ import (
 // bytes together and in the order written, and Close writes what is still
 // pending before closing.
 func TestCoalescingConnKeepsOrderAndFlushesOnClose(t *testing.T) {
+	for _, writers := range []int32{2, 1} {
+		t.Run(map[int32]string{2: "coalescing", 1: "direct"}[writers], func(t *testing.T) { testKeepsOrder(t, writers) })
+	}
+}
+
+func testKeepsOrder(t *testing.T, writers int32) {
 	defer goleak.VerifyNone(t)
 	client, server := net.Pipe()
-	cc := newCoalescingConn(client)
+	cc := newCoalescingConn(client, publishing(writers))
 	got := make(chan []byte, 1)
 	go func() {
 		b, _ := io.ReadAll(server)
@@ -61,7 +68,7 @@ func TestCoalescingConnKeepsOrderAndFlushesOnClose(t *testing.T) {
 func TestCoalescingConnWriteErrorCloses(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	client, server := net.Pipe()
-	cc := newCoalescingConn(client)
+	cc := newCoalescingConn(client, publishing(2))
 	_ = server.Close() // the peer is gone: the next write fails
 	if _, err := cc.Write([]byte("frame")); err != nil {
 		t.Fatalf("first Write = %v, want it taken (the failure shows later)", err)
@@ -81,7 +88,7 @@ func TestCoalescingConnWriteErrorCloses(t *testing.T) {
 func TestCoalescingConnBoundsPending(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	client, server := net.Pipe()
-	cc := newCoalescingConn(client)
+	cc := newCoalescingConn(client, publishing(2))
 	chunk := make([]byte, maxPendingWrite/4)
 	// Nothing reads server: the writer is stuck in its first write, and
 	// Writes succeed until pending is full.
@@ -118,4 +125,13 @@ func TestCoalescingConnBoundsPending(t *testing.T) {
 	if n := <-done; n != int64(16*len(chunk)) {
 		t.Fatalf("read %d bytes, want %d", n, 16*len(chunk))
 	}
+}
+
+// publishing returns a writers count of n (over 1: Writes are handed to
+// the writer goroutine; at most 1: a Write with nothing pending goes
+// straight to the socket).
+func publishing(n int32) *atomic.Int32 {
+	w := new(atomic.Int32)
+	w.Store(n)
+	return w
 }
