@@ -175,29 +175,29 @@ func TestWithAddressesFailover(t *testing.T) {
 		}
 		return ""
 	}
+	// reconnectedTo waits for both clients' n-th connection and checks
+	// it went to url (format names the last address and url).
+	reconnectedTo := func(n int, url, format string) {
+		t.Helper()
+		pst.waitCount(t, amqp.StateConnected, n)
+		sst.waitCount(t, amqp.StateConnected, n)
+		for _, st := range []*states{pst, sst} {
+			if got := lastConnected(st); !sameHost(got, url) {
+				t.Fatalf(format, got, url)
+			}
+		}
+	}
 	publish(0, 10)
 	c.waitIDs(t, want)
 
 	pxA.Down()
-	pst.waitCount(t, amqp.StateConnected, 2)
-	sst.waitCount(t, amqp.StateConnected, 2)
-	for _, st := range []*states{pst, sst} {
-		if got := lastConnected(st); !sameHost(got, urlB) {
-			t.Fatalf("reconnected to %s, want the second address %s", got, urlB)
-		}
-	}
+	reconnectedTo(2, urlB, "reconnected to %s, want the second address %s")
 	publish(10, 20)
 	c.waitIDs(t, want)
 
 	pxA.Up()
 	pxB.Down()
-	pst.waitCount(t, amqp.StateConnected, 3)
-	sst.waitCount(t, amqp.StateConnected, 3)
-	for _, st := range []*states{pst, sst} {
-		if got := lastConnected(st); !sameHost(got, urlA) {
-			t.Fatalf("reconnected to %s, want the first address %s again", got, urlA)
-		}
-	}
+	reconnectedTo(3, urlA, "reconnected to %s, want the first address %s again")
 	publish(20, 30)
 	c.waitIDs(t, want)
 
@@ -205,13 +205,7 @@ func TestWithAddressesFailover(t *testing.T) {
 	// next address first.
 	pxB.Up()
 	pxA.Cut()
-	pst.waitCount(t, amqp.StateConnected, 4)
-	sst.waitCount(t, amqp.StateConnected, 4)
-	for _, st := range []*states{pst, sst} {
-		if got := lastConnected(st); !sameHost(got, urlB) {
-			t.Fatalf("after a cut, reconnected to %s, want the next address %s", got, urlB)
-		}
-	}
+	reconnectedTo(4, urlB, "after a cut, reconnected to %s, want the next address %s")
 	publish(30, 40)
 	c.waitIDs(t, want)
 }

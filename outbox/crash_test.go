@@ -296,16 +296,7 @@ func TestSQLiteOneRelayAcrossProcesses(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = db.Close() }) // after the tables are dropped
 	ob := newOutbox(t, db)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"=sqlite-relay", envDSN+"="+path, envTable+"="+ob.Table())
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, out := testenv.StartChild(t, childEnv+"=sqlite-relay", envDSN+"="+path, envTable+"="+ob.Table())
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	sc := bufio.NewScanner(out)
 	if !sc.Scan() || sc.Text() != "running" {
