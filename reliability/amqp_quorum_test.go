@@ -2,7 +2,6 @@ package reliability_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -32,23 +31,6 @@ func TestAMQPQuorumQueueBrokerRestart(t *testing.T) {
 	if err := sub.Declare(context.Background(), topic); err != nil {
 		t.Fatal(err)
 	}
-	l := newLedger()
-	sb := subscribe(context.Background(), sub, topic, l.handle)
-	stop := publishLoop(pub, topic, "q", 4, 10*time.Second, l, func(i int) string { return fmt.Sprint(i % 64) })
-	defer stop()
-	l.waitAckedAtLeast(t, 300, 60*time.Second)
-	before := l.ackedCount()
-	start := time.Now()
-	testenv.RestartService(t, "rabbitmq")
-	outage := time.Since(start)
-	l.waitAckedAtLeast(t, l.ackedCount()+300, 120*time.Second)
-	stop()
-	lost := l.waitAcked(3 * time.Minute)
-	sb.running(t)
-	sb.stop(t)
-	r := l.result()
-	r.Fault, r.Adapter = "broker restart, quorum queues", "amqp (single node)"
-	r.Injection = "scripts/services.sh restart rabbitmq while 4 publishers and a 4-handler group use quorum queues"
-	r.Extra = fmt.Sprintf("acked_before_restart=%d restart_took=%v", before, outage.Round(100*time.Millisecond))
-	report(t, r, lost)
+	restartUnderLoad(t, "rabbitmq", pub, sub, topic, "q", "broker restart, quorum queues", "amqp (single node)",
+		"scripts/services.sh restart rabbitmq while 4 publishers and a 4-handler group use quorum queues")
 }

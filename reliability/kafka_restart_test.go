@@ -11,6 +11,7 @@ import (
 
 	"github.com/ferrymsg/ferry/internal/testenv"
 	"github.com/ferrymsg/ferry/kafka"
+	"github.com/ferrymsg/ferry/message"
 )
 
 // fastGroup makes group joins, rebalances and failure detection quick.
@@ -53,15 +54,25 @@ func TestKafkaBrokerRestart(t *testing.T) {
 	}
 	defer sub.Close()
 
+	restartUnderLoad(t, "kafka", pub, sub, topic, "k", "broker restart", "kafka",
+		"scripts/services.sh restart kafka while 4 publishers and a 4-handler group run")
+}
+
+// restartUnderLoad restarts service (scripts/services.sh) while 4
+// publishers send to topic (keys 0-63) and sub's group handles it: once 300
+// are acknowledged, and until 300 more are after the restart; then every
+// acknowledged message must be handled. It reports the row.
+func restartUnderLoad(t *testing.T, service string, pub message.Publisher, sub message.Subscriber, topic, prefix, fault, adapter, injection string) {
+	t.Helper()
 	l := newLedger()
 	sb := subscribe(context.Background(), sub, topic, l.handle)
-	stop := publishLoop(pub, topic, "k", 4, 10*time.Second, l, func(i int) string { return fmt.Sprint(i % 64) })
+	stop := publishLoop(pub, topic, prefix, 4, 10*time.Second, l, func(i int) string { return fmt.Sprint(i % 64) })
 	defer stop()
 
 	l.waitAckedAtLeast(t, 300, 60*time.Second)
 	before := l.ackedCount()
 	start := time.Now()
-	testenv.RestartService(t, "kafka")
+	testenv.RestartService(t, service)
 	outage := time.Since(start)
 	// Keep publishing until the broker has acknowledged as many again.
 	l.waitAckedAtLeast(t, l.ackedCount()+300, 120*time.Second)
@@ -71,8 +82,7 @@ func TestKafkaBrokerRestart(t *testing.T) {
 	sb.running(t)
 	sb.stop(t)
 	r := l.result()
-	r.Fault, r.Adapter = "broker restart", "kafka"
-	r.Injection = "scripts/services.sh restart kafka while 4 publishers and a 4-handler group run"
+	r.Fault, r.Adapter, r.Injection = fault, adapter, injection
 	r.Extra = fmt.Sprintf("acked_before_restart=%d restart_took=%v", before, outage.Round(100*time.Millisecond))
 	report(t, r, lost)
 }
