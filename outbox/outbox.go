@@ -362,6 +362,16 @@ func (o *Outbox) ddl() []string {
 	}
 }
 
+// sqliteBusyWait bounds createSchema's retries of SQLITE_BUSY.
+const sqliteBusyWait = 10 * time.Second
+
+// sqliteBusy reports whether err is SQLite's SQLITE_BUSY ("database is
+// locked"), in the words of modernc.org/sqlite and mattn/go-sqlite3 alike.
+func sqliteBusy(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "SQLITE_BUSY") || strings.Contains(msg, "database is locked")
+}
+
 func (o *Outbox) createSchema(ctx context.Context) error {
 	for _, stmt := range o.ddl() {
 		_, err := o.db.ExecContext(ctx, stmt)
@@ -370,6 +380,20 @@ func (o *Outbox) createSchema(ctx context.Context) error {
 			// instances can fail on PostgreSQL's catalog (unique
 			// violation on pg_type); the second attempt sees the
 			// table.
+			_, err = o.db.ExecContext(ctx, stmt)
+		}
+		// Concurrent DDL on SQLite can fail with SQLITE_BUSY at once,
+		// busy timeout or not (a connection's schema snapshot went
+		// stale). Every statement is idempotent: try again, for at
+		// most sqliteBusyWait.
+		for wait, deadline := time.Millisecond, time.Now().Add(sqliteBusyWait); err != nil && o.dialect == SQLite && sqliteBusy(err) && time.Now().Before(deadline); wait = min(2*wait, 100*time.Millisecond) {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
 			_, err = o.db.ExecContext(ctx, stmt)
 		}
 		if err != nil {

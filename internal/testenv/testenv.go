@@ -143,6 +143,9 @@ func RestartService(t testing.TB, name string) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, "scripts", "services.sh"), "restart", name)
 	cmd.Dir = root
+	// A daemon that kept the output pipe open must not hold the
+	// restart (and the exclusive lock) past the script's end.
+	cmd.WaitDelay = 30 * time.Second
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
