@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -71,5 +72,56 @@ func TestConcurrentReturnsEachReachTheirCall(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestAbandonedReturnIsNotMatchedToARetry: a Publish call whose ctx ends
+// while the broker's return and confirm of an unroutable message are still
+// on their way (held by a proxy) leaves that return to be taken when the
+// confirm comes; the same message published again once it is routable
+// succeeds, instead of being reported unroutable by the stale return.
+func TestAbandonedReturnIsNotMatchedToARetry(t *testing.T) {
+	url := testenv.NeedAMQP(t)
+	px, purl := testenv.NewURLProxy(t, url, "5672")
+	topic := topicName(t)
+	deleteTopology(t, url, topic, topic+".g", topic+".h")
+	ctx := context.Background()
+	p := newPub(t, purl, amqp.WithBindingKey("order.*"), amqp.WithPublishChannels(1), amqp.WithCompetingConsumers())
+	if err := p.Declare(ctx, topic, "g"); err != nil {
+		t.Fatal(err)
+	}
+	// The channel is open and in confirm mode before replies are held.
+	if err := p.Publish(ctx, topic, &message.Message{Key: "order.1", Payload: []byte("warm-up")}); err != nil {
+		t.Fatal(err)
+	}
+	m := &message.Message{ID: "abandoned-1", Key: "invoice.1", Payload: []byte("unroutable for now")}
+	px.Hold()
+	sent := px.Sent()
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- p.Publish(cctx, topic, m.Clone()) }()
+	// Wait until the publish (method, header and body frames) has gone
+	// to the broker, whose return and confirm the proxy now holds.
+	for px.Sent() < sent+int64(len(m.Payload))+40 {
+		select {
+		case err := <-errc:
+			t.Fatalf("Publish returned %v while the broker's replies were held", err)
+		default:
+			runtime.Gosched()
+		}
+	}
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Publish with its ctx cancelled while the confirm was held: %v, want context.Canceled", err)
+	}
+	// Now make invoice.* routable, then let the held return and confirm in.
+	binder := newPub(t, url, amqp.WithBindingKey("invoice.*"), amqp.WithCompetingConsumers())
+	if err := binder.Declare(ctx, topic, "h"); err != nil {
+		t.Fatal(err)
+	}
+	px.Release()
+	if err := p.Publish(ctx, topic, m.Clone()); err != nil {
+		t.Fatalf("the same message, now routable, published again: %v (the abandoned call's return was matched to it)", err)
 	}
 }

@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"io"
 	"net"
 	"net/url"
 	"sync"
@@ -20,6 +19,8 @@ type Proxy struct {
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
 	down  bool
+	held  chan struct{} // non-nil while Hold holds replies; closed by Release
+	sent  int64         // bytes forwarded from clients to the target
 	wg    sync.WaitGroup
 }
 
@@ -82,20 +83,69 @@ func (p *Proxy) accept() {
 		p.conns[b] = struct{}{}
 		p.mu.Unlock()
 		p.wg.Add(2)
-		go p.pipe(c, b)
-		go p.pipe(b, c)
+		go p.pipe(b, c, true)
+		go p.pipe(c, b, false)
 	}
 }
 
-func (p *Proxy) pipe(dst, src net.Conn) {
+func (p *Proxy) pipe(dst, src net.Conn, toTarget bool) {
 	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			held := p.held
+			if toTarget {
+				p.sent += int64(n)
+			}
+			p.mu.Unlock()
+			if held != nil && !toTarget {
+				<-held // replies wait for Release (or the proxy's end)
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
 	dst.Close()
 	src.Close()
 	p.mu.Lock()
 	delete(p.conns, dst)
 	delete(p.conns, src)
 	p.mu.Unlock()
+}
+
+// Hold stops forwarding what the target sends until Release: requests
+// still reach the target, its replies wait (a slow broker, exactly). A
+// connection cut meanwhile ends once Release is called.
+func (p *Proxy) Hold() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.held == nil {
+		p.held = make(chan struct{})
+	}
+}
+
+// Release forwards the replies Hold kept back, and those that follow.
+func (p *Proxy) Release() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.held != nil {
+		close(p.held)
+		p.held = nil
+	}
+}
+
+// Sent is how many bytes the proxy has forwarded from its clients to the
+// target so far.
+func (p *Proxy) Sent() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sent
 }
 
 // Cut closes every proxied connection; new ones are accepted.
@@ -123,6 +173,7 @@ func (p *Proxy) Up() {
 }
 
 func (p *Proxy) close() {
+	p.Release()
 	p.ln.Close()
 	p.Cut()
 	p.wg.Wait()

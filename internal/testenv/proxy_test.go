@@ -3,7 +3,9 @@ package testenv
 import (
 	"bufio"
 	"net"
+	"runtime"
 	"testing"
+	"time"
 )
 
 // echo serves one line back per connection until the listener closes.
@@ -74,5 +76,39 @@ func TestProxyCutDownUp(t *testing.T) {
 	defer c3.Close()
 	if err := roundTrip(c3); err != nil {
 		t.Fatalf("after Up: %v", err)
+	}
+}
+
+func TestProxyHoldRelease(t *testing.T) {
+	p := NewProxy(t, echo(t))
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := roundTrip(c); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Sent(); got != 5 {
+		t.Fatalf("Sent = %d after one ping, want 5", got)
+	}
+	p.Hold()
+	if _, err := c.Write([]byte("ping\n")); err != nil {
+		t.Fatal(err)
+	}
+	for p.Sent() < 10 {
+		runtime.Gosched() // the request reaches the target while replies are held
+	}
+	// The echo has replied by now or soon; held, the reply must not
+	// arrive (the deadline only ends the read).
+	_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	r := bufio.NewReader(c)
+	if line, err := r.ReadString('\n'); err == nil {
+		t.Fatalf("got %q while the proxy held replies", line)
+	}
+	p.Release()
+	_ = c.SetReadDeadline(time.Time{})
+	if line, err := r.ReadString('\n'); err != nil || line != "ping\n" {
+		t.Fatalf("after Release: %q, %v; want the held ping", line, err)
 	}
 }
