@@ -113,7 +113,16 @@
 // never answers fails it with an error naming WithDeliveryTimeout that
 // matches context.DeadlineExceeded (without the bound franz-go gives up
 // on the topic look-up after about 40 s, and retries records forever).
-// Pass a ctx with a deadline to choose per call.
+// Pass a ctx with a deadline to choose per call. Publish keeps to its ctx
+// during a leader election too: records still in flight when it ends are
+// failed, not waited for (kgo.AllowIdempotentProduceCancellation), and a
+// record waiting for a new leader looks again within a second
+// (kgo.MetadataMinAge 1 s), so a Publish returns about a second after its
+// deadline at most (plus up to a second to name NOT_ENOUGH_REPLICAS or a
+// missing leader). The price: a message whose Publish failed may have been
+// written all the same (as after any error: retry it, and a consumer that
+// must not see it twice dedupes by its ID). WithClientOptions can change
+// kgo.MetadataMinAge.
 //
 // Seed brokers are "host:port": an empty entry (what
 // strings.Split(os.Getenv("BROKERS"), ",") gives for an unset variable),

@@ -68,6 +68,13 @@ func NewPublisher(brokers []string, opts ...PublisherOption) (*Publisher, error)
 		kgo.SeedBrokers(brokers...),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordPartitioner(pin),
+		// A Publish ends with its ctx (doc.go): records in flight when it
+		// ends are failed rather than waited for (a retry of them may be
+		// written twice, with the same ID), and a retry that needs new
+		// metadata (a leader moved) waits at most a second for it, not
+		// franz-go's default 5 s.
+		kgo.AllowIdempotentProduceCancellation(),
+		kgo.MetadataMinAge(publisherMetadataMinAge),
 	}, append(connHooks(c.obs, "publisher"), c.clientOpts...)...)
 	cl, err := kgo.NewClient(kopts...)
 	if err != nil {
@@ -431,6 +438,11 @@ func (p *Publisher) failed(ctx context.Context, topic string, msgs []*message.Me
 	}
 	return pe
 }
+
+// publisherMetadataMinAge is the publisher's kgo.MetadataMinAge: how soon
+// after a refresh franz-go may refresh metadata again when a partition's
+// leader or a topic is missing.
+const publisherMetadataMinAge = time.Second
 
 // stallCauseTimeout bounds stallCause: how much longer than its ctx a
 // Publish that timed out may take to say why.

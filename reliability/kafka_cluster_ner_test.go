@@ -64,8 +64,8 @@ func notEnoughReplicas(err error) bool {
 // TestKafkaClusterNotEnoughReplicas kills two of the three brokers: with
 // one in-sync replica left of the two min.insync.replicas asks for, every
 // Publish (acks=all) fails with an error naming NOT_ENOUGH_REPLICAS once
-// its context ends, none outlives it by more than overrunMargin (measured:
-// up to 3.9 s); when a
+// its context ends, none outlives it by more than overrunMargin (neither
+// those nor the calls in flight while the brokers die); when a
 // second broker returns, a Publish already waiting succeeds by itself (the
 // same Publisher), later ones too, and every acknowledged message is
 // consumed.
@@ -119,12 +119,33 @@ func TestKafkaClusterNotEnoughReplicas(t *testing.T) {
 	}
 	waitISR(t, raw, topic, 3, 60*time.Second)
 
-	// Two of three killed; the survivor is the only replica left in sync.
+	// Two of three killed, with Publish calls in flight (3 s contexts):
+	// each succeeds or fails, none outlives its context by more than
+	// overrunMargin (pub.check). The survivor ends as the only replica in
+	// sync.
+	stopInFlight := make(chan struct{})
+	var inFlight sync.WaitGroup
+	var inFlightCalls atomic.Int64
+	for range 4 {
+		inFlight.Go(func() {
+			for {
+				select {
+				case <-stopInFlight:
+					return
+				default:
+				}
+				_ = publish("kill", 5, 3*time.Second)
+				inFlightCalls.Add(1)
+			}
+		})
+	}
 	killed := time.Now()
 	testenv.KillClusterNode(t, 2)
 	testenv.KillClusterNode(t, 3)
 	waitISR(t, raw, topic, 1, 60*time.Second)
 	shrink := time.Since(killed)
+	close(stopInFlight)
+	inFlight.Wait()
 
 	// One left: 8 concurrent calls of 10 messages, 2 s each. Every call
 	// must fail, naming NOT_ENOUGH_REPLICAS.
@@ -202,9 +223,9 @@ func TestKafkaClusterNotEnoughReplicas(t *testing.T) {
 	sb.stop(t)
 	r := l.result()
 	r.Fault, r.Adapter = "two of three brokers SIGKILLed", "kafka (3-broker cluster)"
-	r.Injection = "services.sh kill kafka-cluster-2 and -3 (publisher idle), 8 concurrent Publish calls (acks=all, 2 s contexts), then start kafka-cluster-2 under a waiting Publish"
-	r.Extra = fmt.Sprintf("isr_shrunk_after=%v one_left_calls=%d failed_naming_not_enough_replicas=%d restart_took=%v waiting_publish_returned_after=%v %s",
-		shrink.Round(100*time.Millisecond), callers*calls, len(failures)-len(unnamed), started.Round(100*time.Millisecond),
+	r.Injection = "services.sh kill kafka-cluster-2 and -3 (4 publishers with 3 s contexts until the ISR shrank), 8 concurrent Publish calls (acks=all, 2 s contexts), then start kafka-cluster-2 under a waiting Publish"
+	r.Extra = fmt.Sprintf("isr_shrunk_after=%v calls_during_kills=%d one_left_calls=%d failed_naming_not_enough_replicas=%d restart_took=%v waiting_publish_returned_after=%v %s",
+		shrink.Round(100*time.Millisecond), inFlightCalls.Load(), callers*calls, len(failures)-len(unnamed), started.Round(100*time.Millisecond),
 		resumeAfter.Round(100*time.Millisecond), pub.summary())
 	report(t, r, lost)
 	pub.check(t)

@@ -22,11 +22,12 @@ import (
 
 // overrunMargin is how long after its ctx's deadline a Publish may return
 // before it counts as hanging. franz-go notices an ended ctx only when it
-// tries a record again, and a retry that needs new metadata (no leader,
-// NOT_ENOUGH_REPLICAS) waits for a refresh, at most one per
-// kgo.MetadataMinAge (default 5 s); the publisher may then take a second
-// to ask the cluster why; and the machine is shared.
-const overrunMargin = 5*time.Second + time.Second + 2*time.Second
+// tries a record again (records in flight are failed too: the publisher
+// sets kgo.AllowIdempotentProduceCancellation), and a retry that needs new
+// metadata (no leader, NOT_ENOUGH_REPLICAS) waits for a refresh, at most
+// one per kgo.MetadataMinAge (1 s in the publisher); the publisher may
+// then take a second to ask the cluster why; and the machine is shared.
+const overrunMargin = time.Second + time.Second + 2*time.Second
 
 // deadlineWatch wraps a Publisher and records, for every Publish whose ctx
 // has a deadline, how long after that deadline it returned.
