@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -40,6 +41,19 @@ func (c *connLog) all() []amqp.StateChange {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]amqp.StateChange(nil), c.changes...)
+}
+
+// count is how many connections were opened.
+func (c *connLog) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, sc := range c.changes {
+		if sc.State == amqp.StateConnected {
+			n++
+		}
+	}
+	return n
 }
 
 // connected returns the URL of the last connection opened, and when.
@@ -108,34 +122,8 @@ func nodeOf(urls []string, raw string) int {
 func TestAMQPClusterLeaderNodeKill(t *testing.T) {
 	needFaults(t)
 	urls := testenv.NeedRabbitCluster(t)
-	topic := name("rel_rcluster")
-	group := topic + "_g"
-	const shards = 4
-	base := topic + "." + group
-	queues := make([]string, shards)
-	for i := range queues {
-		queues[i] = fmt.Sprintf("%s.%d", base, i)
-	}
-	t.Cleanup(func() { deleteOn(urls, []string{topic, base, base + ".unsharded", base + ".members"}, queues) })
-
-	topo := amqp.WithOptions(amqp.WithQuorumQueues(), amqp.WithShards(shards))
-	nodes := amqp.WithAddresses(urls[1:]...)
-	fast := amqp.WithReconnectBackoff(50*time.Millisecond, time.Second)
-	pubLog, subLog := newConnLog(), newConnLog()
-	pub, err := amqp.NewPublisher(urls[0], nodes, fast, topo, amqp.WithDeclareGroups(group), amqp.WithOnStateChange(pubLog.record))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
-	sub, err := amqp.NewSubscriber(urls[0], nodes, fast, topo, amqp.WithGroup(group), amqp.WithConcurrency(4),
-		amqp.WithOnStateChange(subLog.record))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	if err := sub.Declare(context.Background(), topic); err != nil {
-		t.Fatal(err)
-	}
+	c := newRabbitClusterClients(t, urls, name("rel_rcluster"))
+	pub, sub, pubLog, subLog, topic, queues := c.pub, c.sub, c.pubLog, c.subLog, c.topic, c.queues
 
 	l := newLedger()
 	// resumedAt is when the first handler call began on a subscriber
@@ -197,6 +185,7 @@ func TestAMQPClusterLeaderNodeKill(t *testing.T) {
 	}
 	newLeader := 0
 	for _, q := range queues[:1] {
+		var err error
 		if newLeader, err = testenv.RabbitQueueLeader(q); err != nil {
 			t.Fatal(err)
 		}
@@ -232,4 +221,101 @@ func hostOnly(raw string) string {
 		return "?"
 	}
 	return u.Host
+}
+
+// rabbitClusterClients are a publisher and a 4-handler group subscriber on
+// quorum queues (4 shards) of the 3-node cluster, both given the three
+// nodes' URLs (amqp.WithAddresses, the first one tried first), with their
+// connection changes logged; the topology is deleted when the test ends.
+type rabbitClusterClients struct {
+	pub            *amqp.Publisher
+	sub            *amqp.Subscriber
+	pubLog, subLog *connLog
+	topic          string
+	queues         []string // the shard queues
+}
+
+func newRabbitClusterClients(t *testing.T, urls []string, topic string) *rabbitClusterClients {
+	t.Helper()
+	group := topic + "_g"
+	const shards = 4
+	base := topic + "." + group
+	queues := make([]string, shards)
+	for i := range queues {
+		queues[i] = fmt.Sprintf("%s.%d", base, i)
+	}
+	t.Cleanup(func() { deleteOn(urls, []string{topic, base, base + ".unsharded", base + ".members"}, queues) })
+
+	topo := amqp.WithOptions(amqp.WithQuorumQueues(), amqp.WithShards(shards))
+	nodes := amqp.WithAddresses(urls[1:]...)
+	fast := amqp.WithReconnectBackoff(50*time.Millisecond, time.Second)
+	c := &rabbitClusterClients{pubLog: newConnLog(), subLog: newConnLog(), topic: topic, queues: queues}
+	var err error
+	c.pub, err = amqp.NewPublisher(urls[0], nodes, fast, topo, amqp.WithDeclareGroups(group), amqp.WithOnStateChange(c.pubLog.record))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.pub.Close() })
+	c.sub, err = amqp.NewSubscriber(urls[0], nodes, fast, topo, amqp.WithGroup(group), amqp.WithConcurrency(4),
+		amqp.WithOnStateChange(c.subLog.record))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.sub.Close() })
+	if err := c.sub.Declare(context.Background(), topic); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestAMQPClusterRollingRestart stops (gracefully) and starts each node of
+// the 3-node cluster in turn while 4 publishers and a 4-handler group run
+// on quorum queues: every restart moves the clients connected to that node
+// to another one and the leaders it hosts to another node, and the
+// restarts of nodes hosting followers only go by; publishing goes on
+// while each node is down, and every message whose Publish returned nil is
+// consumed (lost = 0; duplicates counted).
+func TestAMQPClusterRollingRestart(t *testing.T) {
+	needFaults(t)
+	urls := testenv.NeedRabbitCluster(t)
+	c := newRabbitClusterClients(t, urls, name("rel_rroll"))
+	l := newLedger()
+	sb := subscribe(context.Background(), c.sub, c.topic, l.handle)
+	stop := publishLoop(c.pub, c.topic, "rr", 4, 10*time.Second, l, func(i int) string { return fmt.Sprint(i % 64) })
+	defer stop()
+	l.waitAckedAtLeast(t, 300, 60*time.Second)
+
+	began := time.Now()
+	var steps []string
+	for n := 1; n <= 3; n++ {
+		leaders := 0
+		for _, q := range c.queues {
+			if ln, err := testenv.RabbitQueueLeader(q); err == nil && ln == n {
+				leaders++
+			}
+		}
+		at := time.Now()
+		testenv.StopRabbitNode(t, n)
+		// Publishing goes on while the node is down.
+		l.waitAckedAtLeast(t, l.ackedCount()+100, 60*time.Second)
+		down := time.Since(at)
+		testenv.StartRabbitNode(t, n)
+		l.waitAckedAtLeast(t, l.ackedCount()+100, 60*time.Second)
+		steps = append(steps, fmt.Sprintf("node%d(leaders=%d,100_acked_while_down_in=%v)", n, leaders, down.Round(100*time.Millisecond)))
+	}
+	took := time.Since(began)
+	stop()
+	lost := l.waitAcked(60 * time.Second)
+	sb.running(t)
+	sb.stop(t)
+
+	r := l.result()
+	r.Fault, r.Adapter = "rolling restart, quorum queues", "amqp (3-node RabbitMQ cluster)"
+	r.Injection = "rabbitmq-cluster.sh stop N then start N for nodes 1, 2, 3 in turn while 4 publishers and a 4-handler group run with amqp.WithAddresses(3 nodes)"
+	r.Extra = fmt.Sprintf("restarts_took=%v %s subscriber_connections=%d publisher_connections=%d",
+		took.Round(100*time.Millisecond), strings.Join(steps, " "), c.subLog.count(), c.pubLog.count())
+	if errs := l.errSamples(); len(errs) > 0 {
+		t.Logf("publish errors (up to 20 distinct texts): %v", errs)
+	}
+	report(t, r, lost)
 }

@@ -63,6 +63,13 @@ func KillRabbitNode(t testing.TB, n int) {
 	rabbitCluster(t, "kill", strconv.Itoa(n))
 }
 
+// StopRabbitNode shuts RabbitMQ cluster node n (1-3) down gracefully and
+// returns once its VM has exited.
+func StopRabbitNode(t testing.TB, n int) {
+	t.Helper()
+	rabbitCluster(t, "stop", strconv.Itoa(n))
+}
+
 // StartRabbitNode starts RabbitMQ cluster node n (1-3) and returns once it
 // serves AMQP.
 func StartRabbitNode(t testing.TB, n int) {
