@@ -47,16 +47,24 @@ func roundTrip(c net.Conn) error {
 	return err
 }
 
-func TestProxyCutDownUp(t *testing.T) {
+// echoViaProxy is a proxy to an echo server and a connection through it
+// that has made one round trip.
+func echoViaProxy(t *testing.T) (*Proxy, net.Conn) {
+	t.Helper()
 	p := NewProxy(t, echo(t))
 	c, err := net.Dial("tcp", p.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	if err := roundTrip(c); err != nil {
 		t.Fatalf("through the proxy: %v", err)
 	}
+	return p, c
+}
+
+func TestProxyCutDownUp(t *testing.T) {
+	p, c := echoViaProxy(t)
 	p.Cut()
 	if err := roundTrip(c); err == nil {
 		t.Fatal("a cut connection still carries data")
@@ -80,15 +88,7 @@ func TestProxyCutDownUp(t *testing.T) {
 }
 
 func TestProxyHoldRelease(t *testing.T) {
-	p := NewProxy(t, echo(t))
-	c, err := net.Dial("tcp", p.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := roundTrip(c); err != nil {
-		t.Fatal(err)
-	}
+	p, c := echoViaProxy(t)
 	if got := p.Sent(); got != 5 {
 		t.Fatalf("Sent = %d after one ping, want 5", got)
 	}
